@@ -1,0 +1,414 @@
+"""Send one unit of work (up to 50 rows) until every row has a final status.
+
+The engine knows the method and the batch protocol; the transport knows HTTP. Each row
+keeps its true attempt count and whether an earlier attempt may already have removed
+its reaction (a lost reply, a 5xx, a crash before the answer was recorded), so that a
+REACTION_NOT_FOUND on a re-send is reported as `removed`, not as a failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from .classify import (
+    Kind,
+    Outcome,
+    classify_answer,
+    classify_error,
+    classify_result,
+)
+from .clock import Clock
+from .errors import FatalAPIError
+from .planner import METHOD, command_key, delete_command, delete_params
+from .redact import redact
+from .report import Journal
+from .results import RowResult, Status
+from .retry import RetryPolicy
+from .throttle import OperatingBudget, Throttle
+from .transport import Answer, NetworkError, Stopped, Transport
+from .validate import Row
+
+log = logging.getLogger("cleanup")
+
+ALREADY_ABSENT = (
+    "already absent on retry: an earlier attempt, whose answer was lost, removed it"
+)
+
+
+MAX_RESENDS = 20  # rounds of ERROR_BATCH_LENGTH_EXCEEDED without progress before giving up
+
+
+@dataclass
+class EngineStats:
+    retries: int = 0
+    operating_refusals: int = 0
+    limit_wait_s: float = 0.0
+    fallback: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **deltas: float) -> None:
+        with self.lock:
+            for name, delta in deltas.items():
+                setattr(self, name, getattr(self, name) + delta)
+
+
+@dataclass
+class UnitResult:
+    results: list[RowResult]
+    fatal: FatalAPIError | None = None
+
+
+class _RowState:
+    __slots__ = ("attempts", "maybe_done", "row")
+
+    def __init__(self, row: Row, maybe_done: bool) -> None:
+        self.row = row
+        self.attempts = 1 if maybe_done else 0  # a resumed row was sent at least once
+        self.maybe_done = maybe_done
+
+
+class _Unit:
+    """Budgets of one unit: transient retries and total waiting."""
+
+    def __init__(self) -> None:
+        self.retries = 0
+        self.resends = 0
+        self.waited = 0.0
+        self.refusals = 0
+        self.operating_refusals = 0
+
+
+class Engine:
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        bot_tokens: dict[int, str] | None,
+        policy: RetryPolicy,
+        mode: str,
+        clock: Clock,
+        throttle: Throttle,
+        budget: OperatingBudget,
+        journal: Journal | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.transport = transport
+        self.bot_tokens = bot_tokens
+        self.policy = policy
+        self.single = mode == "single"
+        self.may_fall_back = mode == "auto"
+        self.clock = clock
+        self.throttle = throttle
+        self.budget = budget
+        self.journal = journal
+        self.rng = rng or random.Random()
+        self.stats = EngineStats()
+        self._lock = threading.Lock()
+        self.failed_bots: dict[int, tuple[str, str, int]] = {}
+
+    # ------------------------------------------------------------------ public
+
+    def bot_failure(self, row: Row) -> RowResult | None:
+        """Rows of a bot the portal already rejected fail the same way, unsent."""
+        failed = self.failed_bots.get(row.bot_id)
+        if failed is None:
+            return None
+        code, description, first = failed
+        note = f"{description} (not sent: bot {row.bot_id} was rejected on row {first})"
+        return row.result(Status.FAILED, code, note.strip(), 0)
+
+    def run_unit(self, rows: list[Row], previously_sent: frozenset[int] | set[int] = frozenset()) -> UnitResult:
+        states = [_RowState(r, r.row in previously_sent) for r in rows]
+        done: dict[int, RowResult] = {}
+        unit = _Unit()
+        fatal: FatalAPIError | None = None
+        try:
+            pending = self._drop_failed_bots(states, done)
+            while pending:
+                if self.single:
+                    for state in pending:
+                        self._single(state, unit, done)
+                    pending = []
+                else:
+                    pending = self._batch_round(pending, unit, done)
+                pending = self._drop_failed_bots(pending, done)
+        except Stopped:
+            pass
+        except FatalAPIError as exc:
+            fatal = exc
+        for state in states:
+            if state.row.row not in done:
+                why = f"not sent: run aborted ({fatal.code})" if fatal else "not sent: job stopped"
+                if state.maybe_done:
+                    why += "; an earlier attempt may have removed it"
+                done[state.row.row] = state.row.result(Status.SKIPPED, "", why, state.attempts)
+        return UnitResult([done[s.row.row] for s in states], fatal)
+
+    # ------------------------------------------------------------------ batch
+
+    def _batch_round(self, pending: list[_RowState], unit: _Unit, done: dict[int, RowResult]) -> list[_RowState]:
+        commands = {command_key(s.row): delete_command(s.row, self._token(s.row)) for s in pending}
+        if self.journal is not None:
+            self.journal.sent(s.row.row for s in pending)
+        try:
+            answer = self.transport.batch(commands)
+        except NetworkError as exc:
+            return self._network_failure(exc, pending, unit, done)
+        for s in pending:
+            s.attempts += 1
+        outcome = classify_answer(answer.status, answer.body, context="batch")
+        if outcome.kind is not Kind.OK:
+            return self._call_failure(outcome, answer, pending, unit, done)
+        body = answer.body
+        self.budget.observe(body.get("time"))
+        outer = body.get("result")
+        if not isinstance(outer, dict):
+            outer = {}
+        results = _as_map(outer.get("result"))
+        errors = _as_map(outer.get("result_error"))
+        for timing in _as_map(outer.get("result_time")).values():
+            self.budget.observe(timing)
+
+        again: list[_RowState] = []
+        unsure: list[_RowState] = []
+        refused = operating = False
+        last: Outcome | None = None
+        for s in pending:
+            key = command_key(s.row)
+            if key in errors:
+                code, text = _error_entry(errors[key])
+                outcome = classify_error(code, text, status=None, context="command")
+            elif key in results:
+                outcome = classify_result(results[key])
+            else:
+                # Neither map names it: the portal may or may not have run it.
+                outcome = Outcome(Kind.TRANSIENT, "MISSING_RESULT", "the batch answer did not mention this command")
+            kind = outcome.kind
+            if kind in (Kind.OK, Kind.ROW_FAILED, Kind.BOT_FAILED, Kind.NOT_FOUND):
+                done[s.row.row] = self._settle(s, outcome)
+            elif kind is Kind.RESEND:
+                s.attempts -= 1  # never ran: the portal cut the batch at its limit
+                if unit.resends > MAX_RESENDS:
+                    done[s.row.row] = self._fail(s, outcome)
+                else:
+                    again.append(s)
+            elif kind is Kind.RATE_LIMITED:
+                refused = True
+                again.append(s)
+            elif kind is Kind.OPERATING_LIMIT:
+                operating = True
+                again.append(s)
+            elif kind is Kind.BATCH_NOT_ALLOWED:
+                if not self._fall_back(outcome):
+                    done[s.row.row] = self._fail(s, outcome)
+                else:
+                    again.append(s)
+            elif kind is Kind.EXPIRED_TOKEN:
+                if not self.transport.auth.refresh(None):
+                    raise FatalAPIError(outcome.error, outcome.description, outcome.hint)
+                again.append(s)
+            elif kind is Kind.FATAL:
+                raise FatalAPIError(outcome.error, outcome.description, outcome.hint)
+            else:  # TRANSIENT
+                s.maybe_done = True
+                unsure.append(s)
+                again.append(s)
+                last = outcome
+        if any(s.row.row not in done for s in again) and len(again) == len(pending):
+            unit.resends += 1  # a round that settled nothing: bound it
+        if operating:
+            self._operating_wait(unit)
+        if refused:
+            self._limit_wait(unit, None, again, done)
+        if unsure and last is not None:
+            self._transient_wait(unit, last, unsure, done, unreachable=False)
+        return [s for s in again if s.row.row not in done]
+
+    # ------------------------------------------------------------------ single
+
+    def _single(self, state: _RowState, unit: _Unit, done: dict[int, RowResult]) -> None:
+        params = delete_params(state.row, self._token(state.row))
+        while state.row.row not in done:
+            if self.journal is not None:
+                self.journal.sent([state.row.row])
+            try:
+                answer = self.transport.call(METHOD, params)
+            except NetworkError as exc:
+                self._network_failure(exc, [state], unit, done)
+                continue
+            state.attempts += 1
+            outcome = classify_answer(answer.status, answer.body, context="single")
+            if outcome.kind is Kind.OK:
+                self.budget.observe(answer.body.get("time"))
+                outcome = classify_result(answer.body.get("result"))
+            if outcome.kind in (Kind.OK, Kind.ROW_FAILED, Kind.BOT_FAILED, Kind.NOT_FOUND):
+                done[state.row.row] = self._settle(state, outcome)
+            elif outcome.kind is Kind.BATCH_NOT_ALLOWED:
+                done[state.row.row] = self._fail(state, outcome)  # not even singly: give up
+            else:
+                self._call_failure(outcome, answer, [state], unit, done)
+
+    # ------------------------------------------------------------------ outcomes
+
+    def _settle(self, s: _RowState, outcome: Outcome) -> RowResult:
+        kind = outcome.kind
+        if kind is Kind.OK:
+            return s.row.result(Status.REMOVED, attempts=s.attempts)
+        if kind is Kind.NOT_FOUND and s.maybe_done:
+            return s.row.result(Status.REMOVED, "", ALREADY_ABSENT, s.attempts)
+        if kind is Kind.BOT_FAILED:
+            with self._lock:
+                self.failed_bots.setdefault(s.row.bot_id, (outcome.error, outcome.description, s.row.row))
+        return self._fail(s, outcome)
+
+    def _fail(self, s: _RowState, outcome: Outcome) -> RowResult:
+        return s.row.result(Status.FAILED, outcome.error, redact(outcome.description), s.attempts)
+
+    def _call_failure(
+        self, outcome: Outcome, answer: Answer, pending: list[_RowState], unit: _Unit, done: dict[int, RowResult]
+    ) -> list[_RowState]:
+        """An error for the whole call: nothing or everything in it is affected alike."""
+        kind = outcome.kind
+        if kind is Kind.RATE_LIMITED:
+            for s in pending:
+                s.attempts -= 1  # refused at the door: not an attempt at the row
+            self._limit_wait(unit, answer.retry_after, pending, done)
+        elif kind is Kind.OPERATING_LIMIT:
+            self._operating_wait(unit)
+        elif kind is Kind.RESEND:
+            pass
+        elif kind is Kind.BATCH_NOT_ALLOWED:
+            if not self._fall_back(outcome):
+                for s in pending:
+                    done[s.row.row] = self._fail(s, outcome)
+        elif kind in (Kind.FATAL, Kind.EXPIRED_TOKEN):
+            raise FatalAPIError(outcome.error, outcome.description, outcome.hint)
+        elif kind is Kind.TRANSIENT:
+            for s in pending:
+                s.maybe_done = True
+            if outcome.error.startswith("HTTP_") and answer.snippet:
+                outcome = Outcome(outcome.kind, outcome.error, f"{outcome.description}: {answer.snippet[:120]}")
+            self._transient_wait(unit, outcome, pending, done, unreachable=False)
+        else:  # a method error for the whole call: every row gets it
+            for s in pending:
+                done[s.row.row] = self._settle(s, outcome)
+        return [s for s in pending if s.row.row not in done]
+
+    def _network_failure(
+        self, exc: NetworkError, pending: list[_RowState], unit: _Unit, done: dict[int, RowResult]
+    ) -> list[_RowState]:
+        for s in pending:
+            if exc.maybe_sent:
+                s.attempts += 1
+                s.maybe_done = True
+        code = "NETWORK_ERROR" if exc.kind not in ("timeout",) else "TIMEOUT"
+        outcome = Outcome(Kind.TRANSIENT, code, str(exc))
+        self._transient_wait(unit, outcome, pending, done, unreachable=not exc.maybe_sent)
+        return [s for s in pending if s.row.row not in done]
+
+    # ------------------------------------------------------------------ waiting
+
+    def _transient_wait(
+        self, unit: _Unit, outcome: Outcome, rows: list[_RowState], done: dict[int, RowResult], *, unreachable: bool
+    ) -> None:
+        unit.retries += 1
+        if unit.retries > self.policy.max_retries:
+            if unreachable:
+                raise FatalAPIError(
+                    "PORTAL_UNREACHABLE",
+                    redact(outcome.description),
+                    f"The portal did not accept connections after {self.policy.max_retries} retries; "
+                    "check the address and the network",
+                )
+            for s in rows:
+                done[s.row.row] = self._fail(
+                    s, Outcome(outcome.kind, outcome.error, f"{outcome.description} (gave up after {s.attempts} attempts)")
+                )
+            return
+        self.stats.add(retries=1)
+        delay = self.policy.backoff(unit.retries, self.rng)
+        log.debug("retrying %d row(s) in %.1f s after %s", len(rows), delay, redact(outcome.error))
+        if not self._wait(unit, delay):
+            for s in rows:
+                done[s.row.row] = self._fail(s, Outcome(outcome.kind, outcome.error, f"{outcome.description} (gave up: --max-wait reached)"))
+
+    def _limit_wait(self, unit: _Unit, retry_after: float | None, rows: list[_RowState], done: dict[int, RowResult]) -> None:
+        unit.refusals += 1
+        self.throttle.on_refusal(retry_after)
+        delay = self.policy.limit_wait(unit.refusals, retry_after)
+        self.stats.add(limit_wait_s=delay)
+        if not self._wait(unit, delay):
+            for s in rows:
+                done[s.row.row] = self._fail(
+                    s, Outcome(Kind.RATE_LIMITED, "QUERY_LIMIT_EXCEEDED", "the portal kept refusing for its rate limit (gave up: --max-wait reached)")
+                )
+
+    def _operating_wait(self, unit: _Unit) -> None:
+        unit.operating_refusals += 1
+        self.stats.add(operating_refusals=1)
+        delay = self.policy.operating_wait(unit.operating_refusals, self.budget.reset_in())
+        log.warning(
+            "the portal's operating-time limit for %s is spent (OPERATION_TIME_LIMIT); waiting %.0f s", METHOD, delay
+        )
+        self.stats.add(limit_wait_s=delay)
+        # Everyone waits: the budget is per method, for the whole portal.
+        self.throttle.pause(delay)
+
+    def _wait(self, unit: _Unit, seconds: float) -> bool:
+        """Sleep `seconds` unless the unit's wait budget is spent. Raises Stopped on stop."""
+        if unit.waited + seconds > self.policy.max_wait:
+            return False
+        unit.waited += seconds
+        if not self.clock.sleep(seconds):
+            raise Stopped
+        return True
+
+    # ------------------------------------------------------------------ helpers
+
+    def _fall_back(self, outcome: Outcome) -> bool:
+        """Switch the whole run to single calls. False when --mode batch forbids it."""
+        if not self.may_fall_back:
+            return False
+        with self._lock:
+            if not self.single:
+                self.single = True
+                self.stats.fallback = f"{outcome.error}: {outcome.description}".strip(": ")
+                log.warning(
+                    "the portal does not allow %s inside batch (%s); sending the rows one by one from now on",
+                    METHOD, outcome.error,
+                )
+        return True
+
+    def _token(self, row: Row) -> str | None:
+        return None if self.bot_tokens is None else self.bot_tokens.get(row.bot_id)
+
+    def _drop_failed_bots(self, states: list[_RowState], done: dict[int, RowResult]) -> list[_RowState]:
+        if not self.failed_bots:
+            return states
+        keep = []
+        for s in states:
+            failed = self.bot_failure(s.row)
+            if failed is None:
+                keep.append(s)
+            else:
+                done[s.row.row] = failed
+        return keep
+
+
+def _as_map(value: Any) -> dict[str, Any]:
+    """PHP json_encode: an empty map arrives as [], keys 0..n-1 as a list."""
+    if isinstance(value, dict):
+        return {str(k): v for k, v in value.items()}
+    if isinstance(value, list):
+        return {str(i): v for i, v in enumerate(value)}
+    return {}
+
+
+def _error_entry(entry: Any) -> tuple[str, str]:
+    if isinstance(entry, dict):
+        return str(entry.get("error") or ""), str(entry.get("error_description") or "")
+    return "", str(entry)

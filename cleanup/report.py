@@ -1,0 +1,291 @@
+"""The per-row report, its journal, and reading both back for --resume.
+
+Files next to the report `R`:
+- `R` itself: one line per input row, in input order, appended and flushed as rows finish
+  (CSV or JSONL; a Parquet report is written from `R.partial.jsonl` when the run ends,
+  because a Parquet file is unreadable until it is closed).
+- `R.journal`: which input it belongs to (SHA-256 and size) and, before each request, the
+  rows it carries. After a crash, a row in the journal without a final line in `R` may
+  already have been removed by the portal.
+- `R.summary.json`: the run's summary; `R.lock`: held while a run works on `R`.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import ConfigError, ReportMismatchError
+from .results import FINAL_STATUSES, REPORT_COLUMNS, RowResult, Status
+
+REPORT_FORMATS = (".csv", ".jsonl", ".parquet")
+JOURNAL_VERSION = 1
+
+
+def report_format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in REPORT_FORMATS:
+        raise ConfigError(f"report {path}: the format follows the extension; use one of {', '.join(REPORT_FORMATS)}")
+    return suffix[1:]
+
+
+def default_report_path(input_path: Path) -> Path:
+    name = input_path.name
+    for ext in (".csv.gz", ".tsv.gz", ".csv", ".tsv", ".xlsx", ".xlsm", ".parquet", ".pq", ".gz"):
+        if name.lower().endswith(ext):
+            name = name[: -len(ext)]
+            break
+    return input_path.with_name(f"{name}.report.csv")
+
+
+def sidecar(report: Path, suffix: str) -> Path:
+    return report.with_name(report.name + suffix)
+
+
+def fingerprint(path: Path) -> dict[str, Any]:
+    """Identifies an input by content: a renamed copy matches, an edited file does not."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return {"sha256": digest.hexdigest(), "size": size}
+
+
+class ReportWriter:
+    """Appends result lines in the order given; `flush()` makes them durable."""
+
+    def __init__(self, path: Path, *, append: bool = False) -> None:
+        self.path = path
+        self.format = report_format(path)
+        self.target = sidecar(path, ".partial.jsonl") if self.format == "parquet" else path
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.format == "parquet" and append and not self.target.exists() and path.exists():
+            # A finished Parquet report being resumed: continue from its rows.
+            with self.target.open("w", encoding="utf-8") as fh:
+                for result in read_report(path).values():
+                    fh.write(json.dumps(result.as_record(), ensure_ascii=False) + "\n")
+        existing = append and self.target.exists() and self.target.stat().st_size > 0
+        if existing:
+            _drop_cut_line(self.target)
+        self._fh: IO[str] = self.target.open("a" if existing else "w", encoding="utf-8", newline="")
+        self._csv = None
+        if self.format == "csv":
+            self._csv = csv.writer(self._fh)
+            if not existing:
+                self._csv.writerow(REPORT_COLUMNS)
+        self.count = 0
+
+    def write(self, results: Iterable[RowResult]) -> None:
+        for result in results:
+            record = result.as_record()
+            if self._csv is not None:
+                self._csv.writerow([record[c] for c in REPORT_COLUMNS])
+            else:
+                self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self.count += 1
+
+    def flush(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self, *, complete: bool) -> None:
+        self.flush()
+        self._fh.close()
+        if self.format == "parquet":
+            compact(self.path)
+            _jsonl_to_parquet(self.target, self.path)
+            if complete:  # an unfinished run keeps the JSONL: --resume reads it
+                self.target.unlink()
+
+
+def _drop_cut_line(path: Path) -> None:
+    """A crash can leave half a line at the end; appending after it would glue two rows."""
+    with path.open("rb+") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(0, size - 65536))
+        tail = fh.read()
+        if tail.endswith(b"\n"):
+            return
+        cut = tail.rfind(b"\n")
+        fh.truncate(size - len(tail) + cut + 1 if cut >= 0 else 0)
+
+
+def _jsonl_to_parquet(source: Path, dest: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema(
+        [("row", pa.int64()), ("botId", pa.string()), ("messageId", pa.string()),
+         ("reaction", pa.string()), ("status", pa.string()), ("error", pa.string()),
+         ("error_description", pa.string()), ("attempts", pa.int64())]
+    )  # fmt: skip
+    tmp = sidecar(dest, ".tmp")
+    with pq.ParquetWriter(tmp, schema) as writer:
+        batch: list[dict[str, Any]] = []
+        for record in _read_jsonl(source):
+            batch.append(record)
+            if len(batch) >= 100_000:
+                writer.write_table(pa.Table.from_pylist(batch, schema))
+                batch = []
+        if batch:
+            writer.write_table(pa.Table.from_pylist(batch, schema))
+    os.replace(tmp, dest)
+
+
+def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if not line.endswith("\n"):
+                return  # a line cut by a crash is not a result
+            try:
+                yield json.loads(line)
+            except ValueError:
+                return
+
+
+def read_report(path: Path) -> dict[int, RowResult]:
+    """Final results in an existing report (any format, complete or cut short by a crash)."""
+    fmt = report_format(path)
+    records: Iterable[dict[str, Any]]
+    if fmt == "parquet":
+        partial = sidecar(path, ".partial.jsonl")
+        if partial.exists():
+            records = _read_jsonl(partial)
+        elif path.exists():
+            import pyarrow.parquet as pq
+
+            records = pq.read_table(path).to_pylist()
+        else:
+            return {}
+    elif not path.exists():
+        return {}
+    elif fmt == "jsonl":
+        records = _read_jsonl(path)
+    else:
+        records = _read_csv_report(path)
+    out: dict[int, RowResult] = {}
+    for rec in records:
+        try:
+            status = Status(str(rec["status"]))
+            result = RowResult(
+                int(rec["row"]), str(rec["botId"] or ""), str(rec["messageId"] or ""),
+                str(rec["reaction"] or ""), status, str(rec.get("error") or ""),
+                str(rec.get("error_description") or ""), int(rec.get("attempts") or 0),
+            )  # fmt: skip
+        except (KeyError, ValueError, TypeError):
+            continue
+        if status in FINAL_STATUSES:
+            out[result.row] = result
+    return out
+
+
+def _read_csv_report(path: Path) -> Iterator[dict[str, Any]]:
+    with path.open(encoding="utf-8", newline="") as fh:
+        text = fh.read()
+    # A crash can cut the last line; only whole lines count.
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    yield from csv.DictReader(text.splitlines(keepends=True))
+
+
+class Journal:
+    """Records the input's identity and, before each request, the rows it carries."""
+
+    def __init__(self, path: Path, identity: dict[str, Any], *, resume: bool) -> None:
+        self.path = path
+        self.identity = identity
+        self.previously_sent: set[int] = set()
+        self._lock = threading.Lock()
+        if resume and path.exists():
+            header, self.previously_sent = self._load()
+            if header.get("sha256") != identity["sha256"] or header.get("size") != identity["size"]:
+                raise ReportMismatchError(
+                    f"the report next to {path.name.removesuffix('.journal')} belongs to another "
+                    f"input ({header.get('input', '?')}, different content); refusing to resume. "
+                    "Use another --report, or run without --resume to start over"
+                )
+            self._fh = path.open("a", encoding="utf-8")
+            self._write({"resumed": True})
+        else:
+            self._fh = path.open("w", encoding="utf-8")
+            self._write({"version": JOURNAL_VERSION, **identity})
+
+    def _load(self) -> tuple[dict[str, Any], set[int]]:
+        header: dict[str, Any] = {}
+        sent: set[int] = set()
+        for i, record in enumerate(_read_jsonl(self.path)):
+            if i == 0:
+                header = record
+            elif "sent" in record:
+                sent.update(int(r) for r in record["sent"])
+        return header, sent
+
+    def _write(self, record: dict[str, Any]) -> None:
+        self._fh.write(json.dumps(record) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def sent(self, rows: Iterable[int]) -> None:
+        """Durable before the request goes out: after a crash, these rows may be done."""
+        with self._lock:
+            self._write({"sent": list(rows)})
+
+    def close(self) -> None:
+        with self._lock:
+            self._fh.close()
+
+
+def check_resumable(report: Path) -> None:
+    """A report without its journal cannot be matched to an input: refuse to resume it."""
+    journal = sidecar(report, ".journal")
+    has_report = report.exists() or sidecar(report, ".partial.jsonl").exists()
+    if has_report and not journal.exists():
+        raise ReportMismatchError(
+            f"{report} has no journal ({journal.name}), so it cannot be matched to this input;"
+            " run without --resume to start over"
+        )
+
+
+def compact(path: Path) -> None:
+    """After a resume: one line per row, in row order; a row's last line wins.
+
+    A resumed run appends its new lines after the old ones, so a crash at any moment
+    leaves a report that the next --resume reads correctly; this puts it in order.
+    """
+    fmt = report_format(path)
+    target = sidecar(path, ".partial.jsonl") if fmt == "parquet" else path
+    if not target.exists():
+        return
+    records = _read_jsonl(target) if fmt != "csv" else _read_csv_report(target)
+    by_row: dict[int, dict[str, Any]] = {}
+    for rec in records:
+        try:
+            row = int(rec["row"])
+        except (KeyError, ValueError, TypeError):
+            continue
+        old = by_row.get(row)
+        # A final status is never replaced by `skipped`.
+        if old is None or rec.get("status") in FINAL_STATUSES or old.get("status") not in FINAL_STATUSES:
+            by_row[row] = rec
+    tmp = sidecar(target, ".tmp")
+    with tmp.open("w", encoding="utf-8", newline="") as fh:
+        if fmt == "csv":
+            writer = csv.writer(fh)
+            writer.writerow(REPORT_COLUMNS)
+            for row in sorted(by_row):
+                writer.writerow([by_row[row].get(c, "") for c in REPORT_COLUMNS])
+        else:
+            for row in sorted(by_row):
+                fh.write(json.dumps(by_row[row], ensure_ascii=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)

@@ -1,0 +1,133 @@
+"""Small explicit result values: a row's final status and the run's summary."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from .errors import EXIT_ABORTED, EXIT_OK, EXIT_ROWS_FAILED
+
+
+class Status(StrEnum):
+    """The report's documented statuses, and nothing else."""
+
+    REMOVED = "removed"
+    FAILED = "failed"
+    INVALID = "invalid"
+    DUPLICATE = "duplicate"
+    SKIPPED = "skipped"
+
+
+# Statuses a --resume keeps; a skipped row is still to do.
+FINAL_STATUSES = frozenset({Status.REMOVED, Status.FAILED, Status.INVALID, Status.DUPLICATE})
+
+REPORT_COLUMNS = (
+    "row",
+    "botId",
+    "messageId",
+    "reaction",
+    "status",
+    "error",
+    "error_description",
+    "attempts",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RowResult:
+    """One line of the report. botId/messageId/reaction are the input's text as given."""
+
+    row: int
+    bot_id: str
+    message_id: str
+    reaction: str
+    status: Status
+    error: str = ""
+    error_description: str = ""
+    attempts: int = 0
+
+    def as_record(self) -> dict[str, Any]:
+        return {
+            "row": self.row,
+            "botId": self.bot_id,
+            "messageId": self.message_id,
+            "reaction": self.reaction,
+            "status": str(self.status),
+            "error": self.error,
+            "error_description": self.error_description,
+            "attempts": self.attempts,
+        }
+
+
+@dataclass
+class RunSummary:
+    """What a run did. The core fills it in; the caller decides what is an error."""
+
+    run_id: str
+    input: str
+    report: str | None
+    mode: str
+    auth_mode: str
+    dry_run: bool = False
+    rows: int = 0
+    by_status: Counter[str] = field(default_factory=Counter)
+    by_error: Counter[str] = field(default_factory=Counter)
+    started_at: float = 0.0
+    elapsed_s: float = 0.0
+    requests: int = 0
+    batch_requests: int = 0
+    single_requests: int = 0
+    limit_refusals: int = 0
+    operating_refusals: int = 0
+    limit_wait_s: float = 0.0
+    retries: int = 0
+    token_refreshes: int = 0
+    fallback_to_single: str | None = None
+    rate: float = 0.0
+    burst: int = 0
+    concurrency: int = 0
+    batch_size: int = 0
+    planned_calls: int = 0
+    estimated_s: float = 0.0
+    aborted: str | None = None
+    interrupted: str | None = None
+    resumed_rows: int = 0
+    timeline: list[dict[str, float]] = field(default_factory=list)
+    examples: list[str] = field(default_factory=list)  # dry run: the first invalid rows
+    exit_code: int = EXIT_OK
+
+    def add(self, result: RowResult) -> None:
+        self.rows += 1
+        self.by_status[str(result.status)] += 1
+        if result.error:
+            self.by_error[result.error] += 1
+
+    @property
+    def rows_per_s(self) -> float:
+        done = self.by_status[Status.REMOVED] + self.by_status[Status.FAILED]
+        return done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def ideal_rows_per_s(self) -> float:
+        """What a client keeping the portal's bucket exactly full would reach."""
+        per_request = self.batch_size if self.mode == "batch" else 1
+        return self.rate * per_request
+
+    def decide_exit_code(self) -> int:
+        if self.aborted:
+            return EXIT_ABORTED
+        bad = self.by_status[Status.FAILED] + self.by_status[Status.INVALID]
+        bad += self.by_status[Status.SKIPPED]
+        return EXIT_ROWS_FAILED if bad else EXIT_OK
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["by_status"] = {s.value: self.by_status.get(s.value, 0) for s in Status}
+        data["by_error"] = dict(self.by_error.most_common())
+        data["rows_per_s"] = round(self.rows_per_s, 3)
+        data["ideal_rows_per_s"] = round(self.ideal_rows_per_s, 3)
+        data["elapsed_s"] = round(self.elapsed_s, 3)
+        data["limit_wait_s"] = round(self.limit_wait_s, 3)
+        return data
