@@ -1,0 +1,195 @@
+"""``sandbox``: serve a sandbox portal from a state file until interrupted."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from .config import FAULT_KINDS, PortalConfig
+from .server import SandboxPortal
+from .state import PortalState
+
+
+def _parse_faults(values: tuple[str, ...]) -> dict[str, float]:
+    rates: dict[str, float] = {}
+    for value in values:
+        kind, sep, rate = value.partition("=")
+        if not sep or kind not in FAULT_KINDS:
+            raise click.BadParameter(
+                f"{value!r}: expected KIND=RATE with KIND one of {', '.join(sorted(FAULT_KINDS))}",
+                param_hint="--fault",
+            )
+        try:
+            rates[kind] = float(rate)
+        except ValueError:
+            raise click.BadParameter(
+                f"{value!r}: RATE must be a number such as 0.05", param_hint="--fault"
+            ) from None
+    return rates
+
+
+@click.command(name="sandbox")
+@click.option(
+    "--state",
+    "state_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSON portal state (webhooks, apps, bots, chats, messages, reactions).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    default=8024,
+    show_default=True,
+    type=int,
+    help="Port to listen on (0 = any free port).",
+)
+@click.option(
+    "--rate", type=float, default=None, help="Leaky-bucket drain in requests/s (default: no limit)."
+)
+@click.option("--burst", type=int, default=50, show_default=True, help="Leaky-bucket size.")
+@click.option(
+    "--latency", type=float, default=0.0, show_default=True, help="Seconds added to every request."
+)
+@click.option(
+    "--per-command-cost",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Seconds each reaction command takes.",
+)
+@click.option(
+    "--operating-limit",
+    type=float,
+    default=None,
+    help="Operating seconds allowed per window (default: off).",
+)
+@click.option(
+    "--operating-window",
+    type=float,
+    default=600.0,
+    show_default=True,
+    help="Operating-time window, seconds.",
+)
+@click.option(
+    "--batch-not-allowed",
+    type=click.Choice(["call", "command"]),
+    default=None,
+    help="Refuse Reaction.delete in batch: the whole call, or each command.",
+)
+@click.option(
+    "--success-shape",
+    type=click.Choice(["nested", "flat", "mixed"]),
+    default="nested",
+    show_default=True,
+)
+@click.option("--limit-status", type=click.Choice(["503", "429"]), default="503", show_default=True)
+@click.option(
+    "--retry-after",
+    type=float,
+    default=None,
+    help="Send Retry-After (seconds) with limit refusals.",
+)
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    metavar="KIND=RATE",
+    help="Random fault per request; repeatable.",
+)
+@click.option("--seed", type=int, default=None, help="RNG seed for reproducible faults.")
+@click.option(
+    "--token-ttl",
+    type=float,
+    default=3600.0,
+    show_default=True,
+    help="OAuth access token lifetime.",
+)
+@click.option(
+    "--save-state",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="On exit, write the portal state (what is left) to this file.",
+)
+def sandbox_command(
+    state_path: Path,
+    host: str,
+    port: int,
+    rate: float | None,
+    burst: int,
+    latency: float,
+    per_command_cost: float,
+    operating_limit: float | None,
+    operating_window: float,
+    batch_not_allowed: str | None,
+    success_shape: str,
+    limit_status: str,
+    retry_after: float | None,
+    faults: tuple[str, ...],
+    seed: int | None,
+    token_ttl: float,
+    save_state: Path | None,
+) -> None:
+    """Serve a local sandbox Bitrix24 portal until Ctrl-C.
+
+    Prints the base URL, then the webhook URL, one per line.
+    """
+    try:
+        state = PortalState.from_file(state_path)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    config = PortalConfig(
+        rate=rate,
+        burst=burst,
+        limit_status=int(limit_status),
+        retry_after=retry_after,
+        latency=latency,
+        per_command_cost=per_command_cost,
+        operating_limit=operating_limit,
+        operating_window=operating_window,
+        batch_not_allowed=batch_not_allowed,
+        success_shape=success_shape,
+        fault_rates=_parse_faults(faults),
+        seed=seed,
+        token_ttl=token_ttl,
+    )
+    try:
+        portal = SandboxPortal(state, config, host=host, port=port)
+        portal.start()
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+        ) from None
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    # SIGTERM too, so a demo script can stop it cleanly and get the saved state. Only the
+    # main thread may set handlers; elsewhere Ctrl-C is the way out.
+    with contextlib.suppress(ValueError):
+        signal.signal(signal.SIGTERM, on_signal)
+    try:
+        click.echo(portal.url)
+        try:
+            click.echo(portal.webhook_url())
+        except LookupError:
+            click.echo("(no webhook in the state file)")
+        sys.stdout.flush()  # a parent process reads these lines through a pipe
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        portal.stop()
+        if save_state is not None:
+            state.to_file(save_state)

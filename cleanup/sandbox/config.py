@@ -1,0 +1,68 @@
+"""How the sandbox portal behaves: limits, latency, answer shapes and faults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Fault kinds, for PortalConfig.fault_rates and SandboxPortal.inject().
+FAULT_KINDS: frozenset[str] = frozenset(
+    {"http500", "reset", "lost_reply", "html502", "slow", "limit", "expired"}
+)
+SUCCESS_SHAPES: frozenset[str] = frozenset({"nested", "flat", "mixed"})
+BATCH_NOT_ALLOWED_MODES: frozenset[str | None] = frozenset({None, "call", "command"})
+
+
+@dataclass
+class PortalConfig:
+    """Read afresh on every request, so tests may change fields while the server runs."""
+
+    rate: float | None = None  # leaky bucket drain, requests/s; None = no rate limit
+    burst: int = 50  # bucket size
+    limit_status: int = 503  # status for QUERY_LIMIT_EXCEEDED (some portals 429)
+    retry_after: float | None = None  # if set, a Retry-After header (seconds) on limit refusals
+    latency: float = 0.0  # seconds slept per request before answering
+    per_command_cost: float = 0.0  # seconds slept per executed reaction command
+    operating_limit: float | None = None  # method run time allowed per window; None = off
+    operating_window: float = 600.0  # window length; split into 10 sub-buckets like Bitrix
+    operating_cost: float | None = (
+        None  # operating seconds per executed command; None = per_command_cost
+    )
+    batch_not_allowed: str | None = None  # None | "call" | "command"
+    batch_not_allowed_status: int = 405
+    success_shape: str = (
+        "nested"  # "nested" {"result": true} | "flat" true | "mixed" random per command
+    )
+    method_error_status: int = (
+        400  # status of method errors (BOT_*, ACCESS_DENIED, ...) on single calls
+    )
+    fault_rates: dict[str, float] = field(default_factory=dict)  # kind -> probability per request
+    slow_seconds: float = 3.0  # delay of the "slow" fault
+    seed: int | None = None  # RNG seed for faults and "mixed" shapes; read when the portal is made
+    token_ttl: float = 3600.0  # OAuth access token lifetime, seconds
+    redirect_to: str | None = (
+        None  # answer every /rest/ request 302 to this base (a renamed portal)
+    )
+    https_required: bool = False  # answer every /rest/ call 401 INVALID_REQUEST "Https required."
+
+    def problems(self) -> list[str]:
+        """Every invalid setting, for a clear error before the server starts."""
+        found = []
+        unknown = sorted(set(self.fault_rates) - FAULT_KINDS)
+        if unknown:
+            known = ", ".join(sorted(FAULT_KINDS))
+            found.append(f"unknown fault kind(s) {', '.join(unknown)}; known: {known}")
+        if any(not 0.0 <= p <= 1.0 for p in self.fault_rates.values()):
+            found.append("fault rates must be between 0 and 1")
+        if sum(self.fault_rates.values()) > 1.0 + 1e-9:
+            found.append("fault rates must add up to at most 1")
+        if self.success_shape not in SUCCESS_SHAPES:
+            found.append(f"success_shape must be one of {', '.join(sorted(SUCCESS_SHAPES))}")
+        if self.batch_not_allowed not in BATCH_NOT_ALLOWED_MODES:
+            found.append('batch_not_allowed must be None, "call" or "command"')
+        if self.rate is not None and self.rate <= 0:
+            found.append("rate must be positive (or None for no limit)")
+        if self.burst < 1:
+            found.append("burst must be at least 1")
+        if self.operating_window <= 0:
+            found.append("operating_window must be positive")
+        return found
