@@ -8,9 +8,17 @@ The core is callable without click:
 
 __version__ = "0.1.0"
 
-from .config import JobConfig  # noqa: E402
-from .errors import CleanupError  # noqa: E402
-from .results import RowResult, RunSummary, Status  # noqa: E402
-from .runner import StopSignal, run_job  # noqa: E402
+from .config import JobConfig
+from .errors import CleanupError
+from .results import RowResult, RunSummary, Status
+from .runner import StopSignal, run_job
 
-__all__ = ["CleanupError", "JobConfig", "RowResult", "RunSummary", "Status", "StopSignal", "run_job"]
+__all__ = [
+    "CleanupError",
+    "JobConfig",
+    "RowResult",
+    "RunSummary",
+    "Status",
+    "StopSignal",
+    "run_job",
+]

@@ -15,7 +15,7 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -73,7 +73,9 @@ class WebhookAuth:
             )
         self.user_id = int(match["user"])
         self._code = match["code"]
-        self.base = urlunsplit((parts.scheme, parts.netloc, f"{match['prefix']}/{self.user_id}/{self._code}/", "", ""))
+        self.base = urlunsplit(
+            (parts.scheme, parts.netloc, f"{match['prefix']}/{self.user_id}/{self._code}/", "", "")
+        )
 
     @property
     def host(self) -> str:
@@ -95,7 +97,9 @@ class WebhookAuth:
         """The portal was renamed: keep the path (and its code), take the new origin."""
         new = urlsplit(new_url)
         old = urlsplit(self.base)
-        self.base = urlunsplit((new.scheme or old.scheme, new.netloc or old.netloc, old.path, "", ""))
+        self.base = urlunsplit(
+            (new.scheme or old.scheme, new.netloc or old.netloc, old.path, "", "")
+        )
 
 
 @dataclass
@@ -113,8 +117,8 @@ class OAuthTokens:
 class TokenStore:
     """Where tokens come from and go back to: a JSON file (kept 0600) or the environment."""
 
-    FILE_KEYS = ("client_id", "client_secret", "access_token", "refresh_token")
-    ENV = {
+    FILE_KEYS: ClassVar[tuple[str, ...]] = ("client_id", "client_secret", "access_token", "refresh_token")
+    ENV: ClassVar[dict[str, str]] = {
         "client_id": "B24_CLIENT_ID",
         "client_secret": "B24_CLIENT_SECRET",
         "access_token": "B24_ACCESS_TOKEN",
@@ -134,7 +138,9 @@ class TokenStore:
             except FileNotFoundError:
                 raise ConfigError(f"OAuth token file {self.path} does not exist") from None
             except (OSError, ValueError) as exc:
-                raise ConfigError(f"OAuth token file {self.path} is not readable JSON ({exc.__class__.__name__})") from None
+                raise ConfigError(
+                    f"OAuth token file {self.path} is not readable JSON ({exc.__class__.__name__})"
+                ) from None
             if not isinstance(data, dict):
                 raise ConfigError(f"OAuth token file {self.path} must hold a JSON object")
         values = {k: data.get(k) or os.environ.get(self.ENV[k]) for k in self.FILE_KEYS}
@@ -193,9 +199,11 @@ class OAuthAuth:
         check_transport_security(portal, allow_insecure_http=allow_insecure_http, what="portal")
         self.store = store
         self.base = portal + "/rest/"
-        server = (oauth_server or self.tokens.extra.get("server_endpoint") or DEFAULT_OAUTH_SERVER)
+        server = oauth_server or self.tokens.extra.get("server_endpoint") or DEFAULT_OAUTH_SERVER
         self.oauth_server = str(server).rstrip("/").removesuffix("/oauth")
-        check_transport_security(self.oauth_server, allow_insecure_http=allow_insecure_http, what="OAuth server")
+        check_transport_security(
+            self.oauth_server, allow_insecure_http=allow_insecure_http, what="OAuth server"
+        )
         self.timeout = timeout
         self._lock = threading.Lock()
         self.refreshes = 0
@@ -216,7 +224,9 @@ class OAuthAuth:
     def moved(self, new_url: str) -> None:
         new = urlsplit(new_url)
         old = urlsplit(self.base)
-        self.base = urlunsplit((new.scheme or old.scheme, new.netloc or old.netloc, old.path, "", ""))
+        self.base = urlunsplit(
+            (new.scheme or old.scheme, new.netloc or old.netloc, old.path, "", "")
+        )
 
     def refresh(self, used: str | None) -> bool:
         """Get a new token pair. If another worker already did (the token we used is no
@@ -236,12 +246,14 @@ class OAuthAuth:
                 body = answer.json()
             except requests.RequestException as exc:
                 raise AuthRefreshError(
-                    "REFRESH_FAILED", redact(f"the OAuth server did not answer ({exc.__class__.__name__})"),
+                    "REFRESH_FAILED",
+                    redact(f"the OAuth server did not answer ({exc.__class__.__name__})"),
                     f"Check --oauth-server ({self.oauth_server})",
                 ) from None
             except ValueError:
                 raise AuthRefreshError(
-                    "REFRESH_FAILED", f"the OAuth server answered HTTP {answer.status_code} without JSON",
+                    "REFRESH_FAILED",
+                    f"the OAuth server answered HTTP {answer.status_code} without JSON",
                     f"Check --oauth-server ({self.oauth_server})",
                 ) from None
             if not isinstance(body, dict) or not body.get("access_token") or body.get("error"):
@@ -249,7 +261,8 @@ class OAuthAuth:
                 text = str(body.get("error_description", "") if isinstance(body, dict) else "")
                 hint = (
                     "Authorise the application again and update the token file"
-                    if code in ("invalid_grant", "invalid_client", "invalid_request", "invalid_scope")
+                    if code
+                    in ("invalid_grant", "invalid_client", "invalid_request", "invalid_scope")
                     else "Check the application's client id, secret and subscription"
                 )
                 raise AuthRefreshError(code, redact(text), hint)
@@ -258,7 +271,15 @@ class OAuthAuth:
             t.access_token = str(body["access_token"])
             # Each refresh rotates the refresh token; keep the old one only if none came.
             t.refresh_token = str(body.get("refresh_token") or t.refresh_token)
-            for key in ("expires_in", "expires", "client_endpoint", "server_endpoint", "domain", "member_id", "scope"):
+            for key in (
+                "expires_in",
+                "expires",
+                "client_endpoint",
+                "server_endpoint",
+                "domain",
+                "member_id",
+                "scope",
+            ):
                 if key in body:
                     t.extra[key] = body[key]
             self.store.save(t)

@@ -80,7 +80,7 @@ def classify_error(code: str, description: str, *, status: int | None, context: 
     if not code:
         # Seen in the wild: an error with only a description. Go by the status.
         if status is not None and status >= 500:
-            return Outcome(Kind.TRANSIENT, "HTTP_%d" % status, description)
+            return Outcome(Kind.TRANSIENT, f"HTTP_{status}", description)
         if status == 401:
             return Outcome(Kind.FATAL, "HTTP_401", description, FATAL_HINTS["authorization_error"])
         code = "UNKNOWN_ERROR"
@@ -119,8 +119,10 @@ def classify_error(code: str, description: str, *, status: int | None, context: 
 
 def classify_answer(status: int, body: Any, *, context: str) -> Outcome:
     """A whole HTTP answer (parsed JSON body, or None if it was not JSON)."""
-    if isinstance(body, dict) and ("error" in body or "error_description" in body) and (
-        "result" not in body
+    if (
+        isinstance(body, dict)
+        and ("error" in body or "error_description" in body)
+        and ("result" not in body)
     ):
         return classify_error(
             str(body.get("error") or ""),
@@ -131,7 +133,9 @@ def classify_answer(status: int, body: Any, *, context: str) -> Outcome:
     if body is None or not isinstance(body, dict):
         if status in (429, 503) and body is None:
             # A proxy's own "too many requests" page: nothing ran.
-            return Outcome(Kind.RATE_LIMITED, QUERY_LIMIT_EXCEEDED, f"HTTP {status} without a JSON body")
+            return Outcome(
+                Kind.RATE_LIMITED, QUERY_LIMIT_EXCEEDED, f"HTTP {status} without a JSON body"
+            )
         return Outcome(Kind.TRANSIENT, f"HTTP_{status}", "the portal's answer was not JSON")
     if status >= 500:
         return Outcome(Kind.TRANSIENT, f"HTTP_{status}", "server error")

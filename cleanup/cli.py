@@ -34,7 +34,9 @@ def _parse_columns(values: tuple[str, ...]) -> dict[str, str]:
             field.strip().replace("_", "").replace("-", "").casefold()
         )
         if not sep or not name.strip() or canon is None:
-            problems.append(f"--column {value!r}: expected botId=NAME, messageId=NAME or reaction=NAME")
+            problems.append(
+                f"--column {value!r}: expected botId=NAME, messageId=NAME or reaction=NAME"
+            )
             continue
         out[canon] = name.strip()
     if problems:
@@ -45,29 +47,133 @@ def _parse_columns(values: tuple[str, ...]) -> dict[str, str]:
 def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by `run` and `run-job` (where they override the job file)."""
     options = [
-        click.option("--report", type=click.Path(path_type=Path), help="Report path; format by extension: .csv, .jsonl, .parquet. Default: INPUT's name + .report.csv, next to it."),
-        click.option("--webhook", envvar="B24_WEBHOOK_URL", show_envvar=True, help="Inbound webhook URL https://PORTAL/rest/USER_ID/CODE/ (a secret)."),
-        click.option("--portal", envvar="B24_PORTAL", show_envvar=True, help="Portal address for OAuth mode, e.g. https://example.bitrix24.com."),
-        click.option("--oauth-file", envvar="B24_OAUTH_FILE", show_envvar=True, type=click.Path(path_type=Path), help="JSON token file: client_id, client_secret, access_token, refresh_token (rewritten on refresh)."),
-        click.option("--oauth-server", envvar="B24_OAUTH_SERVER", show_envvar=True, help="OAuth server for refresh (default: the token file's server_endpoint, else https://oauth.bitrix.info)."),
-        click.option("--bot-tokens", envvar="B24_BOT_TOKENS_FILE", show_envvar=True, type=click.Path(path_type=Path), help='Webhook mode: botId -> botToken, JSON {"456": "token"} or CSV botId,botToken.'),
-        click.option("--column", "columns", multiple=True, metavar="FIELD=NAME", help="Map a field to a differently named column, e.g. --column botId=Bot. Repeatable."),
-        click.option("--sheet", help="XLSX sheet name or 1-based number (default: the first sheet with the columns)."),
-        click.option("--allow-unknown-reactions", is_flag=True, default=None, help="Send reaction codes that are not in the documented list (the portal's list may grow)."),
-        click.option("--mode", type=click.Choice(MODES), help="batch, single calls, or auto: batch, falling back to single on ERROR_BATCH_METHOD_NOT_ALLOWED. [default: auto]"),
-        click.option("--batch-size", type=click.IntRange(1, 50), help="Commands per batch request. [default: 50]"),
-        click.option("--plan", type=click.Choice(list(PLANS)), help="Preset rate/burst: standard 2/s burst 50, enterprise 5/s burst 250. [default: standard]"),
-        click.option("--rate", type=click.FloatRange(min=0.01), help="Requests per second the client allows itself (overrides --plan)."),
-        click.option("--burst", type=click.IntRange(min=1), help="Bucket size: requests allowed in a burst (overrides --plan)."),
-        click.option("--concurrency", type=click.IntRange(1, 64), help="Requests in flight at once. [default: from the rate and observed latency]"),
-        click.option("--max-retries", type=click.IntRange(min=0), help="Re-sends after network errors, 5xx and garbled answers. [default: 5]"),
-        click.option("--max-wait", type=click.FloatRange(min=0), help="Seconds one batch may spend waiting (backoff and limits) before its rows fail. [default: 900]"),
-        click.option("--timeout", type=click.FloatRange(min=1), help="Seconds to wait for an answer. [default: 75]"),
-        click.option("--operating-limit", type=click.FloatRange(min=0), help="The portal's operating-time budget per method, seconds per 10 min; 0 turns the tracking off. [default: 480]"),
-        click.option("--dry-run", is_flag=True, default=None, help="Validate and plan only: no calls to the portal."),
-        click.option("--resume", is_flag=True, default=None, help="Continue a stopped run: keep the report's final rows and send the rest."),
-        click.option("--allow-insecure-http", is_flag=True, default=None, help="Allow plain http:// to a non-loopback host (an on-premise test portal)."),
-        click.option("--progress", type=click.Choice(PROGRESS), help="Progress display. [default: auto: a bar on a terminal, log lines otherwise]"),
+        click.option(
+            "--report",
+            type=click.Path(path_type=Path),
+            help="Report path; format by extension: .csv, .jsonl, .parquet. Default: INPUT's name + .report.csv, next to it.",
+        ),
+        click.option(
+            "--webhook",
+            envvar="B24_WEBHOOK_URL",
+            show_envvar=True,
+            help="Inbound webhook URL https://PORTAL/rest/USER_ID/CODE/ (a secret).",
+        ),
+        click.option(
+            "--portal",
+            envvar="B24_PORTAL",
+            show_envvar=True,
+            help="Portal address for OAuth mode, e.g. https://example.bitrix24.com.",
+        ),
+        click.option(
+            "--oauth-file",
+            envvar="B24_OAUTH_FILE",
+            show_envvar=True,
+            type=click.Path(path_type=Path),
+            help="JSON token file: client_id, client_secret, access_token, refresh_token (rewritten on refresh).",
+        ),
+        click.option(
+            "--oauth-server",
+            envvar="B24_OAUTH_SERVER",
+            show_envvar=True,
+            help="OAuth server for refresh (default: the token file's server_endpoint, else https://oauth.bitrix.info).",
+        ),
+        click.option(
+            "--bot-tokens",
+            envvar="B24_BOT_TOKENS_FILE",
+            show_envvar=True,
+            type=click.Path(path_type=Path),
+            help='Webhook mode: botId -> botToken, JSON {"456": "token"} or CSV botId,botToken.',
+        ),
+        click.option(
+            "--column",
+            "columns",
+            multiple=True,
+            metavar="FIELD=NAME",
+            help="Map a field to a differently named column, e.g. --column botId=Bot. Repeatable.",
+        ),
+        click.option(
+            "--sheet",
+            help="XLSX sheet name or 1-based number (default: the first sheet with the columns).",
+        ),
+        click.option(
+            "--allow-unknown-reactions",
+            is_flag=True,
+            default=None,
+            help="Send reaction codes that are not in the documented list (the portal's list may grow).",
+        ),
+        click.option(
+            "--mode",
+            type=click.Choice(MODES),
+            help="batch, single calls, or auto: batch, falling back to single on ERROR_BATCH_METHOD_NOT_ALLOWED. [default: auto]",
+        ),
+        click.option(
+            "--batch-size",
+            type=click.IntRange(1, 50),
+            help="Commands per batch request. [default: 50]",
+        ),
+        click.option(
+            "--plan",
+            type=click.Choice(list(PLANS)),
+            help="Preset rate/burst: standard 2/s burst 50, enterprise 5/s burst 250. [default: standard]",
+        ),
+        click.option(
+            "--rate",
+            type=click.FloatRange(min=0.01),
+            help="Requests per second the client allows itself (overrides --plan).",
+        ),
+        click.option(
+            "--burst",
+            type=click.IntRange(min=1),
+            help="Bucket size: requests allowed in a burst (overrides --plan).",
+        ),
+        click.option(
+            "--concurrency",
+            type=click.IntRange(1, 64),
+            help="Requests in flight at once. [default: from the rate and observed latency]",
+        ),
+        click.option(
+            "--max-retries",
+            type=click.IntRange(min=0),
+            help="Re-sends after network errors, 5xx and garbled answers. [default: 5]",
+        ),
+        click.option(
+            "--max-wait",
+            type=click.FloatRange(min=0),
+            help="Seconds one batch may spend waiting (backoff and limits) before its rows fail. [default: 900]",
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(min=1),
+            help="Seconds to wait for an answer. [default: 75]",
+        ),
+        click.option(
+            "--operating-limit",
+            type=click.FloatRange(min=0),
+            help="The portal's operating-time budget per method, seconds per 10 min; 0 turns the tracking off. [default: 480]",
+        ),
+        click.option(
+            "--dry-run",
+            is_flag=True,
+            default=None,
+            help="Validate and plan only: no calls to the portal.",
+        ),
+        click.option(
+            "--resume",
+            is_flag=True,
+            default=None,
+            help="Continue a stopped run: keep the report's final rows and send the rest.",
+        ),
+        click.option(
+            "--allow-insecure-http",
+            is_flag=True,
+            default=None,
+            help="Allow plain http:// to a non-loopback host (an on-premise test portal).",
+        ),
+        click.option(
+            "--progress",
+            type=click.Choice(PROGRESS),
+            help="Progress display. [default: auto: a bar on a terminal, log lines otherwise]",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -75,9 +181,25 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    func = click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Log lines as text or one JSON object per line.")(func)
-    func = click.option("--verbose", "-v", is_flag=True, help="Debug logging (requests with secrets masked) and tracebacks.")(func)
-    func = click.option("--quiet", "-q", is_flag=True, help="No progress and no summary unless something went wrong.")(func)
+    func = click.option(
+        "--log-format",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="Log lines as text or one JSON object per line.",
+    )(func)
+    func = click.option(
+        "--verbose",
+        "-v",
+        is_flag=True,
+        help="Debug logging (requests with secrets masked) and tracebacks.",
+    )(func)
+    func = click.option(
+        "--quiet",
+        "-q",
+        is_flag=True,
+        help="No progress and no summary unless something went wrong.",
+    )(func)
     return func
 
 
@@ -134,7 +256,9 @@ def _cli_errors(verbose: bool) -> Iterator[None]:
         click.echo("reaction-cleanup: interrupted", err=True)
         sys.exit(130)
     except Exception as exc:
-        click.echo(f"reaction-cleanup: internal error: {redact(f'{type(exc).__name__}: {exc}')}", err=True)
+        click.echo(
+            f"reaction-cleanup: internal error: {redact(f'{type(exc).__name__}: {exc}')}", err=True
+        )
         if verbose:
             click.echo(redact("".join(traceback.format_exc())), err=True)
         else:
@@ -195,11 +319,16 @@ def summary_lines(s: RunSummary, config: JobConfig) -> list[str]:
             f"{s.rate:g} req/s (burst {s.burst})",
         ]
         if s.by_error:
-            lines.append("invalid rows by reason: " + ", ".join(f"{k} {v}" for k, v in s.by_error.most_common()))
+            lines.append(
+                "invalid rows by reason: "
+                + ", ".join(f"{k} {v}" for k, v in s.by_error.most_common())
+            )
         lines += [f"  {e}" for e in s.examples]
         return lines
     state = "aborted" if s.aborted else "interrupted" if s.interrupted else "done"
-    lines = [f"reaction-cleanup: {state} in {s.elapsed_s:.1f} s ({s.mode} mode, {s.auth_mode} auth)"]
+    lines = [
+        f"reaction-cleanup: {state} in {s.elapsed_s:.1f} s ({s.mode} mode, {s.auth_mode} auth)"
+    ]
     if s.aborted:
         lines.append(f"  aborted: {s.aborted}")
     errors_by_status: dict[str, list[str]] = {}
@@ -232,7 +361,15 @@ def summary_lines(s: RunSummary, config: JobConfig) -> list[str]:
 def one_line(s: RunSummary) -> str:
     """One line for a monitoring alert or a log search."""
     counts = " ".join(f"{st.value}={s.by_status.get(st.value, 0)}" for st in Status)
-    state = "aborted" if s.aborted else "interrupted" if s.interrupted else "failed" if s.exit_code else "ok"
+    state = (
+        "aborted"
+        if s.aborted
+        else "interrupted"
+        if s.interrupted
+        else "failed"
+        if s.exit_code
+        else "ok"
+    )
     return f"SUMMARY run={s.run_id} status={state} exit={s.exit_code} rows={s.rows} {counts} elapsed={s.elapsed_s:.1f}s"
 
 

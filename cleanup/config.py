@@ -60,7 +60,10 @@ class JobConfig:
     @property
     def effective_rate(self) -> tuple[float, int]:
         rate, burst = PLANS[self.plan or "standard"]
-        return (self.rate if self.rate is not None else rate, self.burst if self.burst is not None else burst)
+        return (
+            self.rate if self.rate is not None else rate,
+            self.burst if self.burst is not None else burst,
+        )
 
     def check(self) -> None:
         """Raise ConfigError listing every problem found."""
@@ -68,7 +71,9 @@ class JobConfig:
         if self.mode not in MODES:
             problems.append(f"mode must be one of {', '.join(MODES)}")
         if not 1 <= self.batch_size <= MAX_BATCH:
-            problems.append(f"batch size must be 1..{MAX_BATCH} (the portal runs at most {MAX_BATCH} commands per batch)")
+            problems.append(
+                f"batch size must be 1..{MAX_BATCH} (the portal runs at most {MAX_BATCH} commands per batch)"
+            )
         if self.plan is not None and self.plan not in PLANS:
             problems.append(f"plan must be one of {', '.join(PLANS)}")
         rate, burst = self.effective_rate
@@ -139,12 +144,17 @@ def load_bot_tokens(path: Path) -> dict[int, str]:
         try:
             data = json.loads(text)
         except ValueError as exc:
-            raise ConfigError(f"bot tokens file {path} is not valid JSON (line {getattr(exc, 'lineno', '?')})") from None
+            raise ConfigError(
+                f"bot tokens file {path} is not valid JSON (line {getattr(exc, 'lineno', '?')})"
+            ) from None
         items = list(data.items())
     else:
         items = []
         reader = csv.DictReader(text.splitlines(), dialect=_sniff(text))
-        norm = {(h or "").replace("_", "").replace(" ", "").casefold(): h for h in reader.fieldnames or []}
+        norm = {
+            (h or "").replace("_", "").replace(" ", "").casefold(): h
+            for h in reader.fieldnames or []
+        }
         bot_col, tok_col = norm.get("botid"), norm.get("bottoken")
         if not bot_col or not tok_col:
             raise ConfigError(

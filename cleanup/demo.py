@@ -20,11 +20,18 @@ from .reactions import REACTION_CODES
 
 WEBHOOK_CODE = "demo-webhook-code-0000"
 BOT_TOKENS = {101: "demo-token-101", 102: "demo-token-102", 104: "demo-token-104-WRONG"}
-_REAL_TOKENS = {101: "demo-token-101", 102: "demo-token-102", 103: "demo-token-103", 104: "demo-token-104"}
+_REAL_TOKENS = {
+    101: "demo-token-101",
+    102: "demo-token-102",
+    103: "demo-token-103",
+    104: "demo-token-104",
+}
 HEADER = ["botId", "messageId", "reaction", "comment"]
 
 
-def sample_rows() -> tuple[list[list[str]], list[tuple[int, int, str]], dict[int, int], dict[int, set[int]]]:
+def sample_rows() -> tuple[
+    list[list[str]], list[tuple[int, int, str]], dict[int, int], dict[int, set[int]]
+]:
     """(rows as text, reactions on the portal, message -> chat, chat -> members)."""
     rows: list[list[str]] = []
     reactions: list[tuple[int, int, str]] = []
@@ -110,14 +117,29 @@ def write_samples(folder: Path) -> dict[str, Path]:
     frame = pd.DataFrame(rows, columns=HEADER)
     frame.to_excel(paths["xlsx"], index=False, sheet_name="reactions")
     frame.to_parquet(paths["parquet"], index=False)
-    paths["bot_tokens"].write_text(json.dumps({str(k): v for k, v in BOT_TOKENS.items()}, indent=2) + "\n")
+    paths["bot_tokens"].write_text(
+        json.dumps({str(k): v for k, v in BOT_TOKENS.items()}, indent=2) + "\n"
+    )
     paths["state"].write_text(json.dumps(portal_state_dict(), indent=2) + "\n")
     return paths
 
 
 @click.command(name="demo")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("reaction-cleanup-demo"), show_default=True, help="Folder for the demo's input copy, report and summary.")
-@click.option("--input", "input_kind", type=click.Choice(["csv", "xlsx", "parquet"]), default="csv", show_default=True, help="Which sample file to run on.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("reaction-cleanup-demo"),
+    show_default=True,
+    help="Folder for the demo's input copy, report and summary.",
+)
+@click.option(
+    "--input",
+    "input_kind",
+    type=click.Choice(["csv", "xlsx", "parquet"]),
+    default="csv",
+    show_default=True,
+    help="Which sample file to run on.",
+)
 def demo_command(out: Path, input_kind: str) -> None:
     """Run the real job on the sample data against the local sandbox portal."""
     from .cli import summary_lines
@@ -130,7 +152,9 @@ def demo_command(out: Path, input_kind: str) -> None:
     paths = write_samples(out)
     state = PortalState.from_file(paths["state"])
     # A realistic portal: 2 requests/s with a burst of 50, a little latency per request.
-    with SandboxPortal(state, PortalConfig(rate=2.0, burst=50, latency=0.02, per_command_cost=0.002)) as portal:
+    with SandboxPortal(
+        state, PortalConfig(rate=2.0, burst=50, latency=0.02, per_command_cost=0.002)
+    ) as portal:
         click.echo(f"sandbox portal listening on {portal.url}", err=True)
         report = out / f"reactions-{input_kind}.report.csv"
         config = JobConfig(

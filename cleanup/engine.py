@@ -34,9 +34,7 @@ from .validate import Row
 
 log = logging.getLogger("cleanup")
 
-ALREADY_ABSENT = (
-    "already absent on retry: an earlier attempt, whose answer was lost, removed it"
-)
+ALREADY_ABSENT = "already absent on retry: an earlier attempt, whose answer was lost, removed it"
 
 
 MAX_RESENDS = 20  # rounds of ERROR_BATCH_LENGTH_EXCEEDED without progress before giving up
@@ -121,7 +119,9 @@ class Engine:
         note = f"{description} (not sent: bot {row.bot_id} was rejected on row {first})"
         return row.result(Status.FAILED, code, note.strip(), 0)
 
-    def run_unit(self, rows: list[Row], previously_sent: frozenset[int] | set[int] = frozenset()) -> UnitResult:
+    def run_unit(
+        self, rows: list[Row], previously_sent: frozenset[int] | set[int] = frozenset()
+    ) -> UnitResult:
         states = [_RowState(r, r.row in previously_sent) for r in rows]
         done: dict[int, RowResult] = {}
         unit = _Unit()
@@ -150,7 +150,9 @@ class Engine:
 
     # ------------------------------------------------------------------ batch
 
-    def _batch_round(self, pending: list[_RowState], unit: _Unit, done: dict[int, RowResult]) -> list[_RowState]:
+    def _batch_round(
+        self, pending: list[_RowState], unit: _Unit, done: dict[int, RowResult]
+    ) -> list[_RowState]:
         commands = {command_key(s.row): delete_command(s.row, self._token(s.row)) for s in pending}
         if self.journal is not None:
             self.journal.sent(s.row.row for s in pending)
@@ -186,7 +188,11 @@ class Engine:
                 outcome = classify_result(results[key])
             else:
                 # Neither map names it: the portal may or may not have run it.
-                outcome = Outcome(Kind.TRANSIENT, "MISSING_RESULT", "the batch answer did not mention this command")
+                outcome = Outcome(
+                    Kind.TRANSIENT,
+                    "MISSING_RESULT",
+                    "the batch answer did not mention this command",
+                )
             kind = outcome.kind
             if kind in (Kind.OK, Kind.ROW_FAILED, Kind.BOT_FAILED, Kind.NOT_FOUND):
                 done[s.row.row] = self._settle(s, outcome)
@@ -262,14 +268,21 @@ class Engine:
             return s.row.result(Status.REMOVED, "", ALREADY_ABSENT, s.attempts)
         if kind is Kind.BOT_FAILED:
             with self._lock:
-                self.failed_bots.setdefault(s.row.bot_id, (outcome.error, outcome.description, s.row.row))
+                self.failed_bots.setdefault(
+                    s.row.bot_id, (outcome.error, outcome.description, s.row.row)
+                )
         return self._fail(s, outcome)
 
     def _fail(self, s: _RowState, outcome: Outcome) -> RowResult:
         return s.row.result(Status.FAILED, outcome.error, redact(outcome.description), s.attempts)
 
     def _call_failure(
-        self, outcome: Outcome, answer: Answer, pending: list[_RowState], unit: _Unit, done: dict[int, RowResult]
+        self,
+        outcome: Outcome,
+        answer: Answer,
+        pending: list[_RowState],
+        unit: _Unit,
+        done: dict[int, RowResult],
     ) -> list[_RowState]:
         """An error for the whole call: nothing or everything in it is affected alike."""
         kind = outcome.kind
@@ -291,7 +304,9 @@ class Engine:
             for s in pending:
                 s.maybe_done = True
             if outcome.error.startswith("HTTP_") and answer.snippet:
-                outcome = Outcome(outcome.kind, outcome.error, f"{outcome.description}: {answer.snippet[:120]}")
+                outcome = Outcome(
+                    outcome.kind, outcome.error, f"{outcome.description}: {answer.snippet[:120]}"
+                )
             self._transient_wait(unit, outcome, pending, done, unreachable=False)
         else:  # a method error for the whole call: every row gets it
             for s in pending:
@@ -313,7 +328,13 @@ class Engine:
     # ------------------------------------------------------------------ waiting
 
     def _transient_wait(
-        self, unit: _Unit, outcome: Outcome, rows: list[_RowState], done: dict[int, RowResult], *, unreachable: bool
+        self,
+        unit: _Unit,
+        outcome: Outcome,
+        rows: list[_RowState],
+        done: dict[int, RowResult],
+        *,
+        unreachable: bool,
     ) -> None:
         unit.retries += 1
         if unit.retries > self.policy.max_retries:
@@ -326,7 +347,12 @@ class Engine:
                 )
             for s in rows:
                 done[s.row.row] = self._fail(
-                    s, Outcome(outcome.kind, outcome.error, f"{outcome.description} (gave up after {s.attempts} attempts)")
+                    s,
+                    Outcome(
+                        outcome.kind,
+                        outcome.error,
+                        f"{outcome.description} (gave up after {s.attempts} attempts)",
+                    ),
                 )
             return
         self.stats.add(retries=1)
@@ -334,9 +360,22 @@ class Engine:
         log.debug("retrying %d row(s) in %.1f s after %s", len(rows), delay, redact(outcome.error))
         if not self._wait(unit, delay):
             for s in rows:
-                done[s.row.row] = self._fail(s, Outcome(outcome.kind, outcome.error, f"{outcome.description} (gave up: --max-wait reached)"))
+                done[s.row.row] = self._fail(
+                    s,
+                    Outcome(
+                        outcome.kind,
+                        outcome.error,
+                        f"{outcome.description} (gave up: --max-wait reached)",
+                    ),
+                )
 
-    def _limit_wait(self, unit: _Unit, retry_after: float | None, rows: list[_RowState], done: dict[int, RowResult]) -> None:
+    def _limit_wait(
+        self,
+        unit: _Unit,
+        retry_after: float | None,
+        rows: list[_RowState],
+        done: dict[int, RowResult],
+    ) -> None:
         unit.refusals += 1
         self.throttle.on_refusal(retry_after)
         delay = self.policy.limit_wait(unit.refusals, retry_after)
@@ -344,7 +383,12 @@ class Engine:
         if not self._wait(unit, delay):
             for s in rows:
                 done[s.row.row] = self._fail(
-                    s, Outcome(Kind.RATE_LIMITED, "QUERY_LIMIT_EXCEEDED", "the portal kept refusing for its rate limit (gave up: --max-wait reached)")
+                    s,
+                    Outcome(
+                        Kind.RATE_LIMITED,
+                        "QUERY_LIMIT_EXCEEDED",
+                        "the portal kept refusing for its rate limit (gave up: --max-wait reached)",
+                    ),
                 )
 
     def _operating_wait(self, unit: _Unit) -> None:
@@ -352,7 +396,9 @@ class Engine:
         self.stats.add(operating_refusals=1)
         delay = self.policy.operating_wait(unit.operating_refusals, self.budget.reset_in())
         log.warning(
-            "the portal's operating-time limit for %s is spent (OPERATION_TIME_LIMIT); waiting %.0f s", METHOD, delay
+            "the portal's operating-time limit for %s is spent (OPERATION_TIME_LIMIT); waiting %.0f s",
+            METHOD,
+            delay,
         )
         self.stats.add(limit_wait_s=delay)
         # Everyone waits: the budget is per method, for the whole portal.
@@ -379,14 +425,17 @@ class Engine:
                 self.stats.fallback = f"{outcome.error}: {outcome.description}".strip(": ")
                 log.warning(
                     "the portal does not allow %s inside batch (%s); sending the rows one by one from now on",
-                    METHOD, outcome.error,
+                    METHOD,
+                    outcome.error,
                 )
         return True
 
     def _token(self, row: Row) -> str | None:
         return None if self.bot_tokens is None else self.bot_tokens.get(row.bot_id)
 
-    def _drop_failed_bots(self, states: list[_RowState], done: dict[int, RowResult]) -> list[_RowState]:
+    def _drop_failed_bots(
+        self, states: list[_RowState], done: dict[int, RowResult]
+    ) -> list[_RowState]:
         if not self.failed_bots:
             return states
         keep = []

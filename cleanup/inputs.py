@@ -88,7 +88,9 @@ def open_table(
     if path.is_dir():
         raise InputError(name, "is a folder, not a file")
     if path.stat().st_size == 0:
-        raise InputError(name, "the file is empty (expected a header row with botId, messageId, reaction)")
+        raise InputError(
+            name, "the file is empty (expected a header row with botId, messageId, reaction)"
+        )
     fmt = detect_format(path)
     overrides = dict(column_overrides or {})
     if fmt == "parquet":
@@ -111,17 +113,21 @@ def detect_format(path: Path) -> str:
         return "tsv.gz" if ".tsv" in suffixes else "csv.gz"
     last = suffixes[-1] if suffixes else ""
     if last in (".parquet", ".pq"):
-        raise InputError(str(path), "is not a Parquet file (no PAR1 magic bytes; truncated or misnamed?)")
+        raise InputError(
+            str(path), "is not a Parquet file (no PAR1 magic bytes; truncated or misnamed?)"
+        )
     if last in (".xlsx", ".xlsm"):
-        raise InputError(str(path), "is not an XLSX workbook (not a zip archive; an old .xls? save it as .xlsx)")
+        raise InputError(
+            str(path), "is not an XLSX workbook (not a zip archive; an old .xls? save it as .xlsx)"
+        )
     if last == ".xls":
-        raise InputError(str(path), "old binary .xls workbooks are not supported; save it as .xlsx or .csv")
+        raise InputError(
+            str(path), "old binary .xls workbooks are not supported; save it as .xlsx or .csv"
+        )
     return "tsv" if last == ".tsv" else "csv"
 
 
-def resolve_columns(
-    file: str, columns: list[str], overrides: Mapping[str, str]
-) -> dict[str, str]:
+def resolve_columns(file: str, columns: list[str], overrides: Mapping[str, str]) -> dict[str, str]:
     """Map each needed field to the file's column name, or fail naming what the file has."""
     by_norm: dict[str, str] = {}
     for col in columns:
@@ -180,7 +186,11 @@ def _as_text(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
     if pa.types.is_floating(arr.type):
         # 12.0 from a float column is text "12.0" so the id check sees what Excel meant.
         text = pa.array([_float_text(v) for v in arr.to_pylist()], type=pa.string())
-    elif pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type) or pa.types.is_dictionary(arr.type):
+    elif (
+        pa.types.is_string(arr.type)
+        or pa.types.is_large_string(arr.type)
+        or pa.types.is_dictionary(arr.type)
+    ):
         text = arr.cast(pa.string())
     else:
         try:
@@ -212,7 +222,9 @@ def _open_parquet(path: Path, overrides: dict[str, str], chunk_rows: int) -> Tab
 
     def chunks() -> Iterator[RawChunk]:
         try:
-            for batch in pf.iter_batches(batch_size=chunk_rows, columns=list(dict.fromkeys(wanted))):
+            for batch in pf.iter_batches(
+                batch_size=chunk_rows, columns=list(dict.fromkeys(wanted))
+            ):
                 cols = {name: batch.column(name) for name in batch.schema.names}
                 yield RawChunk(0, *(_as_text(cols[mapping[f]]) for f in FIELDS))
         except (pa.ArrowInvalid, OSError) as exc:
@@ -251,13 +263,11 @@ def _open_xlsx(path: Path, overrides: dict[str, str], sheet: str | None) -> Tabl
             first_error = first_error or exc
             continue  # without --sheet, the first sheet that has the columns is used
         body = rows[header_at + 1 :]
-        index = {c: i for i, c in enumerate(columns)}
-
-        def cell(r: list[Any], col: str) -> str:
-            i = index[col]
-            return _cell_text(r[i]) if i < len(r) else ""
-
-        arrays = [pa.array([cell(r, mapping[f]) for r in body], pa.string()) for f in FIELDS]
+        positions = [columns.index(mapping[f]) for f in FIELDS]
+        arrays = [
+            pa.array([_cell_text(r[i]) if i < len(r) else "" for r in body], pa.string())
+            for i in positions
+        ]
         detected = {"sheet": name, "sheets": names, "header_row": header_at + 1}
         return Table(path, "xlsx", columns, mapping, detected, iter([RawChunk(0, *arrays)]))
     assert first_error is not None
@@ -314,7 +324,9 @@ def _open_csv(path: Path, fmt: str, overrides: dict[str, str], chunk_rows: int) 
     compressed = fmt.endswith(".gz")
     raw = _read_head(path, compressed)
     if b"\x00" in raw[:65536]:
-        raise InputError(str(path), "looks binary, not a text CSV (NUL bytes); is it the right file?")
+        raise InputError(
+            str(path), "looks binary, not a text CSV (NUL bytes); is it the right file?"
+        )
     encoding = _detect_encoding(raw)
     text = _decode_head(raw, encoding)
     delimiter = "\t" if fmt.startswith("tsv") else _sniff_delimiter(text)

@@ -55,7 +55,9 @@ def setup_logging(*, verbose: bool = False, quiet: bool = False, fmt: str = "tex
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s [%(run_id)s] %(message)s", "%Y-%m-%dT%H:%M:%S")
+            logging.Formatter(
+                "%(asctime)s %(levelname)s [%(run_id)s] %(message)s", "%Y-%m-%dT%H:%M:%S"
+            )
         )
     logger.addHandler(handler)
     logger.propagate = False

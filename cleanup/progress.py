@@ -33,7 +33,12 @@ class Progress:
             from tqdm import tqdm
 
             self._bar = tqdm(
-                total=total, unit="row", dynamic_ncols=True, file=sys.stderr, smoothing=0.1, mininterval=0.5
+                total=total,
+                unit="row",
+                dynamic_ncols=True,
+                file=sys.stderr,
+                smoothing=0.1,
+                mininterval=0.5,
             )
 
     def advance(self, rows: int, failed: int = 0) -> None:
@@ -71,7 +76,12 @@ class Progress:
             eta_text = f", ETA {eta:.0f} s" if eta != float("inf") else ""
             log.info(
                 "progress: %d/%d rows (%.0f%%), %.1f rows/s, %d failed%s",
-                self.done, self.total, pct, rate, self.failed, eta_text,
+                self.done,
+                self.total,
+                pct,
+                rate,
+                self.failed,
+                eta_text,
             )
         else:
             log.info("progress: %d rows, %.1f rows/s, %d failed", self.done, rate, self.failed)

@@ -31,7 +31,9 @@ JOURNAL_VERSION = 1
 def report_format(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix not in REPORT_FORMATS:
-        raise ConfigError(f"report {path}: the format follows the extension; use one of {', '.join(REPORT_FORMATS)}")
+        raise ConfigError(
+            f"report {path}: the format follows the extension; use one of {', '.join(REPORT_FORMATS)}"
+        )
     return suffix[1:]
 
 
@@ -274,7 +276,11 @@ def compact(path: Path) -> None:
             continue
         old = by_row.get(row)
         # A final status is never replaced by `skipped`.
-        if old is None or rec.get("status") in FINAL_STATUSES or old.get("status") not in FINAL_STATUSES:
+        if (
+            old is None
+            or rec.get("status") in FINAL_STATUSES
+            or old.get("status") not in FINAL_STATUSES
+        ):
             by_row[row] = rec
     tmp = sidecar(target, ".tmp")
     with tmp.open("w", encoding="utf-8", newline="") as fh:

@@ -21,7 +21,9 @@ class RetryPolicy:
     backoff_base: float = 0.5
     backoff_max: float = 30.0
     jitter: float = 0.5
-    operating_backoff: float = 30.0  # first wait on OPERATION_TIME_LIMIT when no reset time is known
+    operating_backoff: float = (
+        30.0  # first wait on OPERATION_TIME_LIMIT when no reset time is known
+    )
     operating_backoff_max: float = 600.0  # the portal's window is 10 minutes
 
     def backoff(self, retry: int, rng: random.Random | None = None) -> float:

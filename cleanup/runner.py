@@ -90,8 +90,15 @@ def run_job(
         raise ConfigError(
             "webhook mode needs each bot's botToken: give --bot-tokens FILE (or B24_BOT_TOKENS_FILE)"
         )
-    table = open_table(config.input, column_overrides=config.columns, sheet=config.sheet, chunk_rows=config.chunk_rows)
-    validator = Validator(allow_unknown_reactions=config.allow_unknown_reactions, bot_tokens=bot_tokens)
+    table = open_table(
+        config.input,
+        column_overrides=config.columns,
+        sheet=config.sheet,
+        chunk_rows=config.chunk_rows,
+    )
+    validator = Validator(
+        allow_unknown_reactions=config.allow_unknown_reactions, bot_tokens=bot_tokens
+    )
     rate, burst = config.effective_rate
     summary = RunSummary(
         run_id=config.run_id or uuid.uuid4().hex[:12],
@@ -119,12 +126,16 @@ def run_job(
             " wait for it to finish"
         ) from None
     try:
-        return _Run(config, table, validator, summary, auth, bot_tokens, stop, clock, quiet).execute()
+        return _Run(
+            config, table, validator, summary, auth, bot_tokens, stop, clock, quiet
+        ).execute()
     finally:
         lock.release()
 
 
-def _dry_run(config: JobConfig, table: Table, validator: Validator, summary: RunSummary) -> RunSummary:
+def _dry_run(
+    config: JobConfig, table: Table, validator: Validator, summary: RunSummary
+) -> RunSummary:
     t0 = time.monotonic()
     to_send = 0
     examples: list[str] = []
@@ -248,8 +259,13 @@ class _Run:
         emitter = _Emitter(writer, self._count)
         log.info(
             "run %s: %s -> %s (%s, %s auth, %.3g req/s, burst %d)",
-            self.summary.run_id, cfg.input, cfg.report_path, cfg.mode, self.summary.auth_mode,
-            self.throttle.rate, self.throttle.burst,
+            self.summary.run_id,
+            cfg.input,
+            cfg.report_path,
+            cfg.mode,
+            self.summary.auth_mode,
+            self.throttle.rate,
+            self.throttle.burst,
         )
         t0 = time.monotonic()
         complete = False
@@ -319,7 +335,9 @@ class _Run:
     def _drain(self, emitter: _Emitter, *, block: bool, timeout: float = 0.2) -> None:
         while True:
             try:
-                unit_id, result = self._results.get(timeout=timeout) if block else self._results.get_nowait()
+                unit_id, result = (
+                    self._results.get(timeout=timeout) if block else self._results.get_nowait()
+                )
             except queue.Empty:
                 return
             if self._inflight.pop(unit_id, None) is None:
@@ -341,8 +359,11 @@ class _Run:
             if self.stop.is_set and deadline is None:
                 deadline = time.monotonic() + self.config.stop_timeout
             if deadline is not None and time.monotonic() > deadline:
-                log.warning("%d request(s) still in flight after %.0f s; reporting their rows skipped",
-                            len(self._inflight), self.config.stop_timeout)
+                log.warning(
+                    "%d request(s) still in flight after %.0f s; reporting their rows skipped",
+                    len(self._inflight),
+                    self.config.stop_timeout,
+                )
                 for unit in self._inflight.values():
                     for row in unit:
                         note = self._skip_reason(row.row) + "; its request was still in flight"
@@ -410,7 +431,11 @@ class _Run:
         s.mode = "single" if self.engine.single else "batch"
         s.fallback_to_single = self.engine.stats.fallback
         t = self.transport.stats
-        s.requests, s.batch_requests, s.single_requests = t.requests, t.batch_requests, t.single_requests
+        s.requests, s.batch_requests, s.single_requests = (
+            t.requests,
+            t.batch_requests,
+            t.single_requests,
+        )
         s.limit_refusals = self.throttle.stats.refusals
         s.operating_refusals = self.engine.stats.operating_refusals
         s.limit_wait_s = self.throttle.stats.waited_s + self.engine.stats.limit_wait_s
@@ -447,7 +472,9 @@ def _timeline(events: list[tuple[float, float, int]], start: float) -> list[dict
     width = max(1.0, math.ceil(span / 120))
     buckets: dict[int, dict[str, float]] = {}
     for started, elapsed, status in events:
-        b = buckets.setdefault(int((started - start) // width), {"requests": 0, "refused": 0, "latency": 0.0})
+        b = buckets.setdefault(
+            int((started - start) // width), {"requests": 0, "refused": 0, "latency": 0.0}
+        )
         b["requests"] += 1
         b["latency"] += elapsed
         if status in (429, 503):
@@ -455,8 +482,15 @@ def _timeline(events: list[tuple[float, float, int]], start: float) -> list[dict
     out = []
     for i in sorted(buckets):
         b = buckets[i]
-        out.append({"t": i * width, "width": width, "requests": b["requests"], "refused": b["refused"],
-                    "latency": round(b["latency"] / b["requests"], 3)})
+        out.append(
+            {
+                "t": i * width,
+                "width": width,
+                "requests": b["requests"],
+                "refused": b["refused"],
+                "latency": round(b["latency"] / b["requests"], 3),
+            }
+        )
     return out
 
 
@@ -465,7 +499,9 @@ def _write_summary(report: Path, summary: RunSummary, settings: dict[str, Any]) 
     data = summary.as_dict()
     data["settings"] = settings
     tmp = sidecar(path, ".tmp")
-    tmp.write_text(redact(json.dumps(data, indent=2, ensure_ascii=False, default=str)) + "\n", encoding="utf-8")
+    tmp.write_text(
+        redact(json.dumps(data, indent=2, ensure_ascii=False, default=str)) + "\n", encoding="utf-8"
+    )
     os.replace(tmp, path)
 
 

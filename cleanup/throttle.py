@@ -89,7 +89,9 @@ class Throttle:
             if now - self._last_refusal > 1.0 / self.rate:
                 self.rate = max(self.min_rate, self.rate * 0.8)
                 self.stats.slowdowns += 1
-                log.info("portal refused a request for its rate limit; slowing to %.2f req/s", self.rate)
+                log.info(
+                    "portal refused a request for its rate limit; slowing to %.2f req/s", self.rate
+                )
             self._last_refusal = now
             self._tat = max(self._tat, now + self._tolerance + 1.0 / self.rate)
             if retry_after and now + retry_after > self._paused_until:
@@ -116,7 +118,9 @@ class Throttle:
 class OperatingBudget:
     """Tracks `time.operating` for the method and says how long to hold new requests."""
 
-    def __init__(self, limit: float | None = 480.0, *, clock: Clock | None = None, slow_at: float = 0.9):
+    def __init__(
+        self, limit: float | None = 480.0, *, clock: Clock | None = None, slow_at: float = 0.9
+    ):
         self.limit = limit
         self.slow_at = slow_at
         self.clock = clock or SystemClock()

@@ -131,7 +131,9 @@ class Transport:
             if location is None:
                 return answer
             target = urljoin(url, location)
-            check_transport_security(target, allow_insecure_http=self.allow_insecure_http, what="redirect")
+            check_transport_security(
+                target, allow_insecure_http=self.allow_insecure_http, what="redirect"
+            )
             with self._lock:
                 if not self._warned_moved:
                     self._warned_moved = True
@@ -176,10 +178,20 @@ class Transport:
             text = str(exc)
             # "Connection refused"/DNS failures never reached the portal; a reset or a
             # dropped connection after the request went out may have been acted upon.
-            never = any(s in text for s in ("Connection refused", "Name or service not known",
-                                            "Failed to resolve", "No route to host",
-                                            "nodename nor servname", "Network is unreachable"))
-            raise NetworkError("connect" if never else "connection_lost", text, maybe_sent=not never) from None
+            never = any(
+                s in text
+                for s in (
+                    "Connection refused",
+                    "Name or service not known",
+                    "Failed to resolve",
+                    "No route to host",
+                    "nodename nor servname",
+                    "Network is unreachable",
+                )
+            )
+            raise NetworkError(
+                "connect" if never else "connection_lost", text, maybe_sent=not never
+            ) from None
         except requests.exceptions.Timeout as exc:
             raise NetworkError("timeout", str(exc), maybe_sent=True) from None
         except requests.exceptions.RequestException as exc:

@@ -41,7 +41,9 @@ class Row:
     reaction: str
     given: tuple[str, str, str]
 
-    def result(self, status: Status, error: str = "", description: str = "", attempts: int = 0) -> RowResult:
+    def result(
+        self, status: Status, error: str = "", description: str = "", attempts: int = 0
+    ) -> RowResult:
         return RowResult(self.row, *self.given, status, error, description, attempts)
 
 
@@ -77,7 +79,11 @@ class CheckedChunk:
         """Each row in order: a `Row` to send, or the final result of an invalid/duplicate row."""
         given = [a.to_pylist() for a in self.given]
         reactions = self.reaction.to_pylist()
-        bots, msgs, dups = self.bot_id.tolist(), self.message_id.tolist(), self.duplicate_of.tolist()
+        bots, msgs, dups = (
+            self.bot_id.tolist(),
+            self.message_id.tolist(),
+            self.duplicate_of.tolist(),
+        )
         invalid = self.invalid.tolist()
         for i in range(len(bots)):
             row = self.first_row + i
@@ -121,7 +127,9 @@ class Validator:
             for i in _indices(pc.is_valid(chunk.problem)):
                 problems.setdefault(i, []).insert(0, (INVALID_ROW, chunk.problem[i].as_py()))
         if self.token_bots is not None:
-            has_token = pc.is_in(pa.array(bot_id), value_set=self.token_bots).to_numpy(zero_copy_only=False)
+            has_token = pc.is_in(pa.array(bot_id), value_set=self.token_bots).to_numpy(
+                zero_copy_only=False
+            )
             for i in np.flatnonzero(~has_token & (bot_id > 0)).tolist():
                 problems.setdefault(i, []).append(
                     (NO_BOT_TOKEN, f"botId: no botToken for bot {bot_id[i]} in the bot tokens file")
@@ -131,9 +139,7 @@ class Validator:
             invalid[list(problems)] = True
         rows = np.arange(chunk.first_row, chunk.first_row + n, dtype=np.int64)
         duplicate_of = self._dedup.mark(rows, bot_id, message_id, reaction, invalid)
-        merged = {
-            i: (found[0][0], "; ".join(d for _, d in found)) for i, found in problems.items()
-        }
+        merged = {i: (found[0][0], "; ".join(d for _, d in found)) for i, found in problems.items()}
         given = (chunk.bot_id, chunk.message_id, chunk.reaction)
         return CheckedChunk(
             chunk.first_row, given, bot_id, message_id, reaction, invalid, duplicate_of, merged
@@ -151,7 +157,9 @@ class Validator:
             raw = arr[i].as_py()
             if not raw.strip():
                 why = f"{column}: value is empty"
-            elif values[i] == 0 and pc.match_substring_regex(text[i : i + 1], _ID_PATTERN)[0].as_py():
+            elif (
+                values[i] == 0 and pc.match_substring_regex(text[i : i + 1], _ID_PATTERN)[0].as_py()
+            ):
                 why = f"{column}: {raw.strip()!r} is not a positive integer (ids start at 1)"
             else:
                 why = f"{column}: {_clip(raw)!r} is not a positive integer"
@@ -179,7 +187,11 @@ class Validator:
             return "reaction: value is empty"
         if not self.allow_unknown:
             hint = suggest(value)
-            tip = f" (did you mean {hint!r}?)" if hint else " (use --allow-unknown-reactions if the portal has it)"
+            tip = (
+                f" (did you mean {hint!r}?)"
+                if hint
+                else " (use --allow-unknown-reactions if the portal has it)"
+            )
             return f"reaction: {_clip(value)!r} is not a documented reaction code{tip}"
         if len(value) > MAX_REACTION_LENGTH:
             return f"reaction: {len(value)} characters is too long for a reaction code"

@@ -1,11 +1,11 @@
 """Shared fixtures: a sandbox portal over real HTTP on 127.0.0.1, and a way to run the CLI.
 
-    def test_x(portal_factory, run_cli, tmp_path):
-        portal = portal_factory([(456, 789, "like")])            # (botId, messageId, reaction)
-        csv_path = write_rows(tmp_path / "in.csv", [("456", "789", "like")])
-        result = run_cli("run", csv_path, *portal_args(portal, tmp_path))
-        assert result.exit_code == 0
-        assert read_report(tmp_path / "in.report.csv")[0]["status"] == "removed"
+def test_x(portal_factory, run_cli, tmp_path):
+    portal = portal_factory([(456, 789, "like")])            # (botId, messageId, reaction)
+    csv_path = write_rows(tmp_path / "in.csv", [("456", "789", "like")])
+    result = run_cli("run", csv_path, *portal_args(portal, tmp_path))
+    assert result.exit_code == 0
+    assert read_report(tmp_path / "in.report.csv")[0]["status"] == "removed"
 """
 
 from __future__ import annotations
@@ -25,13 +25,21 @@ from cleanup.redact import REDACTOR
 from cleanup.sandbox import PortalConfig, PortalState, SandboxPortal
 
 os.environ.setdefault("HYPOTHESIS_PROFILE", "ci")
-for _name in ("B24_WEBHOOK_URL", "B24_BOT_TOKENS_FILE", "B24_PORTAL", "B24_OAUTH_FILE", "B24_OAUTH_SERVER"):
+for _name in (
+    "B24_WEBHOOK_URL",
+    "B24_BOT_TOKENS_FILE",
+    "B24_PORTAL",
+    "B24_OAUTH_FILE",
+    "B24_OAUTH_SERVER",
+):
     os.environ.pop(_name, None)  # a developer's real credentials must never reach a test
 
 try:
     from hypothesis import HealthCheck, settings
 
-    settings.register_profile("ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    settings.register_profile(
+        "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    )
     settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
 except ImportError:  # pragma: no cover
     pass
@@ -55,7 +63,9 @@ def portal_factory() -> Iterator[Callable[..., SandboxPortal]]:
         state: PortalState | None = None,
         **build: Any,
     ) -> SandboxPortal:
-        portal = SandboxPortal(state or PortalState.build(list(reactions), **build), config or PortalConfig())
+        portal = SandboxPortal(
+            state or PortalState.build(list(reactions), **build), config or PortalConfig()
+        )
         portal.start()
         started.append(portal)
         return portal
@@ -75,9 +85,12 @@ def bot_tokens_file(folder: Path, portal: SandboxPortal, name: str = "bot_tokens
 def portal_args(portal: SandboxPortal, folder: Path, *extra: str) -> list[str]:
     """CLI arguments for webhook mode against `portal`, fast enough for tests."""
     return [
-        "--webhook", portal.webhook_url(),
-        "--bot-tokens", str(bot_tokens_file(folder, portal)),
-        "--progress", "none",
+        "--webhook",
+        portal.webhook_url(),
+        "--bot-tokens",
+        str(bot_tokens_file(folder, portal)),
+        "--progress",
+        "none",
         *extra,
     ]
 
@@ -112,6 +125,8 @@ def run_cli() -> Callable[..., Result]:
 
     def invoke(*args: Any, env: dict[str, str] | None = None, input: str | None = None) -> Result:
         runner = CliRunner()
-        return runner.invoke(main, [str(a) for a in args], env=env, input=input, catch_exceptions=False)
+        return runner.invoke(
+            main, [str(a) for a in args], env=env, input=input, catch_exceptions=False
+        )
 
     return invoke
