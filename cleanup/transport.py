@@ -118,10 +118,15 @@ class Transport:
             token = self.auth.token_in_use()
             answer = self._post_following_redirects(method, self.auth.sign(params), kind)
             body = answer.body
-            expired = isinstance(body, dict) and body.get("error") == "expired_token"
-            if expired and not refreshed and self.auth.refresh(token):
-                refreshed = True  # at most once per call; a second expiry is fatal upstream
-                continue
+            error = body.get("error") if isinstance(body, dict) else None
+            if error in ("expired_token", "invalid_token") and token is not None and not refreshed:
+                # Another worker may have refreshed while this request was on its way: the
+                # portal then calls our old token invalid. Re-send with the current one.
+                if token != self.auth.token_in_use() or (
+                    error == "expired_token" and self.auth.refresh(token)
+                ):
+                    refreshed = True  # at most once per call; a second expiry is fatal upstream
+                    continue
             return answer
 
     def _post_following_redirects(self, method: str, payload: dict[str, Any], kind: str) -> Answer:
