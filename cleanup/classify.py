@@ -131,8 +131,9 @@ def classify_answer(status: int, body: Any, *, context: str) -> Outcome:
             context=context,
         )
     if body is None or not isinstance(body, dict):
-        if status in (429, 503) and body is None:
-            # A proxy's own "too many requests" page: nothing ran.
+        if status == 429 and body is None:
+            # A proxy's own "too many requests" page: nothing ran. (A bare 503 is more
+            # often a portal that is down: it stays transient, with a retry budget.)
             return Outcome(
                 Kind.RATE_LIMITED, QUERY_LIMIT_EXCEEDED, f"HTTP {status} without a JSON body"
             )
