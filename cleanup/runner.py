@@ -288,9 +288,11 @@ class _Run:
                         open_rows.append(item)
                         if len(open_rows) >= self._unit_size():
                             open_rows = self._submit(open_rows, emitter)
-                    if emitter.backlog > _BACKLOG_ROWS:
+                    if emitter.backlog > _BACKLOG_ROWS and emitter.release() == 0:
+                        # Rows wait for an earlier unit: send the open one and wait for results.
                         open_rows = self._submit(open_rows, emitter)
-                        self._drain(emitter, block=True)
+                        if self._inflight:
+                            self._drain(emitter, block=True)
                 self._drain(emitter, block=False)
                 emitter.release()
             self._submit(open_rows, emitter)
