@@ -212,6 +212,7 @@ class Engine:
                 if not self._fall_back(outcome):
                     done[s.row.row] = self._fail(s, outcome)
                 else:
+                    s.attempts -= 1  # refused unrun: the single call is its first real try
                     again.append(s)
             elif kind is Kind.EXPIRED_TOKEN:
                 if not self.transport.auth.refresh(None):
@@ -298,6 +299,9 @@ class Engine:
             if not self._fall_back(outcome):
                 for s in pending:
                     done[s.row.row] = self._fail(s, outcome)
+            else:
+                for s in pending:
+                    s.attempts -= 1  # refused unrun: the single call is its first real try
         elif kind in (Kind.FATAL, Kind.EXPIRED_TOKEN):
             raise FatalAPIError(outcome.error, outcome.description, outcome.hint)
         elif kind is Kind.TRANSIENT:

@@ -313,7 +313,12 @@ def _cell_text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        return "" if value != value else repr(value)
+        if value != value:
+            return ""
+        # Excel stores every number as a float: show 456 as the sheet does, not 456.0.
+        if value.is_integer() and abs(value) < 2**53:
+            return str(int(value))
+        return repr(value)
     return str(value)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 # Fault kinds, for PortalConfig.fault_rates and SandboxPortal.inject().
 FAULT_KINDS: frozenset[str] = frozenset(
@@ -32,6 +33,11 @@ class PortalConfig:
     success_shape: str = (
         "nested"  # "nested" {"result": true} | "flat" true | "mixed" random per command
     )
+    # Commands a batch runs; the rest get ERROR_BATCH_LENGTH_EXCEEDED (the portal: 50).
+    batch_max_length: int = 50
+    # If not None, returned as a successful delete's `result` instead of a success shape,
+    # to test that a client treats odd answers (false, "true", 1 ...) as errors.
+    success_value: Any = None
     method_error_status: int = (
         400  # status of method errors (BOT_*, ACCESS_DENIED, ...) on single calls
     )
@@ -63,6 +69,8 @@ class PortalConfig:
             found.append("rate must be positive (or None for no limit)")
         if self.burst < 1:
             found.append("burst must be at least 1")
+        if self.batch_max_length < 1:
+            found.append("batch_max_length must be at least 1")
         if self.operating_window <= 0:
             found.append("operating_window must be positive")
         return found

@@ -538,6 +538,8 @@ class SandboxPortal:
     # --- execution ---------------------------------------------------------------------
 
     def _success_value(self) -> Any:
+        if self.config.success_value is not None:
+            return self.config.success_value
         shape = self.config.success_shape
         if shape == "mixed":
             with self._lock:
@@ -603,7 +605,7 @@ class SandboxPortal:
         commands = _batch_commands(params)
         if cfg.batch_not_allowed == "call" and any(
             isinstance(call, str) and _command_method(call) == METHOD_DELETE
-            for call in list(commands.values())[:BATCH_MAX_LENGTH]
+            for call in list(commands.values())[: cfg.batch_max_length]
         ):
             return _error_reply(
                 cfg.batch_not_allowed_status,
@@ -621,7 +623,7 @@ class SandboxPortal:
         for index, (key, call) in enumerate(commands.items()):
             error: MethodError | None = None
             outcome: _Outcome | None = None
-            if index >= BATCH_MAX_LENGTH:
+            if index >= cfg.batch_max_length:
                 error = MethodError("ERROR_BATCH_LENGTH_EXCEEDED", "Max batch length exceeded")
             elif not isinstance(call, str):
                 continue  # the portal skips non-string commands: absent from every map
