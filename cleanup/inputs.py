@@ -214,9 +214,9 @@ def _open_parquet(path: Path, overrides: dict[str, str], chunk_rows: int) -> Tab
 
     try:
         pf = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as exc:
+        columns = list(pf.schema_arrow.names)
+    except Exception as exc:  # damaged metadata surfaces as any type, UnicodeDecodeError too
         raise InputError(str(path), f"cannot read as Parquet ({_short(exc)})") from None
-    columns = list(pf.schema_arrow.names)
     mapping = resolve_columns(str(path), columns, overrides)
     wanted = [mapping[f] for f in FIELDS]
 
@@ -227,7 +227,7 @@ def _open_parquet(path: Path, overrides: dict[str, str], chunk_rows: int) -> Tab
             ):
                 cols = {name: batch.column(name) for name in batch.schema.names}
                 yield RawChunk(0, *(_as_text(cols[mapping[f]]) for f in FIELDS))
-        except (pa.ArrowInvalid, OSError) as exc:
+        except Exception as exc:  # a damaged page: any type, as above
             raise InputError(str(path), f"cannot read as Parquet ({_short(exc)})") from None
 
     return Table(path, "parquet", columns, mapping, {"rows": pf.metadata.num_rows}, chunks())
@@ -246,6 +246,8 @@ def _open_xlsx(path: Path, overrides: dict[str, str], sheet: str | None) -> Tabl
         names = list(book.sheet_names)
     except Exception as exc:  # calamine raises its own types for every kind of damage
         raise InputError(str(path), f"cannot read as XLSX ({_short(exc)})") from None
+    if not names:
+        raise InputError(str(path), "the workbook has no sheets")
     if sheet is not None:
         chosen = _pick_sheet(path, names, sheet)
         candidates = [chosen]
@@ -367,11 +369,31 @@ def _detect_encoding(raw: bytes) -> str:
         return "utf-8"
     except UnicodeDecodeError:
         pass
+    if _looks_cp1251(raw):
+        return "cp1251"
     from charset_normalizer import from_bytes
 
     best = from_bytes(raw).best()
     # Russian-language Excel exports are cp1251; it is the likeliest non-UTF-8 guess.
     return best.encoding if best is not None else "cp1251"
+
+
+_CYRILLIC_WORD = re.compile(r"(?<![A-Za-z])[\u0400-\u04ff]{2,}(?![A-Za-z])")
+
+
+def _looks_cp1251(raw: bytes) -> bool:
+    """Russian text in cp1251: its non-ASCII bytes read as whole Cyrillic words.
+
+    charset-normalizer alone guesses cp1250 or big5 for a short Russian export. A Western
+    cp1252 file read as cp1251 gives single Cyrillic letters inside Latin words (caf\u0439),
+    not whole words, so it fails this test and is left to charset-normalizer.
+    """
+    text = raw.decode("cp1251", errors="replace")
+    non_ascii = sum(1 for ch in text if ord(ch) > 127)
+    if non_ascii == 0:
+        return False
+    in_words = sum(len(m.group()) for m in _CYRILLIC_WORD.finditer(text))
+    return in_words >= 0.8 * non_ascii
 
 
 def _decode_head(raw: bytes, encoding: str) -> str:
@@ -399,9 +421,13 @@ def _sniff_delimiter(text: str) -> str:
 
 
 def _first_record(text: str, delimiter: str) -> list[str] | None:
-    for record in csv.reader(io.StringIO(text), delimiter=delimiter):
-        if any(f.strip() for f in record):
-            return record
+    # newline="": a lone \r is a line end to the csv module as to pyarrow, not an error.
+    try:
+        for record in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter):
+            if any(f.strip() for f in record):
+                return record
+    except csv.Error:
+        return None
     return None
 
 
