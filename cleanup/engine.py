@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,10 @@ from .validate import Row
 log = logging.getLogger("cleanup")
 
 ALREADY_ABSENT = "already absent on retry: an earlier attempt, whose answer was lost, removed it"
+ALREADY_ABSENT_EARLIER_RUN = (
+    "already absent on retry: an earlier run sent it and stopped before recording the answer,"
+    " so that run removed it"
+)
 
 
 MAX_RESENDS = 20  # rounds of ERROR_BATCH_LENGTH_EXCEEDED without progress before giving up
@@ -61,12 +66,15 @@ class UnitResult:
 
 
 class _RowState:
-    __slots__ = ("attempts", "maybe_done", "row")
+    __slots__ = ("attempts", "earlier", "maybe_done", "row")
 
-    def __init__(self, row: Row, maybe_done: bool) -> None:
+    def __init__(self, row: Row, earlier: int) -> None:
         self.row = row
-        self.attempts = 1 if maybe_done else 0  # a resumed row was sent at least once
-        self.maybe_done = maybe_done
+        # Requests of an earlier, stopped run that carried the row (from the journal): they
+        # count as attempts, and any of them may have removed the reaction.
+        self.earlier = earlier
+        self.attempts = earlier
+        self.maybe_done = earlier > 0
 
 
 class _Unit:
@@ -120,9 +128,15 @@ class Engine:
         return row.result(Status.FAILED, code, note.strip(), 0)
 
     def run_unit(
-        self, rows: list[Row], previously_sent: frozenset[int] | set[int] = frozenset()
+        self,
+        rows: list[Row],
+        previously_sent: Mapping[int, int] | frozenset[int] | set[int] = frozenset(),
     ) -> UnitResult:
-        states = [_RowState(r, r.row in previously_sent) for r in rows]
+        """`previously_sent`: row -> requests of an earlier run that carried it (a set: once)."""
+        if isinstance(previously_sent, Mapping):
+            states = [_RowState(r, previously_sent.get(r.row, 0)) for r in rows]
+        else:
+            states = [_RowState(r, int(r.row in previously_sent)) for r in rows]
         done: dict[int, RowResult] = {}
         unit = _Unit()
         fatal: FatalAPIError | None = None
@@ -142,9 +156,11 @@ class Engine:
             fatal = exc
         for state in states:
             if state.row.row not in done:
-                why = f"not sent: run aborted ({fatal.code})" if fatal else "not sent: job stopped"
+                why = f"run aborted ({fatal.code})" if fatal else "job stopped"
                 if state.maybe_done:
-                    why += "; an earlier attempt may have removed it"
+                    why += " before its outcome was known; an earlier attempt may have removed it"
+                else:
+                    why = f"not sent: {why}"
                 done[state.row.row] = state.row.result(Status.SKIPPED, "", why, state.attempts)
         return UnitResult([done[s.row.row] for s in states], fatal)
 
@@ -160,6 +176,9 @@ class Engine:
             answer = self.transport.batch(commands)
         except NetworkError as exc:
             return self._network_failure(exc, pending, unit, done)
+        except Stopped:
+            self._unsent(pending, counted=False)  # stopped before it left
+            raise
         for s in pending:
             s.attempts += 1
         outcome = classify_answer(answer.status, answer.body, context="batch")
@@ -179,6 +198,7 @@ class Engine:
         unsure: list[_RowState] = []
         refused = operating = False
         last: Outcome | None = None
+        fatal: Outcome | None = None
         for s in pending:
             key = command_key(s.row)
             if key in errors:
@@ -197,7 +217,7 @@ class Engine:
             if kind in (Kind.OK, Kind.ROW_FAILED, Kind.BOT_FAILED, Kind.NOT_FOUND):
                 done[s.row.row] = self._settle(s, outcome)
             elif kind is Kind.RESEND:
-                s.attempts -= 1  # never ran: the portal cut the batch at its limit
+                self._unsent([s])  # never ran: the portal cut the batch at its limit
                 if unit.resends > MAX_RESENDS:
                     done[s.row.row] = self._fail(s, outcome)
                 else:
@@ -212,19 +232,25 @@ class Engine:
                 if not self._fall_back(outcome):
                     done[s.row.row] = self._fail(s, outcome)
                 else:
-                    s.attempts -= 1  # refused unrun: the single call is its first real try
+                    self._unsent([s])  # refused unrun: the single call is its first real try
                     again.append(s)
             elif kind is Kind.EXPIRED_TOKEN:
-                if not self.transport.auth.refresh(None):
-                    raise FatalAPIError(outcome.error, outcome.description, outcome.hint)
+                self._unsent([s])  # refused unrun
+                if fatal is None and not self.transport.auth.refresh(None):
+                    fatal = outcome
                 again.append(s)
             elif kind is Kind.FATAL:
-                raise FatalAPIError(outcome.error, outcome.description, outcome.hint)
+                # Settle the rest of the answer first: rows after this one may have been
+                # removed, and must not be reported as unsent.
+                self._unsent([s])
+                fatal = fatal or outcome
             else:  # TRANSIENT
                 s.maybe_done = True
                 unsure.append(s)
                 again.append(s)
                 last = outcome
+        if fatal is not None:
+            raise FatalAPIError(fatal.error, fatal.description, fatal.hint)
         if any(s.row.row not in done for s in again) and len(again) == len(pending):
             unit.resends += 1  # a round that settled nothing: bound it
         if operating:
@@ -247,6 +273,9 @@ class Engine:
             except NetworkError as exc:
                 self._network_failure(exc, [state], unit, done)
                 continue
+            except Stopped:
+                self._unsent([state], counted=False)  # stopped before it left
+                raise
             state.attempts += 1
             outcome = classify_answer(answer.status, answer.body, context="single")
             if outcome.kind is Kind.OK:
@@ -266,7 +295,9 @@ class Engine:
         if kind is Kind.OK:
             return s.row.result(Status.REMOVED, attempts=s.attempts)
         if kind is Kind.NOT_FOUND and s.maybe_done:
-            return s.row.result(Status.REMOVED, "", ALREADY_ABSENT, s.attempts)
+            # Only this answer in this run: the doubt comes from the earlier run's journal.
+            why = ALREADY_ABSENT_EARLIER_RUN if s.attempts - s.earlier <= 1 else ALREADY_ABSENT
+            return s.row.result(Status.REMOVED, "", why, s.attempts)
         if kind is Kind.BOT_FAILED:
             with self._lock:
                 self.failed_bots.setdefault(
@@ -288,8 +319,7 @@ class Engine:
         """An error for the whole call: nothing or everything in it is affected alike."""
         kind = outcome.kind
         if kind is Kind.RATE_LIMITED:
-            for s in pending:
-                s.attempts -= 1  # refused at the door: not an attempt at the row
+            self._unsent(pending)  # refused at the door: not an attempt at the row
             self._limit_wait(unit, answer.retry_after, pending, done)
         elif kind is Kind.OPERATING_LIMIT:
             self._operating_wait(unit)
@@ -300,9 +330,9 @@ class Engine:
                 for s in pending:
                     done[s.row.row] = self._fail(s, outcome)
             else:
-                for s in pending:
-                    s.attempts -= 1  # refused unrun: the single call is its first real try
+                self._unsent(pending)  # refused unrun: the single call is its first real try
         elif kind in (Kind.FATAL, Kind.EXPIRED_TOKEN):
+            self._unsent(pending)  # refused at the door (credentials, plan): nothing ran
             raise FatalAPIError(outcome.error, outcome.description, outcome.hint)
         elif kind is Kind.TRANSIENT:
             for s in pending:
@@ -433,6 +463,16 @@ class Engine:
                     outcome.error,
                 )
         return True
+
+    def _unsent(self, states: Iterable[_RowState], *, counted: bool = True) -> None:
+        """The request that carried these rows never ran: take it back from the attempts
+        (`counted`: already added for it) and from the journal, so a resume agrees."""
+        states = list(states)
+        if counted:
+            for s in states:
+                s.attempts -= 1
+        if self.journal is not None:
+            self.journal.unsent(s.row.row for s in states)
 
     def _token(self, row: Row) -> str | None:
         return None if self.bot_tokens is None else self.bot_tokens.get(row.bot_id)

@@ -4,9 +4,11 @@ Files next to the report `R`:
 - `R` itself: one line per input row, in input order, appended and flushed as rows finish
   (CSV or JSONL; a Parquet report is written from `R.partial.jsonl` when the run ends,
   because a Parquet file is unreadable until it is closed).
-- `R.journal`: which input it belongs to (SHA-256 and size) and, before each request, the
-  rows it carries. After a crash, a row in the journal without a final line in `R` may
-  already have been removed by the portal.
+- `R.journal`: which input it belongs to (SHA-256 and size); before each request, the rows
+  it carries (fsynced before the request leaves); the rows of a request that never ran
+  (stopped, or refused for a limit); and each row's final result as soon as it is known,
+  before `R` can take it in input order. After a crash, a row that was sent but has no
+  result may already have been removed by the portal.
 - `R.summary.json`: the run's summary; `R.lock`: held while a run works on `R`.
 """
 
@@ -144,14 +146,16 @@ def _jsonl_to_parquet(source: Path, dest: Path) -> None:
 
 
 def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    with path.open(encoding="utf-8") as fh:
+    with path.open(encoding="utf-8", errors="replace") as fh:
         for line in fh:
             if not line.endswith("\n"):
                 return  # a line cut by a crash is not a result
             try:
-                yield json.loads(line)
+                record = json.loads(line)
             except ValueError:
-                return
+                continue  # one damaged line must not hide the lines after it
+            if isinstance(record, dict):
+                yield record
 
 
 def read_report(path: Path) -> dict[int, RowResult]:
@@ -200,36 +204,55 @@ def _read_csv_report(path: Path) -> Iterator[dict[str, Any]]:
 
 
 class Journal:
-    """Records the input's identity and, before each request, the rows it carries."""
+    """Records the input's identity, the rows each request carries, and final results."""
 
     def __init__(self, path: Path, identity: dict[str, Any], *, resume: bool) -> None:
         self.path = path
         self.identity = identity
-        self.previously_sent: set[int] = set()
+        # From an earlier run, on --resume: row -> requests that carried it and may have
+        # run; row -> (status, error, description, attempts) of its final result.
+        self.previously_sent: dict[int, int] = {}
+        self.outcomes: dict[int, tuple[Status, str, str, int]] = {}
         self._lock = threading.Lock()
         if resume and path.exists():
-            header, self.previously_sent = self._load()
+            header = self._load()
             if header.get("sha256") != identity["sha256"] or header.get("size") != identity["size"]:
                 raise ReportMismatchError(
                     f"the report next to {path.name.removesuffix('.journal')} belongs to another "
                     f"input ({header.get('input', '?')}, different content); refusing to resume. "
                     "Use another --report, or run without --resume to start over"
                 )
+            _drop_cut_line(path)  # else the next record would be glued to a cut one
             self._fh = path.open("a", encoding="utf-8")
             self._write({"resumed": True})
         else:
             self._fh = path.open("w", encoding="utf-8")
             self._write({"version": JOURNAL_VERSION, **identity})
 
-    def _load(self) -> tuple[dict[str, Any], set[int]]:
+    def _load(self) -> dict[str, Any]:
         header: dict[str, Any] = {}
-        sent: set[int] = set()
+        sent = self.previously_sent
         for i, record in enumerate(_read_jsonl(self.path)):
-            if i == 0:
-                header = record
-            elif "sent" in record:
-                sent.update(int(r) for r in record["sent"])
-        return header, sent
+            try:
+                if i == 0:
+                    header = record
+                elif "sent" in record:
+                    for r in record["sent"]:
+                        sent[int(r)] = sent.get(int(r), 0) + 1
+                elif "unsent" in record:
+                    for r in record["unsent"]:
+                        if sent.get(int(r), 0) > 1:
+                            sent[int(r)] -= 1
+                        else:
+                            sent.pop(int(r), None)
+                elif "done" in record:
+                    for row, status, error, description, attempts in record["done"]:
+                        self.outcomes[int(row)] = (
+                            Status(status), str(error), str(description), int(attempts)
+                        )  # fmt: skip
+            except (TypeError, ValueError):
+                continue  # a damaged record: the rows it named are simply re-sent
+        return header
 
     def _write(self, record: dict[str, Any]) -> None:
         self._fh.write(json.dumps(record) + "\n")
@@ -240,6 +263,25 @@ class Journal:
         """Durable before the request goes out: after a crash, these rows may be done."""
         with self._lock:
             self._write({"sent": list(rows)})
+
+    def unsent(self, rows: Iterable[int]) -> None:
+        """The last request that carried these rows never ran (stopped, or refused unrun)."""
+        rows = list(rows)
+        if rows:
+            with self._lock:
+                self._write({"unsent": rows})
+
+    def done(self, results: Iterable[RowResult]) -> None:
+        """Final results as soon as they are known: the report holds them back until the
+        rows before them are done, and a crash must not turn them back into guesses."""
+        records = [
+            [r.row, str(r.status), r.error, r.error_description, r.attempts]
+            for r in results
+            if r.status in FINAL_STATUSES
+        ]
+        if records:
+            with self._lock:
+                self._write({"done": records})
 
     def close(self) -> None:
         with self._lock:

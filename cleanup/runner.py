@@ -226,8 +226,9 @@ class _Run:
         self.journal = Journal(sidecar(report, ".journal"), self.identity, resume=config.resume)
         if config.resume:
             self.finals = read_report(report)
-            if report.suffix.lower() == ".parquet":
-                self.finals.update(read_report(report))
+        # Results the earlier run knew but had not yet written to the report (it writes in
+        # input order): taken as they are, not re-sent.
+        self.journaled = {r: o for r, o in self.journal.outcomes.items() if r not in self.finals}
         self.previously_sent = self.journal.previously_sent
         self.engine = Engine(
             self.transport,
@@ -279,6 +280,9 @@ class _Run:
                         emitter.put(item)
                     elif item.row in self.finals:
                         emitter.put(self.finals[item.row], write=False)
+                        self.summary.resumed_rows += 1
+                    elif (known := self.journaled.get(item.row)) is not None:
+                        emitter.put(item.result(*known))
                         self.summary.resumed_rows += 1
                     elif self.stop.is_set:
                         emitter.put(item.result(Status.SKIPPED, "", self._skip_reason(item.row)))
@@ -344,6 +348,7 @@ class _Run:
                 return
             if self._inflight.pop(unit_id, None) is None:
                 continue  # given up on at the stop timeout; already reported skipped
+            self.journal.done(result.results)
             for r in result.results:
                 emitter.put(r)
             if result.fatal is not None and self.aborted is None:
