@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
 import traceback
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +18,7 @@ import click
 from . import __version__
 from .config import MODES, PROGRESS, JobConfig
 from .errors import EXIT_USAGE, CleanupError, ConfigError
-from .logs import setup_logging
+from .logs import set_run_id, setup_logging
 from .redact import redact
 from .results import RunSummary, Status
 from .runner import StopSignal, run_job
@@ -223,7 +225,20 @@ def main() -> None:
 @click.argument("input_file", metavar="INPUT", type=click.Path(path_type=Path, dir_okay=False))
 @run_options
 @output_options
-def run(input_file: Path, quiet: bool, verbose: bool, log_format: str, **options: Any) -> None:
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write a self-contained HTML review report (totals, failed rows by cause, a chart of requests) to this path.",
+)
+def run(
+    input_file: Path,
+    quiet: bool,
+    verbose: bool,
+    log_format: str,
+    html_path: Path | None,
+    **options: Any,
+) -> None:
     """Remove the reactions listed in INPUT (.csv, .csv.gz, .tsv, .xlsx, .parquet).
 
     Exit codes: 0 all rows removed (or duplicates); 1 some rows failed or invalid;
@@ -231,11 +246,30 @@ def run(input_file: Path, quiet: bool, verbose: bool, log_format: str, **options
     unreachable); 4 another run holds the report's lock; 130/143 interrupted.
     """
     setup_logging(verbose=verbose, quiet=quiet, fmt=log_format)
+    run_id = new_run_id()
+    set_run_id(run_id)
     with _cli_errors(verbose):
-        config = JobConfig(input=input_file, **config_overrides(options))
+        config = JobConfig(input=input_file, **{"run_id": run_id, **config_overrides(options)})
         summary = _run_with_signals(config, quiet)
-        _print_summary(summary, config, quiet)
+        extra = []
+        if html_path is not None and not summary.dry_run and summary.report:
+            _write_html(summary, config, html_path)
+            extra.append(f"html: {html_path}")
+        _print_summary(summary, config, quiet, log_format, extra)
         sys.exit(summary.exit_code)
+
+
+def new_run_id() -> str:
+    """On every log line and in the summary: ties a scheduler's log to the report."""
+    return uuid.uuid4().hex[:12]
+
+
+def _write_html(summary: RunSummary, config: JobConfig, path: Path) -> None:
+    from .htmlreport import write_html
+
+    data = summary.as_dict()
+    data["settings"] = config.settings()
+    write_html(data, config.report_path, path)
 
 
 @contextmanager
@@ -302,11 +336,36 @@ def _is_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _print_summary(summary: RunSummary, config: JobConfig, quiet: bool) -> None:
+def _print_summary(
+    summary: RunSummary,
+    config: JobConfig,
+    quiet: bool,
+    fmt: str = "text",
+    extra: list[str] | None = None,
+) -> None:
     if quiet and summary.exit_code == 0:
         return
-    for line in summary_lines(summary, config):
+    if fmt == "json":
+        # Log collectors get the summary as one JSON event, like every other line.
+        _summary_event(one_line(summary), summary.exit_code, _summary_fields(summary))
+        return
+    lines = summary_lines(summary, config)
+    if extra:
+        lines[-1:-1] = extra  # the one-line SUMMARY stays last
+    for line in lines:
         click.echo(line, err=True)
+
+
+def _summary_fields(s: RunSummary) -> dict[str, Any]:
+    data = s.as_dict()
+    for bulky in ("timeline", "examples"):
+        data.pop(bulky, None)
+    return {"event": "summary", **data}
+
+
+def _summary_event(message: str, exit_code: int, fields: dict[str, Any]) -> None:
+    level = logging.WARNING if exit_code else logging.INFO
+    logging.getLogger("cleanup").log(level, "%s", message, extra={"fields": fields})
 
 
 def summary_lines(s: RunSummary, config: JobConfig) -> list[str]:
@@ -371,6 +430,197 @@ def one_line(s: RunSummary) -> str:
         else "ok"
     )
     return f"SUMMARY run={s.run_id} status={state} exit={s.exit_code} rows={s.rows} {counts} elapsed={s.elapsed_s:.1f}s"
+
+
+# --------------------------------------------------------------------------- job files
+
+
+@main.command("run-job")
+@click.argument("job_file", metavar="JOBFILE", type=click.Path(path_type=Path, dir_okay=False))
+@run_options
+@output_options
+def run_job_command(
+    job_file: Path, quiet: bool, verbose: bool, log_format: str, **options: Any
+) -> None:
+    """Run the job described by JOBFILE (TOML; see jobs/example.toml).
+
+    Takes each spreadsheet the job has not processed before (known by content, so a
+    renamed copy is not done twice), writes a dated report, summary and HTML review page
+    into the job's reports folder, and moves the input to the archive once its report is
+    complete; an unfinished one is resumed by the next run. Options given here override
+    the job file. Nothing to do: exit 0 and no output. Otherwise the exit code is the worst
+    of the files' (130/143 > 70 > 3 > 2 > 4 > 1 > 0); 4 also when another run of the job
+    is still going.
+    """
+    from .jobs import load_job, run_sources
+
+    setup_logging(verbose=verbose, quiet=quiet, fmt=log_format)
+    run_id = new_run_id()
+    set_run_id(run_id)
+    with _cli_errors(verbose), _problems_one_per_line():
+        job = load_job(job_file)
+        cli, env = _given_options(options)
+        base = job.resolve(cli, env)
+        stop = StopSignal()
+
+        def on_file(outcome: Any) -> None:
+            _print_file(outcome, quiet, log_format)
+
+        with _stop_on_signals(stop):
+            result = run_sources(job, base, run_id=run_id, stop=stop, quiet=quiet, on_file=on_file)
+        if result.files:
+            _print_job_summary(result, quiet, log_format)
+        sys.exit(result.exit_code)
+
+
+@main.command("check-job")
+@click.argument("job_file", metavar="JOBFILE", type=click.Path(path_type=Path, dir_okay=False))
+@run_options
+@output_options
+def check_job_command(
+    job_file: Path, quiet: bool, verbose: bool, log_format: str, **options: Any
+) -> None:
+    """Check JOBFILE without removing anything: its keys, the credentials it names (one
+    cheap authenticated call to the portal), the bot tokens, and what the next run would
+    take. Exit 0 ready; 2 a problem in the job file, a missing variable or file; 3 the
+    portal rejected the credentials or could not be reached.
+    """
+    from .jobs import check_job, load_job
+
+    setup_logging(verbose=verbose, quiet=quiet, fmt=log_format)
+    set_run_id(new_run_id())
+    with _cli_errors(verbose), _problems_one_per_line():
+        job = load_job(job_file)
+        cli, env = _given_options(options)
+        result = check_job(job, job.resolve(cli, env))
+        if not quiet:
+            for line in result.lines:
+                click.echo(line)
+        click.echo(f"job {job.name!r} is ready to run")
+
+
+@contextmanager
+def _problems_one_per_line() -> Iterator[None]:
+    """A job file can have several problems: one line each reads better than a long one."""
+    try:
+        yield
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(f"reaction-cleanup: error: {redact(problem)}", err=True)
+        sys.exit(exc.exit_code)
+
+
+def _given_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(options typed on the command line, options click took from B24_* variables)."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    typed: dict[str, Any] = {}
+    from_env: dict[str, Any] = {}
+    for name, value in options.items():
+        if value is None or value == ():
+            continue
+        source = ctx.get_parameter_source(name)
+        (from_env if source is ParameterSource.ENVIRONMENT else typed)[name] = value
+    return config_overrides(typed), config_overrides(from_env)
+
+
+@contextmanager
+def _stop_on_signals(stop: StopSignal) -> Iterator[None]:
+    """SIGINT/SIGTERM stop the job after the requests in flight; a second one quits."""
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if stop.is_set and stop.reason in ("SIGINT", "SIGTERM"):
+            os._exit(130 if signum == signal.SIGINT else 143)
+        stop.stop(name)
+        click.echo(
+            f"\nreaction-cleanup: {name}: finishing requests in flight, then stopping "
+            "(send it again to quit at once)",
+            err=True,
+        )
+
+    if _is_main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _print_file(outcome: Any, quiet: bool, fmt: str) -> None:
+    """After each file of a job run: its summary, or why it could not be processed."""
+    summary, name = outcome.summary, outcome.source.name
+    if outcome.error is not None:
+        if fmt == "json":
+            _summary_event(
+                f"{name}: {outcome.error}",
+                outcome.exit_code,
+                {"event": "file", "input": str(outcome.source), "exit_code": outcome.exit_code},
+            )
+        else:
+            click.echo(f"reaction-cleanup: {name}: {outcome.error}", err=True)
+        return
+    if summary is None or (quiet and outcome.exit_code == 0):
+        return
+    if fmt == "json":
+        fields = _summary_fields(summary)
+        fields.update(
+            event="file",
+            html=str(outcome.html) if outcome.html else None,
+            archived_to=str(outcome.archived_to) if outcome.archived_to else None,
+            complete=outcome.complete,
+            resumed=outcome.resumed,
+        )
+        _summary_event(f"{name}: {one_line(summary)}", outcome.exit_code, fields)
+        return
+    click.echo(f"== {name}{' (resumed)' if outcome.resumed else ''}", err=True)
+    for line in summary_lines(summary, outcome.config):
+        if not line.startswith("SUMMARY "):  # one SUMMARY line per job run, at the end
+            click.echo(line, err=True)
+    if outcome.html:
+        click.echo(f"html: {outcome.html}", err=True)
+    if outcome.archived_to:
+        click.echo(f"archived: {outcome.archived_to}", err=True)
+    elif summary.report and not summary.dry_run and not outcome.complete:
+        click.echo(f"left in place: {outcome.source} (the next run resumes it)", err=True)
+
+
+def _print_job_summary(result: Any, quiet: bool, fmt: str) -> None:
+    line = job_one_line(result)
+    if fmt == "json":
+        _summary_event(
+            line,
+            result.exit_code,
+            {
+                "event": "job_summary",
+                "job": result.job,
+                "exit_code": result.exit_code,
+                "files": len(result.files),
+                "already_done": result.already_done,
+                "stopped": result.stopped,
+                **result.totals(),
+            },
+        )
+    elif not (quiet and result.exit_code == 0):
+        click.echo(line, err=True)
+
+
+def job_one_line(result: Any) -> str:
+    """The job run's last line, for a monitoring alert: one line, key=value."""
+    code = result.exit_code
+    state = {0: "ok", 1: "failed", 2: "error", 3: "aborted", 4: "locked"}.get(
+        code, "interrupted" if code in (130, 143) else "error"
+    )
+    totals = result.totals()
+    counts = " ".join(f"{st.value}={totals[st.value]}" for st in Status)
+    return (
+        f"SUMMARY job={result.job} run={result.run_id} status={state} exit={code} "
+        f"files={len(result.files)} rows={totals['rows']} {counts}"
+    )
 
 
 def _register_extra_commands() -> None:
