@@ -22,7 +22,8 @@ from .results import RowResult, Status
 MAX_REACTION_LENGTH = 100
 # The portal substitutes these inside batch command values even when URL-encoded.
 _BATCH_PLACEHOLDERS = ("$result[", "$next[", "$total[", "$time[", "$error[")
-_ID_PATTERN = r"^\d{1,18}(\.0*)?$"  # 18 digits stay inside int64; Excel writes 12 as 12.0
+# 18 significant digits stay inside int64; leading zeros are allowed; Excel writes 12 as 12.0
+_ID_PATTERN = r"^0*\d{1,18}(\.0*)?$"
 
 INVALID_BOT_ID = "INVALID_BOT_ID"
 INVALID_MESSAGE_ID = "INVALID_MESSAGE_ID"
