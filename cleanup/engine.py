@@ -24,7 +24,7 @@ from .classify import (
 )
 from .clock import Clock
 from .errors import FatalAPIError
-from .planner import METHOD, command_key, delete_command, delete_params
+from .planner import MAX_BATCH, METHOD, command_key, delete_command, delete_params
 from .redact import redact
 from .report import Journal
 from .results import RowResult, Status
@@ -115,6 +115,8 @@ class Engine:
         self.stats = EngineStats()
         self._lock = threading.Lock()
         self.failed_bots: dict[int, tuple[str, str, int]] = {}
+        # Commands per batch request; lowered when the portal shows a smaller limit.
+        self.batch_limit = MAX_BATCH
 
     # ------------------------------------------------------------------ public
 
@@ -148,7 +150,8 @@ class Engine:
                         self._single(state, unit, done)
                     pending = []
                 else:
-                    pending = self._batch_round(pending, unit, done)
+                    size = self.batch_limit
+                    pending = self._batch_round(pending[:size], unit, done) + pending[size:]
                 pending = self._drop_failed_bots(pending, done)
         except Stopped:
             pass
@@ -251,6 +254,14 @@ class Engine:
                 last = outcome
         if fatal is not None:
             raise FatalAPIError(fatal.error, fatal.description, fatal.hint)
+        overflow = sum(
+            1
+            for s in pending
+            if command_key(s.row) in errors
+            and _error_entry(errors[command_key(s.row)])[0] == "ERROR_BATCH_LENGTH_EXCEEDED"
+        )
+        if overflow:
+            self._lower_batch_limit(len(pending) - overflow)
         if any(s.row.row not in done for s in again) and len(again) == len(pending):
             unit.resends += 1  # a round that settled nothing: bound it
         if operating:
@@ -324,7 +335,15 @@ class Engine:
         elif kind is Kind.OPERATING_LIMIT:
             self._operating_wait(unit)
         elif kind is Kind.RESEND:
-            pass
+            # The whole batch refused as too long (the docs' HTTP 400): nothing ran. Halve
+            # it until the portal takes it; bounded, so a portal that never does ends it.
+            self._unsent(pending)
+            unit.resends += 1
+            if unit.resends > MAX_RESENDS:
+                for s in pending:
+                    done[s.row.row] = self._fail(s, outcome)
+            else:
+                self._lower_batch_limit(len(pending) // 2)
         elif kind is Kind.BATCH_NOT_ALLOWED:
             if not self._fall_back(outcome):
                 for s in pending:
@@ -473,6 +492,18 @@ class Engine:
                 s.attempts -= 1
         if self.journal is not None:
             self.journal.unsent(s.row.row for s in states)
+
+    def _lower_batch_limit(self, size: int) -> None:
+        size = max(1, size)
+        with self._lock:
+            if size < self.batch_limit:
+                self.batch_limit = size
+                log.warning(
+                    "the portal runs at most %d command(s) per batch (ERROR_BATCH_LENGTH_EXCEEDED);"
+                    " sending batches of %d from now on",
+                    size,
+                    size,
+                )
 
     def _token(self, row: Row) -> str | None:
         return None if self.bot_tokens is None else self.bot_tokens.get(row.bot_id)

@@ -807,3 +807,30 @@ def test_quiet_still_reports_trouble(
     result = run_cli("run", path, *args, *FAST, "--quiet")
     assert result.exit_code == 1
     assert "failed" in result.stderr
+
+
+@pytest.mark.parametrize("refused_whole", [False, True], ids=["per-command", "whole-call"])
+def test_portal_with_a_smaller_batch_limit(
+    portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path, refused_whole: bool
+) -> None:
+    # A portal that takes only 8 commands per batch, and says so either per command (the
+    # server code) or by refusing the whole batch with HTTP 400 (the docs): the job learns
+    # the limit, every row is removed, none is reported failed for it.
+    config = PortalConfig(batch_max_length=8, batch_too_long_refused=refused_whole)
+    portal = portal_factory(likes(100), config=config)
+    path = write_rows(tmp_path / "in.csv", likes(100))
+    result = run(run_cli, portal, path, "--max-retries", "0", "--concurrency", "1")
+    assert result.exit_code == 0, result.stderr
+    report = report_of(path)
+    assert [r["status"] for r in report] == ["removed"] * 100
+    assert {r["attempts"] for r in report} == {"1"}
+    assert reactions_left(portal) == set()
+    # Once learnt, batches fit: a few probes, then batches of at most 8 (exactly 8 when
+    # the portal said how many it ran; halving finds 6 when it only refused).
+    records = [r for r in portal.stats.log if r.path_method == "batch"]
+    probes = [r.n_commands for r in records if r.n_commands > 8]
+    assert len(probes) <= 3, probes
+    assert all(r.n_commands <= 8 for r in records[len(probes) :])
+    assert sum(1 for r in records if r.status != 200) == (len(probes) if refused_whole else 0)
+    if not refused_whole:
+        assert [r.n_commands for r in records].count(8) >= 10

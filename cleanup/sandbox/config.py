@@ -35,6 +35,9 @@ class PortalConfig:
     )
     # Commands a batch runs; the rest get ERROR_BATCH_LENGTH_EXCEEDED (the portal: 50).
     batch_max_length: int = 50
+    # True: a longer batch is refused whole, HTTP 400 ERROR_BATCH_LENGTH_EXCEEDED (the docs'
+    # reading), instead of running the first batch_max_length commands (the server code's).
+    batch_too_long_refused: bool = False
     # If not None, returned as a successful delete's `result` instead of a success shape,
     # to test that a client treats odd answers (false, "true", 1 ...) as errors.
     success_value: Any = None

@@ -612,6 +612,8 @@ class SandboxPortal:
                 "ERROR_BATCH_METHOD_NOT_ALLOWED",
                 "Method is not allowed for batch usage",
             )
+        if cfg.batch_too_long_refused and len(commands) > cfg.batch_max_length:
+            return _error_reply(400, "ERROR_BATCH_LENGTH_EXCEEDED", "Max batch length exceeded")
         self.stats.add(batch_calls=1)
         done: dict[str, dict[str, Any]] = {
             "result": {},
