@@ -50,7 +50,7 @@ FATAL_HINTS: dict[str, str] = {
     "insufficient_scope": "Add the 'imbot' scope to the webhook or application",
     "INVALID_REQUEST": "The portal requires HTTPS; use an https:// address",
     "OVERLOAD_LIMIT": "Bitrix24 support has blocked the REST API for this portal; contact support",
-    "PORTAL_DELETED": "The portal is deleted or its public part is closed",
+    "PORTAL_DELETED": "The portal is deleted or closed; check the portal address (--portal or the webhook URL)",
     "ERROR_METHOD_NOT_FOUND": "The portal does not offer imbot.v2 methods (old version or module off)",
     "ACCESS_DENIED": "REST is available only on commercial plans; check the portal's subscription",
     "WRONG_AUTH_TYPE": "This method needs another kind of authorisation (webhook vs OAuth)",

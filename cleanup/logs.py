@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
+import traceback
+from types import TracebackType
 
-from .redact import RedactingFilter
+from .redact import RedactingFilter, redact
 
 LOGGER = "cleanup"
 
@@ -23,8 +26,19 @@ class _Context(logging.Filter):
         return True
 
 
+class _MaskedText(logging.Formatter):
+    """The final line is masked again: the filter covers message and traceback, this
+    also covers anything a formatter adds (extra fields, stack info)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        return redact(self._event(record))
+
+    def _event(self, record: logging.LogRecord) -> str:
         event = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
@@ -55,20 +69,37 @@ def setup_logging(*, verbose: bool = False, quiet: bool = False, fmt: str = "tex
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(
-            logging.Formatter(
-                "%(asctime)s %(levelname)s [%(run_id)s] %(message)s", "%Y-%m-%dT%H:%M:%S"
-            )
+            _MaskedText("%(asctime)s %(levelname)s [%(run_id)s] %(message)s", "%Y-%m-%dT%H:%M:%S")
         )
     logger.addHandler(handler)
     logger.propagate = False
     logger.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
-    if verbose:
-        # Request lines from urllib3 (URLs with webhook codes) pass through the same mask.
-        for name in ("urllib3",):
-            lib = logging.getLogger(name)
-            lib.handlers = [handler]
-            lib.setLevel(logging.DEBUG)
-            lib.propagate = False
+    # Libraries' records go through the same mask: urllib3's request lines hold webhook
+    # codes and the OAuth refresh query. Without a handler of ours, their warnings would
+    # reach Python's last-resort handler unmasked.
+    for name in ("urllib3", "requests"):
+        lib = logging.getLogger(name)
+        lib.handlers = [handler]
+        lib.setLevel(logging.DEBUG if verbose else logging.WARNING)
+        lib.propagate = False
+    # An exception nobody caught (a thread's, or one outside the CLI's boundary) is printed
+    # by these hooks; mask it like everything else.
+    sys.excepthook = _masked_excepthook
+    threading.excepthook = _masked_thread_excepthook
+
+
+def _masked_excepthook(
+    exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
+) -> None:
+    sys.stderr.write(redact("".join(traceback.format_exception(exc_type, exc, tb))))
+
+
+def _masked_thread_excepthook(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    text = "".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback))
+    sys.stderr.write(redact(f"Exception in thread {name}:\n{text}"))
 
 
 def set_run_id(run_id: str) -> None:

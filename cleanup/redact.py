@@ -12,24 +12,17 @@ import threading
 
 MASK = "***"
 
+# Parameter names that carry secrets in Bitrix24 calls, OAuth answers and our own messages.
+_NAMES = r"(?:auth|bot_?token|access_token|refresh_token|client_secret|application_token)"
+
 _PATTERNS = (
     # /rest/USER_ID/CODE/ in a webhook URL
     (re.compile(r"(/rest/\d+/)([^/\s?#\"']+)"), r"\1" + MASK),
     # secrets as query or form parameters, also URL-encoded inside batch commands
+    (re.compile("(" + _NAMES + r"(?:=|%3D))[^&\s\"'#]+", re.IGNORECASE), r"\1" + MASK),
+    # secrets as JSON fields or Python dict items (a repr in a traceback)
     (
-        re.compile(
-            r"((?:auth|botToken|access_token|refresh_token|client_secret)(?:=|%3D))"
-            r"[^&\s\"'#]+",
-            re.IGNORECASE,
-        ),
-        r"\1" + MASK,
-    ),
-    # secrets as JSON fields
-    (
-        re.compile(
-            r"(\"(?:auth|botToken|access_token|refresh_token|client_secret)\"\s*:\s*\")[^\"]*",
-            re.IGNORECASE,
-        ),
+        re.compile(r"([\"']" + _NAMES + r"[\"']\s*:\s*[\"'])[^\"']*", re.IGNORECASE),
         r"\1" + MASK,
     ),
 )

@@ -455,6 +455,8 @@ class _Run:
         elif self.stop.reason in ("SIGINT", "SIGTERM"):
             s.interrupted = self.stop.reason
         s.exit_code = s.decide_exit_code()
+        if self.aborted is not None:
+            s.exit_code = self.aborted.exit_code  # 3, or 2 for a config problem found mid-run
         _write_summary(self.config.report_path, s, self.config.settings())
         return s
 

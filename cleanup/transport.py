@@ -20,13 +20,17 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from . import __version__
-from .auth import Auth, check_transport_security
+from .auth import Auth, InsecureTransportError, check_transport_security
+from .errors import ConfigError
 from .redact import redact
 from .throttle import OperatingBudget, Throttle
 
 log = logging.getLogger("cleanup")
 
 _REDIRECTS = (301, 302, 303, 307, 308)
+# Token changes one call may go through (its own refresh plus others' racing it) before an
+# auth error is final: a portal that expires every new token must not loop forever.
+_MAX_TOKEN_SWAPS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,20 +117,30 @@ class Transport:
         return session
 
     def _send(self, method: str, params: dict[str, Any], *, kind: str) -> Answer:
-        refreshed = False
+        rejected: set[str] = set()  # tokens the portal called expired or invalid for this call
         while True:
-            token = self.auth.token_in_use()
-            answer = self._post_following_redirects(method, self.auth.sign(params), kind)
+            payload = self.auth.sign(params)
+            # The token this request carries, read from the payload itself: another worker
+            # may swap the current token between two separate reads.
+            token = payload.get("auth") if self.auth.token_in_use() is not None else None
+            answer = self._post_following_redirects(method, payload, kind)
             body = answer.body
             error = body.get("error") if isinstance(body, dict) else None
-            if error in ("expired_token", "invalid_token") and token is not None and not refreshed:
-                # Another worker may have refreshed while this request was on its way: the
-                # portal then calls our old token invalid. Re-send with the current one.
-                if token != self.auth.token_in_use() or (
-                    error == "expired_token" and self.auth.refresh(token)
-                ):
-                    refreshed = True  # at most once per call; a second expiry is fatal upstream
-                    continue
+            if (
+                token is None
+                or error not in ("expired_token", "invalid_token")
+                or token in rejected
+                or len(rejected) >= _MAX_TOKEN_SWAPS
+            ):
+                return answer  # classified upstream: invalid_token and a repeat are fatal
+            rejected.add(token)
+            # Another worker may have refreshed while this request was on its way: the portal
+            # then calls our old token invalid (rotation killed it) or expired. Both checks
+            # wait for a refresh in progress, then re-send with the new token.
+            if error == "expired_token" and self.auth.refresh(token):
+                continue  # one refresh per expired token, shared by all workers
+            if error == "invalid_token" and self.auth.replaced(token):
+                continue
             return answer
 
     def _post_following_redirects(self, method: str, payload: dict[str, Any], kind: str) -> Answer:
@@ -136,9 +150,18 @@ class Transport:
             if location is None:
                 return answer
             target = urljoin(url, location)
-            check_transport_security(
-                target, allow_insecure_http=self.allow_insecure_http, what="redirect"
-            )
+            try:
+                check_transport_security(
+                    target, allow_insecure_http=self.allow_insecure_http, what="redirect"
+                )
+            except ConfigError as exc:
+                # Found mid-run, but still a configuration problem: stop before any secret
+                # goes to that address.
+                raise InsecureTransportError(
+                    "INSECURE_REDIRECT",
+                    f"the portal redirected to {redact(target.split('/rest/')[0])}",
+                    str(exc),
+                ) from None
             with self._lock:
                 if not self._warned_moved:
                     self._warned_moved = True

@@ -52,6 +52,12 @@ class PortalConfig:
         None  # answer every /rest/ request 302 to this base (a renamed portal)
     )
     https_required: bool = False  # answer every /rest/ call 401 INVALID_REQUEST "Https required."
+    # (status, code, description): every /rest/ call gets this error before auth is checked,
+    # for credential and portal-state errors (PORTAL_DELETED, OVERLOAD_LIMIT, ...) in any status.
+    force_error: tuple[int, str, str] | None = None
+    # (code, description): every reaction command fails with it, singly (method_error_status)
+    # or in a batch's result_error, e.g. a per-command insufficient_scope.
+    command_error: tuple[str, str] | None = None
 
     def problems(self) -> list[str]:
         """Every invalid setting, for a clear error before the server starts."""

@@ -485,6 +485,8 @@ class SandboxPortal:
             return _error_reply(404, "ERROR_METHOD_NOT_FOUND", "Method not found!")
         if cfg.https_required:
             return _error_reply(401, "INVALID_REQUEST", "Https required.")
+        if cfg.force_error is not None:
+            return _error_reply(*cfg.force_error)
         caller = self._authenticate(webhook, segments, params)
         if isinstance(caller, _Reply):
             return caller
@@ -565,6 +567,12 @@ class SandboxPortal:
         start = time.time()
         outcome = _Outcome()
         if method in REACTION_METHODS:
+            if "botToken" in params or "BOT_TOKEN" in params:
+                self.stats.add(bot_tokens_seen=1)
+            if cfg.command_error is not None:
+                return _Outcome(
+                    error=MethodError(*cfg.command_error), status=cfg.method_error_status
+                )
             with self.state.lock:
                 error, removed = reaction_call(
                     self.state, caller, params, add=method != METHOD_DELETE

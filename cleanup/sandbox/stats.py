@@ -35,6 +35,7 @@ class PortalStats:
     operating_refusals: int = 0  # OPERATION_TIME_LIMIT answers, single or per command
     faults: Counter[str] = field(default_factory=Counter)  # fault kind -> times applied
     refreshes: int = 0  # successful OAuth refreshes
+    bot_tokens_seen: int = 0  # reaction commands that carried a botToken (an OAuth client sends none)
     max_in_flight: int = 0  # most /rest/ requests being processed at once
     in_flight: int = 0
     internal_errors: int = 0  # sandbox bugs caught and answered 500 (should stay 0)
@@ -68,6 +69,7 @@ class PortalStats:
             self.requests = self.batch_calls = self.single_calls = 0
             self.commands_executed = self.removed = 0
             self.limit_refusals = self.operating_refusals = self.refreshes = 0
+            self.bot_tokens_seen = 0
             self.internal_errors = 0
             self.faults = Counter()
             self.log = []
@@ -87,6 +89,7 @@ class PortalStats:
                 "operating_refusals": self.operating_refusals,
                 "faults": dict(self.faults),
                 "refreshes": self.refreshes,
+                "bot_tokens_seen": self.bot_tokens_seen,
                 "max_in_flight": self.max_in_flight,
                 "internal_errors": self.internal_errors,
             }
