@@ -28,6 +28,7 @@ DEFAULT_CHUNK_ROWS = 200_000
 _SNIFF_BYTES = 256 * 1024
 _DELIMITERS = (",", ";", "\t", "|")
 _HEADER_SEARCH_ROWS = 20
+_SEP_LINE = re.compile(r'"?sep=([^\r\n"])"?[ \t]*(?:\r\n|\n|\r)', re.IGNORECASE)
 
 
 def normalise_name(name: object) -> str:
@@ -330,20 +331,30 @@ def _cell_text(value: Any) -> str:
 def _open_csv(path: Path, fmt: str, overrides: dict[str, str], chunk_rows: int) -> Table:
     compressed = fmt.endswith(".gz")
     raw = _read_head(path, compressed)
-    if b"\x00" in raw[:65536]:
+    # Excel's "Unicode Text" export is UTF-16 (NUL bytes and all), with a BOM.
+    utf16 = raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    if not utf16 and b"\x00" in raw[:65536]:
         raise InputError(
             str(path), "looks binary, not a text CSV (NUL bytes); is it the right file?"
         )
     encoding = _detect_encoding(raw)
     text = _decode_head(raw, encoding)
     delimiter = "\t" if fmt.startswith("tsv") else _sniff_delimiter(text)
+    # A first line "sep=;" (written for Excel) names the delimiter and is not the header.
+    sep_line = _SEP_LINE.match(text)
+    skip_lines = 0
+    if sep_line:
+        delimiter = sep_line.group(1) if not fmt.startswith("tsv") else delimiter
+        text, skip_lines = text[sep_line.end() :], 1
     header = _first_record(text, delimiter)
     if header is None:
         raise InputError(str(path), "has no header row (expected botId, messageId, reaction)")
     columns = [c.strip() for c in header]
     mapping = resolve_columns(str(path), columns, overrides)
     detected = {"encoding": encoding, "delimiter": delimiter, "compressed": compressed}
-    reader = _CsvReader(path, compressed, encoding, delimiter, columns, mapping, chunk_rows)
+    reader = _CsvReader(
+        path, compressed, encoding, delimiter, columns, mapping, chunk_rows, skip_lines
+    )
     return Table(path, fmt, columns, mapping, detected, reader.chunks())
 
 
@@ -448,10 +459,12 @@ class _CsvReader:
         columns: list[str],
         mapping: dict[str, str],
         chunk_rows: int,
+        skip_lines: int = 0,
     ) -> None:
         self.path, self.compressed, self.encoding = path, compressed, encoding
         self.delimiter, self.columns, self.mapping = delimiter, columns, mapping
         self.chunk_rows = chunk_rows
+        self.skip_lines = skip_lines  # lines before the header (a "sep=;" line)
 
     def chunks(self) -> Iterator[RawChunk]:
         done = 0
@@ -481,6 +494,7 @@ class _CsvReader:
                 read_options=pacsv.ReadOptions(
                     encoding="utf8" if self.encoding in ("utf-8", "utf-8-sig") else self.encoding,
                     block_size=8 << 20,
+                    skip_rows=self.skip_lines,
                 ),
                 parse_options=pacsv.ParseOptions(delimiter=self.delimiter, newlines_in_values=True),
                 convert_options=pacsv.ConvertOptions(
@@ -508,6 +522,8 @@ class _CsvReader:
             records = csv.reader(text, delimiter=self.delimiter)
             header_seen = False
             seen = 0
+            for _ in range(self.skip_lines):
+                next(records, None)
             cols: list[list[str]] = [[], [], []]
             problems: list[str | None] = []
             try:
@@ -525,7 +541,8 @@ class _CsvReader:
                     # An unquoted delimiter inside a value shifts every field after it.
                     problems.append(
                         f"the row has {len(record)} fields but the header has {width}"
-                        if len(record) > width
+                        # Empty trailing fields ("456,789,like,") shift nothing.
+                        if len(record) > width and any(f.strip() for f in record[width:])
                         else None
                     )
                     if len(problems) >= self.chunk_rows:

@@ -6,6 +6,7 @@ Where a row is said to be removed, the sandbox's state is checked too: the react
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
@@ -101,6 +102,54 @@ def test_csv_unquoted_and_quoted_cells_with_spaces(
     assert [r["status"] for r in report] == ["removed"] * 3
     # The report shows the values as given, spaces and all.
     assert report[0]["botId"] == " 456 " and report[0]["reaction"] == " like "
+
+
+ODD_EXPORTS: dict[str, bytes] = {
+    # Excel's "Unicode Text": UTF-16 LE with a BOM, tab-separated, CRLF.
+    "utf16-tab": codecs.BOM_UTF16_LE
+    + "botId\tmessageId\treaction\r\n456\t1001\tlike\r\n456\t1002\tfire\r\n".encode("utf-16-le"),
+    # A trailing delimiter on data rows: empty extra fields shift nothing.
+    "trailing-delimiter": b"botId,messageId,reaction\n456,1001,like,\n456,1002,fire,,\n",
+    # Russian Excel: cp1251 and semicolons.
+    "cp1251": "botId;messageId;reaction;комментарий\n456;1001;like;удалить\n456;1002;fire;тест\n".encode(
+        "cp1251"
+    ),
+    # Old Mac line ends.
+    "cr-only": b"botId,messageId,reaction\r456,1001,like\r456,1002,fire\r",
+    # Excel's delimiter hint line above the header.
+    "sep-line": b"sep=;\nbotId;messageId;reaction\n456;1001;like\n456;1002;fire\n",
+    "sep-line-bom": codecs.BOM_UTF8
+    + b"sep=,\r\nbotId,messageId,reaction\r\n456,1001,like\r\n456,1002,fire\r\n",
+    "pipe": b"botId|messageId|reaction\n456|1001|like\n456|1002|fire\n",
+}
+
+
+@pytest.mark.parametrize("kind", list(ODD_EXPORTS))
+def test_odd_but_common_exports(
+    portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path, kind: str
+) -> None:
+    portal = portal_factory([(BOT, 1001, "like"), (BOT, 1002, "fire")])
+    path = tmp_path / "in.csv"
+    path.write_bytes(ODD_EXPORTS[kind])
+    result = run(run_cli, portal, path)
+    assert result.exit_code == 0, result.stderr
+    assert [(r["row"], r["status"]) for r in default_report(path)] == [
+        ("1", "removed"),
+        ("2", "removed"),
+    ]
+    assert reactions_left(portal) == set()
+
+
+def test_header_only_file_is_an_empty_successful_run(
+    portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
+) -> None:
+    portal = portal_factory([(BOT, 1001, "like")])
+    path = write_rows(tmp_path / "in.csv", [])
+    result = run(run_cli, portal, path)
+    assert result.exit_code == 0, result.stderr
+    assert default_report(path) == []
+    assert (tmp_path / "in.report.csv").read_text().startswith("row,botId,messageId,reaction")
+    assert portal.stats.requests == 0
 
 
 @pytest.mark.parametrize("kind", ["csv.gz", "tsv", "tsv-named-csv"])
@@ -536,3 +585,20 @@ def test_jsonl_report_keeps_text_as_given(
     lines = [json.loads(x) for x in report.read_text().splitlines()]
     assert lines[0]["reaction"] == "LIKE" and lines[0]["status"] == "removed"
     assert lines[1]["botId"] == "0012x" and lines[1]["status"] == "invalid"
+
+
+def test_sep_line_with_a_shifted_row(
+    portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
+) -> None:
+    # The shifted row sends the reader down its slow path, which must skip "sep=" too.
+    portal = portal_factory([(BOT, 1001, "like"), (BOT, 1002, "fire")])
+    path = tmp_path / "in.csv"
+    path.write_text("sep=;\nbotId;messageId;reaction\n456;1001;like;x\n456;1002;fire\n")
+    result = run(run_cli, portal, path)
+    assert result.exit_code == 1
+    report = default_report(path)
+    assert [(r["status"], r["error"]) for r in report] == [
+        ("invalid", "INVALID_ROW"),
+        ("removed", ""),
+    ]
+    assert report[0]["error_description"] == "the row has 4 fields but the header has 3"
