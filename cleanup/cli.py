@@ -149,6 +149,11 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
             help="Seconds to wait for an answer. [default: 75]",
         ),
         click.option(
+            "--stop-timeout",
+            type=click.FloatRange(min=0),
+            help="On Ctrl-C/SIGTERM, seconds to let requests in flight finish before their rows are reported skipped. [default: 30]",
+        ),
+        click.option(
             "--operating-limit",
             type=click.FloatRange(min=0),
             help="The portal's operating-time budget per method, seconds per 10 min; 0 turns the tracking off. [default: 480]",
@@ -304,10 +309,14 @@ def _run_with_signals(config: JobConfig, quiet: bool) -> RunSummary:
     stop = StopSignal()
     previous: dict[int, Any] = {}
 
+    signals: list[str] = []
+
     def handler(signum: int, _frame: Any) -> None:
         name = signal.Signals(signum).name
-        if stop.is_set and stop.reason in ("SIGINT", "SIGTERM"):
-            os._exit(130 if signum == signal.SIGINT else 143)  # second signal: leave at once
+        if signals:  # the second signal (even while an abort winds down): leave at once
+            os.write(2, b"\nreaction-cleanup: quitting now; finish later with --resume\n")
+            os._exit(130 if signum == signal.SIGINT else 143)
+        signals.append(name)
         stop.stop(name)
         click.echo(
             f"\nreaction-cleanup: {name}: finishing requests in flight, then stopping "
@@ -457,7 +466,7 @@ def run_job_command(
     setup_logging(verbose=verbose, quiet=quiet, fmt=log_format)
     run_id = new_run_id()
     set_run_id(run_id)
-    with _cli_errors(verbose), _problems_one_per_line():
+    with _cli_errors(verbose), _problems_one_per_line(log_format):
         job = load_job(job_file)
         cli, env = _given_options(options)
         base = job.resolve(cli, env)
@@ -489,7 +498,7 @@ def check_job_command(
 
     setup_logging(verbose=verbose, quiet=quiet, fmt=log_format)
     set_run_id(new_run_id())
-    with _cli_errors(verbose), _problems_one_per_line():
+    with _cli_errors(verbose), _problems_one_per_line(log_format):
         job = load_job(job_file)
         cli, env = _given_options(options)
         result = check_job(job, job.resolve(cli, env))
@@ -499,14 +508,31 @@ def check_job_command(
         click.echo(f"job {job.name!r} is ready to run")
 
 
+# A job writes each file's report under a dated name; --report is refused there, so hide it.
+for _command in (run_job_command, check_job_command):
+    for _param in _command.params:
+        if _param.name == "report" and isinstance(_param, click.Option):
+            _param.hidden = True
+
+
 @contextmanager
-def _problems_one_per_line() -> Iterator[None]:
-    """A job file can have several problems: one line each reads better than a long one."""
+def _problems_one_per_line(fmt: str = "text") -> Iterator[None]:
+    """A job file can have several problems: one line each reads better than a long one.
+    Under --log-format json each is a JSON event, so a log collector parses every line."""
     try:
         yield
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(f"reaction-cleanup: error: {redact(problem)}", err=True)
+    except CleanupError as exc:
+        problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
+        if fmt == "json":
+            for problem in problems:
+                logging.getLogger("cleanup").error(
+                    "%s", problem, extra={"fields": {"event": "error", "exit_code": exc.exit_code}}
+                )
+        elif isinstance(exc, ConfigError):
+            for problem in problems:
+                click.echo(f"reaction-cleanup: error: {redact(problem)}", err=True)
+        else:
+            raise
         sys.exit(exc.exit_code)
 
 

@@ -480,3 +480,62 @@ def test_schedule_examples_run_the_example_job() -> None:
     k8s = (EXAMPLES / "kubernetes-cronjob.yaml").read_text()
     assert "concurrencyPolicy: Forbid" in k8s and "secretKeyRef" in k8s
     assert "OnCalendar=" in (EXAMPLES / "reaction-cleanup.timer").read_text()
+
+
+def test_oauth_job_with_a_token_file_next_to_it(
+    portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
+) -> None:
+    rows = likes(4)
+    portal = portal_factory(
+        rows, oauth_apps={"app.test": "app-secret"}, bot_client_ids={BOT: "app.test"}
+    )
+    issued = portal.issue_tokens("app.test")
+    tokens = {
+        "client_id": "app.test",
+        "client_secret": "app-secret",
+        "access_token": issued["access_token"],
+        "refresh_token": issued["refresh_token"],
+    }
+    s = Setup(tmp_path, portal, webhook_env=None, bot_tokens_file=None)
+    (tmp_path / "oauth.json").write_text(json.dumps(tokens))
+    s.write_job(
+        webhook_env=None,
+        bot_tokens_file=None,
+        portal=portal.url,
+        oauth_file="oauth.json",
+        oauth_server=portal.url,
+    )
+    s.drop("rows.csv", rows)
+    checked = run_cli("check-job", s.job)
+    assert checked.exit_code == 0, checked.output
+    assert "oauth credentials accepted" in checked.stdout
+    portal.expire_access_tokens()  # the run refreshes once and saves the new pair
+    result = run_cli("run-job", s.job)
+    assert result.exit_code == 0, result.output
+    assert portal.state.snapshot() == set()
+    saved = json.loads((tmp_path / "oauth.json").read_text())
+    assert saved["refresh_token"] != tokens["refresh_token"]
+    assert tokens["access_token"] not in result.output
+
+
+def test_json_log_format_keeps_problems_parseable(
+    run_cli: RunCli, setup: Callable[..., Setup]
+) -> None:
+    s = setup(max_retry=3)
+    result = run_cli("run-job", s.job, "--log-format", "json", env=s.env)
+    assert result.exit_code == 2
+    [event] = [json.loads(line) for line in result.stderr.splitlines()]
+    assert event["event"] == "error" and "max_retry" in event["message"]
+
+
+def test_dry_run_plans_each_new_file_and_changes_nothing(
+    run_cli: RunCli, setup: Callable[..., Setup]
+) -> None:
+    s = setup()
+    s.drop("rows.csv", [*likes(3), ("abc", 1, "like")])
+    result = run_job(run_cli, s, "--dry-run")
+    assert result.exit_code == 1, result.output  # one invalid row
+    assert "dry run of" in result.stderr and "3 to send, 1 invalid" in result.stderr
+    assert s.portal.stats.requests == 0
+    assert (s.inbox / "rows.csv").exists()
+    assert not s.reports.exists() or not any(s.reports.iterdir())
