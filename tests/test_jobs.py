@@ -129,6 +129,12 @@ def test_inbox_run_twice_second_run_does_nothing(
     assert s.portal.state.snapshot() == set()
     last = first.stderr.strip().splitlines()[-1]
     assert last.startswith("SUMMARY job=test-job ") and "exit=0" in last and "removed=10" in last
+    code = s.portal.webhook_url().rstrip("/").rsplit("/", 1)[1]
+    tokens = [b.token for b in s.portal.state.bots.values()]
+    for written in s.reports.iterdir():  # report, summary, HTML, journal, state
+        text = written.read_text(errors="replace")
+        assert code not in text and not any(t in text for t in tokens), written.name
+    assert code not in first.output
 
     sent = deletes(s.portal)
     second = run_job(run_cli, s)
