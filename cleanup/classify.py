@@ -111,7 +111,9 @@ def classify_error(code: str, description: str, *, status: int | None, context: 
         return Outcome(Kind.BOT_FAILED, code, description)
     if status is not None and status >= 500:
         return Outcome(Kind.TRANSIENT, code, description)
-    if context == "batch" and status == 401:
+    if status == 401:
+        # Method errors come as 400/403; a 401 is the portal refusing the credentials,
+        # whatever the code says, for a batch and a single call alike.
         return Outcome(Kind.FATAL, code, description, FATAL_HINTS["authorization_error"])
     # Undocumented method errors (e.g. an unknown messageId): the row failed, raw code kept.
     return Outcome(Kind.ROW_FAILED, code, description)

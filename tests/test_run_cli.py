@@ -834,3 +834,47 @@ def test_portal_with_a_smaller_batch_limit(
     assert sum(1 for r in records if r.status != 200) == (len(probes) if refused_whole else 0)
     if not refused_whole:
         assert [r.n_commands for r in records].count(8) >= 10
+
+
+@pytest.mark.parametrize("mode", ["batch", "single"])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "NO_AUTH_FOUND",
+        "INVALID_CREDENTIALS",
+        "invalid_token",
+        "authorization_error",
+        "user_access_error",
+        "SOME_NEW_AUTH_ERROR",  # an undocumented code: HTTP 401 is what says "credentials"
+    ],
+)
+def test_credential_errors_abort_in_every_mode(
+    portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path, code: str, mode: str
+) -> None:
+    config = PortalConfig(force_error=(401, code, "Wrong authorization data"))
+    portal = portal_factory(likes(5), config=config)
+    path = write_rows(tmp_path / "in.csv", likes(5))
+    result = run(run_cli, portal, path, "--mode", mode, "--concurrency", "1")
+    assert result.exit_code == 3, result.stderr
+    assert [r["status"] for r in report_of(path)] == ["skipped"] * 5
+    assert portal.stats.requests == 1
+    assert code in result.stderr
+
+
+@pytest.mark.parametrize("status", [400, 403])
+def test_access_denied_for_a_single_row_is_a_row_failure(
+    portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path, status: int
+) -> None:
+    # The method's own ACCESS_DENIED (the bot is not in that chat), as 400 or 403: the
+    # row failed, the job goes on.
+    portal = portal_factory(likes(2), config=PortalConfig(method_error_status=status))
+    portal.state.add_message(5000, 5000, members=[BOT2])
+    path = write_rows(tmp_path / "in.csv", [(BOT, 5000, "like"), *likes(2)])
+    result = run(run_cli, portal, path, "--mode", "single")
+    assert result.exit_code == 1
+    report = report_of(path)
+    assert [(r["status"], r["error"]) for r in report] == [
+        ("failed", "ACCESS_DENIED"),
+        ("removed", ""),
+        ("removed", ""),
+    ]
