@@ -878,3 +878,51 @@ def test_access_denied_for_a_single_row_is_a_row_failure(
         ("removed", ""),
         ("removed", ""),
     ]
+
+
+def test_bar_by_default_on_a_terminal(portal_factory: PortalFactory, tmp_path: Path) -> None:
+    # stderr is a pseudo-terminal here, as when ops run the job by hand.
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    portal = portal_factory(likes(5))
+    path = write_rows(tmp_path / "in.csv", likes(5))
+    args = [
+        "--webhook",
+        portal.webhook_url(),
+        "--bot-tokens",
+        str(bot_tokens_file(tmp_path, portal)),
+    ]
+    leader, follower = pty.openpty()
+    # A terminal 120 columns wide (a fresh pty has none, and tqdm would draw nothing).
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("B24_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "cleanup", "run", str(path), *args, *FAST],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    err = b"".join(chunks).decode("utf-8", "replace")
+    assert done.returncode == 0, err
+    assert "\r" in err and "5/5" in err and "row/s" in err  # tqdm's bar
+    assert "progress: " not in err  # not the log lines
