@@ -13,6 +13,7 @@ import csv
 import gzip
 import io
 import re
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import InputError
+
+# What reading a damaged file raises (a gzip stream cut short or corrupt included).
+_READ_ERRORS = (OSError, EOFError, zlib.error)
 
 FIELDS = ("botId", "messageId", "reaction")
 DEFAULT_CHUNK_ROWS = 200_000
@@ -193,6 +197,14 @@ def _as_text(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
         or pa.types.is_dictionary(arr.type)
     ):
         text = arr.cast(pa.string())
+        try:
+            text.validate(full=True)
+        except pa.ArrowInvalid:
+            # Bytes that are not UTF-8 in a string column: keep the rows, mark the bad bytes.
+            raw = text.cast(pa.binary()).to_pylist()
+            text = pa.array(
+                [None if v is None else v.decode("utf-8", "replace") for v in raw], pa.string()
+            )
     else:
         try:
             text = arr.cast(pa.string())
@@ -365,7 +377,7 @@ def _read_head(path: Path, compressed: bool) -> bytes:
                 return fh.read(_SNIFF_BYTES)
         with path.open("rb") as fh:
             return fh.read(_SNIFF_BYTES)
-    except (OSError, EOFError) as exc:
+    except _READ_ERRORS as exc:
         raise InputError(str(path), f"cannot read ({_short(exc)})") from None
 
 
@@ -475,7 +487,7 @@ class _CsvReader:
             return
         except (pa.ArrowException, KeyError, UnicodeDecodeError, ValueError):
             pass  # carry on with the csv module from the first record pyarrow did not give
-        except (OSError, EOFError) as exc:
+        except _READ_ERRORS as exc:
             raise InputError(str(self.path), f"cannot read ({_short(exc)})") from None
         yield from self._python_chunks(skip=done)
 
@@ -551,6 +563,10 @@ class _CsvReader:
             except csv.Error as exc:
                 raise InputError(
                     str(self.path), f"malformed CSV near line {records.line_num} ({exc})"
+                ) from None
+            except _READ_ERRORS as exc:
+                raise InputError(
+                    str(self.path), f"cannot read past line {records.line_num} ({_short(exc)})"
                 ) from None
             if problems:
                 yield _chunk_of(cols, problems)

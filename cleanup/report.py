@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
+import re
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -78,7 +80,8 @@ class ReportWriter:
                     fh.write(json.dumps(result.as_record(), ensure_ascii=False) + "\n")
         existing = append and self.target.exists() and self.target.stat().st_size > 0
         if existing:
-            _drop_cut_line(self.target)
+            _drop_cut_line(self.target, csv_quotes=self.format == "csv")
+            existing = self.target.stat().st_size > 0  # a cut header is written again
         self._fh: IO[str] = self.target.open("a" if existing else "w", encoding="utf-8", newline="")
         self._csv = None
         if self.format == "csv":
@@ -110,17 +113,44 @@ class ReportWriter:
                 self.target.unlink()
 
 
-def _drop_cut_line(path: Path) -> None:
-    """A crash can leave half a line at the end; appending after it would glue two rows."""
+_CSV_MARKS = re.compile(rb'["\n]')
+
+
+def _drop_cut_line(path: Path, *, csv_quotes: bool = False) -> None:
+    """A crash can leave half a record at the end; appending after it would glue two rows."""
+    keep = _whole_records(path, csv_quotes=csv_quotes)
     with path.open("rb+") as fh:
-        fh.seek(0, os.SEEK_END)
-        size = fh.tell()
-        fh.seek(max(0, size - 65536))
-        tail = fh.read()
-        if tail.endswith(b"\n"):
-            return
-        cut = tail.rfind(b"\n")
-        fh.truncate(size - len(tail) + cut + 1 if cut >= 0 else 0)
+        fh.truncate(keep)
+
+
+def _whole_records(path: Path, *, csv_quotes: bool = False) -> int:
+    """Bytes up to the end of the last whole record.
+
+    A record ends at a newline; in CSV only at one outside quotes (an even number of `"`
+    before it), since a value the user typed may hold a newline.
+    """
+    keep = 0
+    with path.open("rb") as fh:
+        if not csv_quotes:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            while size > 0 and keep == 0:
+                start = max(0, size - (1 << 20))
+                fh.seek(start)
+                cut = fh.read(size - start).rfind(b"\n")
+                if cut >= 0:
+                    keep = start + cut + 1
+                size = start
+        else:
+            inside, offset = False, 0
+            while block := fh.read(1 << 20):
+                for mark in _CSV_MARKS.finditer(block):
+                    if mark.group() == b'"':
+                        inside = not inside
+                    elif not inside:
+                        keep = offset + mark.end()
+                offset += len(block)
+    return keep
 
 
 def _jsonl_to_parquet(source: Path, dest: Path) -> None:
@@ -189,18 +219,31 @@ def read_report(path: Path) -> dict[int, RowResult]:
             )  # fmt: skip
         except (KeyError, ValueError, TypeError):
             continue
-        if status in FINAL_STATUSES:
+        if status in FINAL_STATUSES and not resend_on_resume(
+            status, result.error, result.error_description
+        ):
             out[result.row] = result
     return out
 
 
+def resend_on_resume(status: Status, error: str, description: str) -> bool:
+    """Whether --resume sends the row again instead of keeping its line.
+
+    Skipped rows, and failed rows whose failure was not the portal's answer about the row:
+    the job gave up retrying (the portal was unreachable, kept failing or kept refusing
+    for its limits; the engine marks these "(gave up ...") or a bug in the job itself.
+    """
+    if status is Status.SKIPPED:
+        return True
+    return status is Status.FAILED and ("(gave up" in description or error == "CLIENT_ERROR")
+
+
 def _read_csv_report(path: Path) -> Iterator[dict[str, Any]]:
-    with path.open(encoding="utf-8", newline="") as fh:
-        text = fh.read()
-    # A crash can cut the last line; only whole lines count.
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-    yield from csv.DictReader(text.splitlines(keepends=True))
+    # A crash can cut the last record; only whole ones count (as for appending after them).
+    size = _whole_records(path, csv_quotes=True)
+    with path.open("rb") as fh:
+        text = fh.read(size).decode("utf-8", errors="replace")
+    yield from csv.DictReader(io.StringIO(text, newline=""))
 
 
 class Journal:
@@ -217,10 +260,16 @@ class Journal:
         if resume and path.exists():
             header = self._load()
             if header.get("sha256") != identity["sha256"] or header.get("size") != identity["size"]:
+                report = path.name.removesuffix(".journal")
+                was = str(header.get("input") or "?")
+                why = (
+                    f"{was} has changed since that run started"
+                    if was == identity.get("input")
+                    else f"it was made from {was}, whose content differs from this input"
+                )
                 raise ReportMismatchError(
-                    f"the report next to {path.name.removesuffix('.journal')} belongs to another "
-                    f"input ({header.get('input', '?')}, different content); refusing to resume. "
-                    "Use another --report, or run without --resume to start over"
+                    f"cannot resume {report}: {why}. Resuming would mix two inputs' rows; give"
+                    " another --report, or run without --resume to start over"
                 )
             _drop_cut_line(path)  # else the next record would be glued to a cut one
             self._fh = path.open("a", encoding="utf-8")
@@ -247,6 +296,9 @@ class Journal:
                             sent.pop(int(r), None)
                 elif "done" in record:
                     for row, status, error, description, attempts in record["done"]:
+                        if resend_on_resume(Status(status), str(error), str(description)):
+                            self.outcomes.pop(int(row), None)
+                            continue
                         self.outcomes[int(row)] = (
                             Status(status), str(error), str(description), int(attempts)
                         )  # fmt: skip
