@@ -926,3 +926,43 @@ def test_bar_by_default_on_a_terminal(portal_factory: PortalFactory, tmp_path: P
     assert done.returncode == 0, err
     assert "\r" in err and "5/5" in err and "row/s" in err  # tqdm's bar
     assert "progress: " not in err  # not the log lines
+
+
+def test_portal_going_away_mid_run_aborts_exit_3(
+    portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
+) -> None:
+    import threading
+
+    # Each answer takes 0.3 s, so the portal is gone before the second one is given.
+    portal = portal_factory(likes(40), config=PortalConfig(latency=0.3))
+    path = write_rows(tmp_path / "in.csv", likes(40))
+    answer = portal._respond
+    first_done = threading.Event()
+
+    def note_first_batch(*args: Any) -> Any:
+        reply = answer(*args)
+        if portal.stats.batch_calls >= 1:
+            first_done.set()
+        return reply
+
+    portal._respond = note_first_batch  # type: ignore[method-assign]
+    # The portal goes down (connections refused) once the first batch has been answered.
+    stopper = threading.Thread(target=lambda: first_done.wait(30) and portal.stop())
+    stopper.start()
+    result = run(
+        run_cli,
+        portal,
+        path,
+        "--batch-size",
+        "10",
+        "--concurrency",
+        "1",
+        "--max-retries",
+        "1",
+    )
+    stopper.join()
+    assert result.exit_code == 3, result.stderr
+    statuses = [r["status"] for r in report_of(path)]
+    assert statuses[:10] == ["removed"] * 10
+    assert "skipped" in statuses and "failed" not in statuses
+    assert "PORTAL_UNREACHABLE" in result.stderr
