@@ -268,8 +268,8 @@ def test_any_other_result_is_a_failure_never_success(
 
 @pytest.mark.parametrize(
     "where, status",
-    [("call", 405), ("call", 400), ("call", 200), ("command", 200)],
-    ids=["call-405", "call-400", "call-200", "per-command"],
+    [("call", 405), ("call", 400), ("call", 200), ("call", 403), ("call", 500), ("command", 200)],
+    ids=["call-405", "call-400", "call-200", "call-403", "call-500", "per-command"],
 )
 def test_batch_method_not_allowed_falls_back_to_single_calls(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path, where: str, status: int
