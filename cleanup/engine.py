@@ -127,7 +127,7 @@ class Engine:
             return None
         code, description, first = failed
         note = f"{description} (not sent: bot {row.bot_id} was rejected on row {first})"
-        return row.result(Status.FAILED, code, note.strip(), 0)
+        return row.result(Status.FAILED, code, redact(note.strip()), 0)  # the portal's text
 
     def run_unit(
         self,
