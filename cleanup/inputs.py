@@ -365,7 +365,7 @@ def _open_csv(path: Path, fmt: str, overrides: dict[str, str], chunk_rows: int) 
     mapping = resolve_columns(str(path), columns, overrides)
     detected = {"encoding": encoding, "delimiter": delimiter, "compressed": compressed}
     reader = _CsvReader(
-        path, compressed, encoding, delimiter, columns, mapping, chunk_rows, skip_lines
+        path, compressed, encoding, delimiter, columns, mapping, chunk_rows, skip_lines, header
     )
     return Table(path, fmt, columns, mapping, detected, reader.chunks())
 
@@ -472,11 +472,14 @@ class _CsvReader:
         mapping: dict[str, str],
         chunk_rows: int,
         skip_lines: int = 0,
+        raw_columns: list[str] | None = None,
     ) -> None:
         self.path, self.compressed, self.encoding = path, compressed, encoding
         self.delimiter, self.columns, self.mapping = delimiter, columns, mapping
         self.chunk_rows = chunk_rows
         self.skip_lines = skip_lines  # lines before the header (a "sep=;" line)
+        # The header as written (" messageId "): pyarrow names columns so, untrimmed.
+        self.raw_columns = raw_columns if raw_columns is not None else columns
 
     def chunks(self) -> Iterator[RawChunk]:
         done = 0
@@ -499,6 +502,10 @@ class _CsvReader:
 
         if len(set(self.columns)) != len(self.columns) or self.encoding == "utf-16":
             raise ValueError("duplicate column names: use the csv module")
+        raw_of = dict(zip(self.columns, self.raw_columns, strict=True))
+        if len(set(self.raw_columns)) != len(self.raw_columns):
+            raise ValueError("duplicate column names: use the csv module")
+        wanted = [raw_of[self.mapping[f]] for f in FIELDS]
         fh = self._open_binary()
         try:
             reader = pacsv.open_csv(
@@ -510,8 +517,8 @@ class _CsvReader:
                 ),
                 parse_options=pacsv.ParseOptions(delimiter=self.delimiter, newlines_in_values=True),
                 convert_options=pacsv.ConvertOptions(
-                    column_types={c: pa.string() for c in self.columns},
-                    include_columns=list(dict.fromkeys(self.mapping[f] for f in FIELDS)),
+                    column_types={c: pa.string() for c in self.raw_columns},
+                    include_columns=list(dict.fromkeys(wanted)),
                     strings_can_be_null=False,
                     quoted_strings_can_be_null=False,
                 ),
@@ -520,7 +527,7 @@ class _CsvReader:
                 if batch.num_rows == 0:
                     continue
                 cols = {n: batch.column(n) for n in batch.schema.names}
-                yield RawChunk(0, *(pc.fill_null(cols[self.mapping[f]], "") for f in FIELDS))
+                yield RawChunk(0, *(pc.fill_null(cols[name], "") for name in wanted))
         finally:
             fh.close()
 

@@ -602,3 +602,19 @@ def test_sep_line_with_a_shifted_row(
         ("removed", ""),
     ]
     assert report[0]["error_description"] == "the row has 4 fields but the header has 3"
+
+
+def test_spaced_header_keeps_the_fast_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # " messageId " must not send a million-row file down the csv module's slow path.
+    from cleanup import inputs
+
+    def slow_path(*_: object, **__: object) -> None:
+        raise AssertionError("fell back to the csv module")
+
+    monkeypatch.setattr(inputs._CsvReader, "_python_chunks", slow_path)
+    path = tmp_path / "in.csv"
+    path.write_bytes(codecs.BOM_UTF8 + b'" botId ", messageId ,reaction\n456,1001,like\n')
+    (chunk,) = inputs.open_table(path).chunks()
+    assert chunk.bot_id.to_pylist() == ["456"] and chunk.message_id.to_pylist() == ["1001"]
