@@ -966,3 +966,33 @@ def test_portal_going_away_mid_run_aborts_exit_3(
     assert statuses[:10] == ["removed"] * 10
     assert "skipped" in statuses and "failed" not in statuses
     assert "PORTAL_UNREACHABLE" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ('{"456": "tok"', "not valid JSON"),
+        ("bot,token\n456,tok\n", "botId,botToken"),
+        ('{"abc": "tok"}', "is not a bot id"),
+        ('{"456": ""}', "empty token"),
+        (None, "does not exist"),
+    ],
+    ids=["bad-json", "csv-wrong-header", "bad-bot-id", "empty-token", "missing"],
+)
+def test_bad_tokens_file_exits_2_before_sending(
+    portal_factory: PortalFactory,
+    run_cli: RunCli,
+    tmp_path: Path,
+    content: str | None,
+    expected: str,
+) -> None:
+    portal = portal_factory(likes(1))
+    tokens = tmp_path / "tokens.txt"
+    if content is not None:
+        tokens.write_text(content)
+    path = write_rows(tmp_path / "in.csv", likes(1))
+    result = run_cli("run", path, "--webhook", portal.webhook_url(), "--bot-tokens", tokens)
+    assert result.exit_code == 2
+    assert expected in result.stderr and "tokens.txt" in result.stderr
+    assert portal.stats.requests == 0
+    assert reactions_left(portal) == set(likes(1))
