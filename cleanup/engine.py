@@ -188,7 +188,7 @@ class Engine:
         if outcome.kind is not Kind.OK:
             return self._call_failure(outcome, answer, pending, unit, done)
         body = answer.body
-        self.budget.observe(body.get("time"))
+        self.budget.observe(body.get("time"), "batch")  # the batch method's own budget
         outer = body.get("result")
         if not isinstance(outer, dict):
             outer = {}
@@ -267,7 +267,7 @@ class Engine:
         if operating:
             self._operating_wait(unit)
         if refused:
-            self._limit_wait(unit, None, again, done)
+            self._limit_wait(unit, None, again, done, sent_ago=answer.elapsed)
         if unsure and last is not None:
             self._transient_wait(unit, last, unsure, done, unreachable=False)
         return [s for s in again if s.row.row not in done]
@@ -331,7 +331,7 @@ class Engine:
         kind = outcome.kind
         if kind is Kind.RATE_LIMITED:
             self._unsent(pending)  # refused at the door: not an attempt at the row
-            self._limit_wait(unit, answer.retry_after, pending, done)
+            self._limit_wait(unit, answer.retry_after, pending, done, sent_ago=answer.elapsed)
         elif kind is Kind.OPERATING_LIMIT:
             self._operating_wait(unit)
         elif kind is Kind.RESEND:
@@ -428,11 +428,14 @@ class Engine:
         retry_after: float | None,
         rows: list[_RowState],
         done: dict[int, RowResult],
+        *,
+        sent_ago: float | None = None,
     ) -> None:
         unit.refusals += 1
-        self.throttle.on_refusal(retry_after)
+        self.throttle.on_refusal(retry_after, sent_ago)
         delay = self.policy.limit_wait(unit.refusals, retry_after)
         self.stats.add(limit_wait_s=delay)
+        self.throttle.held(delay)  # wall-clock waiting time for the summary
         if not self._wait(unit, delay):
             for s in rows:
                 done[s.row.row] = self._fail(
@@ -447,15 +450,22 @@ class Engine:
     def _operating_wait(self, unit: _Unit) -> None:
         unit.operating_refusals += 1
         self.stats.add(operating_refusals=1)
-        delay = self.policy.operating_wait(unit.operating_refusals, self.budget.reset_in())
-        log.warning(
-            "the portal's operating-time limit for %s is spent (OPERATION_TIME_LIMIT); waiting %.0f s",
-            METHOD,
-            delay,
-        )
+        reset_in = self.budget.reset_in()
+        if reset_in is None and self.budget.reset_at is not None:
+            # The known reset has just passed, yet the window is still full (errors carry no
+            # newer time): short waits that grow, not the long blind backoff.
+            reset_in = min(2.0 ** (unit.operating_refusals - 1), 60.0)
+        delay = self.policy.operating_wait(unit.operating_refusals, reset_in)
         self.stats.add(limit_wait_s=delay)
-        # Everyone waits: the budget is per method, for the whole portal.
-        self.throttle.pause(delay)
+        # Everyone waits: the budget is per method, for the whole portal. Said once per
+        # pause, not by every worker that runs into it.
+        if self.throttle.pause(delay):
+            log.warning(
+                "the portal's operating-time limit for %s is spent (OPERATION_TIME_LIMIT); "
+                "waiting %.0f s for it to reset, then re-sending",
+                METHOD,
+                delay,
+            )
 
     def _wait(self, unit: _Unit, seconds: float) -> bool:
         """Sleep `seconds` unless the unit's wait budget is spent. Raises Stopped on stop."""

@@ -54,13 +54,15 @@ class Progress:
                 self._log_line(now)
 
     def note_wait(self, text: str) -> None:
-        """Shown while the job waits on a portal limit; '' clears it."""
+        """Shown while the job waits on a portal limit; '' clears it. The bar shows the
+        countdown; the log says it once when a wait starts, not at every tick."""
         if text == self._wait_note:
             return
+        started = bool(text) and not self._wait_note
         self._wait_note = text
         if self._bar is not None:
             self._bar.set_postfix_str(self._postfix())
-        elif self.mode == "log" and text:
+        elif self.mode == "log" and started:
             log.info("waiting: %s", text)
 
     def _postfix(self) -> str:

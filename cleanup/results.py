@@ -82,6 +82,7 @@ class RunSummary:
     limit_refusals: int = 0
     operating_refusals: int = 0
     limit_wait_s: float = 0.0
+    ideal_s: float = 0.0  # what a client keeping the bucket exactly full would need (throttle.ideal_seconds)
     retries: int = 0
     token_refreshes: int = 0
     fallback_to_single: str | None = None
@@ -111,7 +112,11 @@ class RunSummary:
 
     @property
     def ideal_rows_per_s(self) -> float:
-        """What a client keeping the portal's bucket exactly full would reach."""
+        """What a client keeping the portal's bucket exactly full would reach on this run:
+        the burst at the start counts, so a short run may beat rate x rows per request."""
+        done = self.by_status[Status.REMOVED] + self.by_status[Status.FAILED]
+        if self.ideal_s > 0 and done:
+            return done / self.ideal_s
         per_request = self.batch_size if self.mode == "batch" else 1
         return self.rate * per_request
 
@@ -130,4 +135,5 @@ class RunSummary:
         data["ideal_rows_per_s"] = round(self.ideal_rows_per_s, 3)
         data["elapsed_s"] = round(self.elapsed_s, 3)
         data["limit_wait_s"] = round(self.limit_wait_s, 3)
+        data["ideal_s"] = round(self.ideal_s, 3)
         return data

@@ -42,7 +42,7 @@ from .report import (
 )
 from .results import RowResult, RunSummary, Status
 from .retry import RetryPolicy
-from .throttle import OperatingBudget, Throttle
+from .throttle import OperatingBudget, Throttle, ideal_seconds
 from .transport import Transport
 from .validate import Row, Validator
 
@@ -210,6 +210,7 @@ class _Run:
         rate, burst = config.effective_rate
         self.throttle = Throttle(rate, burst, clock=clock)
         self.budget = OperatingBudget(config.operating_limit, clock=clock)
+        self.throttle.budget = self.budget  # a nearly spent budget stretches the spacing
         self.transport = Transport(
             auth,
             self.throttle,
@@ -345,6 +346,8 @@ class _Run:
                     self._results.get(timeout=timeout) if block else self._results.get_nowait()
                 )
             except queue.Empty:
+                # A long wait on a limit finishes no unit: keep the bar's countdown moving.
+                self.progress.note_wait(self.throttle.waiting_note())
                 return
             if self._inflight.pop(unit_id, None) is None:
                 continue  # given up on at the stop timeout; already reported skipped
@@ -410,8 +413,12 @@ class _Run:
     def _concurrency(self) -> int:
         if self.config.concurrency:
             return self.config.concurrency
-        # Enough requests in flight to keep the portal's bucket draining at our rate.
-        return max(2, min(MAX_WORKERS, math.ceil(self.throttle.rate * self.latency) + 2))
+        # Enough requests in flight to keep the portal's bucket draining at our rate; while
+        # the bucket still has room (the burst at the start, or after a quiet spell), more,
+        # to spend it quickly. Not more in steady state: a slot reserved far ahead cannot
+        # be taken back when a refusal lowers the rate.
+        steady = math.ceil(self.throttle.rate * self.latency) + 2
+        return max(2, min(MAX_WORKERS, steady + self.throttle.credit()))
 
     def _observe_request(self, kind: str, started: float, elapsed: float, status: int) -> None:
         self.latency = 0.8 * self.latency + 0.2 * elapsed
@@ -445,7 +452,12 @@ class _Run:
         )
         s.limit_refusals = self.throttle.stats.refusals
         s.operating_refusals = self.engine.stats.operating_refusals
-        s.limit_wait_s = self.throttle.stats.waited_s + self.engine.stats.limit_wait_s
+        s.limit_wait_s = self.throttle.stats.waited_s  # wall-clock, all limits together
+        sent = s.by_status[Status.REMOVED.value] + s.by_status[Status.FAILED.value]
+        per_request = 1 if self.engine.single else self.config.batch_size
+        s.ideal_s = ideal_seconds(
+            math.ceil(sent / per_request), s.rate, s.burst, self.latency if self.timeline else 0.0
+        )
         s.retries = self.engine.stats.retries
         s.token_refreshes = getattr(self.transport.auth, "refreshes", 0)
         s.concurrency = self.config.concurrency or self._concurrency()
