@@ -996,3 +996,17 @@ def test_bad_tokens_file_exits_2_before_sending(
     assert expected in result.stderr and "tokens.txt" in result.stderr
     assert portal.stats.requests == 0
     assert reactions_left(portal) == set(likes(1))
+
+
+@pytest.mark.parametrize("mode", ["batch", "single"])
+def test_bot_tokens_with_url_special_characters(
+    portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path, mode: str
+) -> None:
+    # Tokens may look like base64 (+ / =) or hold anything else; they must arrive intact.
+    odd = {BOT: "a+b/c==", BOT2: "x&botId=1#y%20z ;"}
+    portal = portal_factory([*likes(2), (BOT2, 2001, "like")], bot_tokens=odd)
+    path = write_rows(tmp_path / "in.csv", [*likes(2), (BOT2, 2001, "like")])
+    result = run(run_cli, portal, path, "--mode", mode)
+    assert result.exit_code == 0, result.stderr
+    assert reactions_left(portal) == set()
+    assert "a+b/c==" not in result.stderr and "y%20z" not in result.stderr
