@@ -208,18 +208,25 @@ class TokenStore:
         # A client id or secret given by environment stays out of the file.
         keep = self._from_file | {"access_token", "refresh_token"}
         data = {**tokens.extra, **{k: getattr(tokens, k) for k in self.FILE_KEYS if k in keep}}
-        directory = self.path.parent
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=directory)
+        target = self.path.resolve()  # a symlinked token file: update the file it points to
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         try:
             os.fchmod(fd, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump(data, fh, indent=2)
+                fh.write("\n")
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
+            os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        # The rename itself must survive a crash: the old refresh token is already dead.
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 class OAuthAuth:

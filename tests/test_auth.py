@@ -382,6 +382,44 @@ def test_group_readable_token_file_is_warned_about(
     assert stat.S_IMODE(tokens.stat().st_mode) == 0o600  # the rewrite fixed it
 
 
+def test_symlinked_token_file_keeps_its_link(
+    portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
+):
+    rows = reactions(2)
+    portal = oauth_portal(portal_factory, rows)
+    real = token_file(tmp_path, portal)
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    portal.inject("expired")
+    csv_path = write_rows(tmp_path / "in.csv", rows)
+
+    result = run_cli("run", csv_path, *oauth_args(portal, link))
+
+    assert result.exit_code == 0, result.stderr
+    assert link.is_symlink()
+    assert portal_accepts(portal, json.loads(real.read_text())["access_token"])
+
+
+def test_portal_expiring_every_token_aborts_after_a_few_refreshes(
+    portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
+):
+    """Tokens that are expired as soon as they are issued (a clock far off, say) must not
+    make the job refresh forever."""
+    rows = reactions(10)
+    portal = oauth_portal(portal_factory, rows, token_ttl=-1.0)
+    tokens = token_file(tmp_path, portal)
+    csv_path = write_rows(tmp_path / "in.csv", rows)
+
+    result = run_cli("run", csv_path, *oauth_args(portal, tokens, "--concurrency", "1"))
+
+    assert result.exit_code == 3
+    assert "expired_token" in result.stderr
+    assert portal.stats.refreshes == 3
+    assert statuses(tmp_path / "in.report.csv") == ["skipped"] * 10
+    # The last pair it got is saved: its refresh token is the one the OAuth server honours.
+    assert refresh_directly(portal, json.loads(tokens.read_text())["refresh_token"]).ok
+
+
 # --- a refresh that fails ----------------------------------------------------------------------
 
 
