@@ -520,6 +520,9 @@ FATAL_CASES = [
     ("OVERLOAD_LIMIT", 503, "REST API is blocked due to overload", "support"),
     ("INVALID_REQUEST", 401, "Https required.", "https://"),
     ("INVALID_REQUEST", 400, "Https required.", "https://"),
+    ("user_access_error", 401, "The user does not have access to the application", "restricted"),
+    ("authorization_error", 401, "Unable to authorize user", "credentials"),
+    ("ERROR_METHOD_NOT_FOUND", 404, "Method not found!", "imbot.v2"),
 ]
 
 
