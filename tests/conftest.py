@@ -31,6 +31,10 @@ for _name in (
     "B24_PORTAL",
     "B24_OAUTH_FILE",
     "B24_OAUTH_SERVER",
+    "B24_CLIENT_ID",
+    "B24_CLIENT_SECRET",
+    "B24_ACCESS_TOKEN",
+    "B24_REFRESH_TOKEN",
 ):
     os.environ.pop(_name, None)  # a developer's real credentials must never reach a test
 
