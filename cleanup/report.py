@@ -74,9 +74,11 @@ class ReportWriter:
         self.target = sidecar(path, ".partial.jsonl") if self.format == "parquet" else path
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.format == "parquet" and append and not self.target.exists() and path.exists():
-            # A finished Parquet report being resumed: continue from its rows.
+            # A finished Parquet report being resumed: continue from its rows. (Read them
+            # before the JSONL exists: read_report prefers it to the Parquet file.)
+            kept = read_report(path).values()
             with self.target.open("w", encoding="utf-8") as fh:
-                for result in read_report(path).values():
+                for result in kept:
                     fh.write(json.dumps(result.as_record(), ensure_ascii=False) + "\n")
         existing = append and self.target.exists() and self.target.stat().st_size > 0
         if existing:
