@@ -259,10 +259,17 @@ class Journal:
         self.previously_sent: dict[int, int] = {}
         self.outcomes: dict[int, tuple[Status, str, str, int]] = {}
         self._lock = threading.Lock()
-        if resume and path.exists():
-            header = self._load()
+        header = self._load() if resume and path.exists() else {}
+        # An empty journal: the earlier run died before its first line was on disk, so
+        # before it sent anything. That is a fresh start, not another input.
+        if header or self.previously_sent or self.outcomes:
+            report = path.name.removesuffix(".journal")
+            if "sha256" not in header:
+                raise ReportMismatchError(
+                    f"cannot resume {report}: its journal {path.name} is damaged (no header),"
+                    " so it cannot be matched to this input; run without --resume to start over"
+                )
             if header.get("sha256") != identity["sha256"] or header.get("size") != identity["size"]:
-                report = path.name.removesuffix(".journal")
                 was = str(header.get("input") or "?")
                 why = (
                     f"{was} has changed since that run started"
@@ -285,7 +292,7 @@ class Journal:
         sent = self.previously_sent
         for i, record in enumerate(_read_jsonl(self.path)):
             try:
-                if i == 0:
+                if i == 0 and "sha256" in record:
                     header = record
                 elif "sent" in record:
                     for r in record["sent"]:

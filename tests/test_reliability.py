@@ -361,3 +361,45 @@ def test_wrong_bot_token_is_not_retried(run_cli: RunCli, tmp_path: Path) -> None
     ]
     assert portal.stats.requests == 1
     assert portal.carried[(102, 4, "like")] == 1 and portal.carried[(102, 5, "like")] == 1
+
+
+class ScopeRevokedMidBatch(CountingPortal):
+    """One command of a batch is refused with insufficient_scope (the admin took the
+    scope away while the batch ran); the commands around it run as usual."""
+
+    revoked_for: int | None = None
+
+    def _run(self, caller: Any, method: str, params: dict[str, Any]) -> Any:
+        from cleanup.sandbox.methods import MethodError
+        from cleanup.sandbox.server import _Outcome
+
+        if str(params.get("messageId")) == str(self.revoked_for):
+            return _Outcome(error=MethodError("insufficient_scope", "scope revoked"), status=401)
+        return super()._run(caller, method, params)
+
+
+def test_a_fatal_command_still_settles_the_rest_of_its_batch(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    # The run aborts (exit 3), but rows the same batch removed are reported removed, not
+    # "not sent": they were, and the portal acted on them.
+    rows, existing = workload(30)
+    portal = ScopeRevokedMidBatch(PortalState.build(existing), PortalConfig()).start()
+    portal.revoked_for = rows[4][1]
+    path = write_input(tmp_path / "in.csv", rows)
+    result = run_cli(
+        "run", path, *args(portal, tmp_path), "--batch-size", "10", "--concurrency", "1"
+    )
+    portal.stop()
+    assert result.exit_code == 3, result.stderr
+    assert "insufficient_scope" in result.stderr
+    report = read_report(tmp_path / "in.report.csv")
+    assert [(r["status"], r["attempts"]) for r in report[:10]] == [
+        ("removed", "1"), ("removed", "1"), ("removed", "1"), ("failed", "1"),
+        ("skipped", "0"), ("removed", "1"), ("removed", "1"), ("removed", "1"),
+        ("removed", "1"), ("removed", "1"),
+    ]  # fmt: skip
+    assert report[4]["error_description"] == "not sent: run aborted (insufficient_scope)"
+    assert {r["status"] for r in report[10:]} == {"skipped"}
+    gone = set(existing) - left(portal)
+    assert {k for k, r in zip(rows, report, strict=True) if r["status"] == "removed"} == gone

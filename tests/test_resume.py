@@ -483,3 +483,32 @@ def test_resume_after_a_report_line_cut_in_half(run_cli: RunCli, tmp_path: Path)
         ("3", "like", "removed"),
     ]
     assert result.exit_code == 1
+
+
+def test_resume_after_a_kill_before_anything_was_written(run_cli: RunCli, tmp_path: Path) -> None:
+    # Killed at start-up: an empty journal and a report cut inside its header line.
+    rows, existing = workload(30)
+    portal = start(existing)
+    path = write_input(tmp_path / "in.csv", rows)
+    (tmp_path / "in.report.csv.journal").write_bytes(b"")
+    (tmp_path / "in.report.csv").write_bytes(b"row,botId,mess")
+    result = run_cli("run", path, *args(portal, tmp_path), "--resume")
+    portal.stop()
+    assert result.exit_code == 1, result.stderr
+    assert (tmp_path / "in.report.csv").read_bytes().startswith(b"row,botId,messageId,")
+    assert_truthful(read_any(tmp_path / "in.report.csv"), rows, existing, portal)
+
+
+def test_resume_refuses_a_journal_without_its_header(run_cli: RunCli, tmp_path: Path) -> None:
+    # Damage that hides which input the journal belongs to: refuse, never guess.
+    rows, existing = workload(50)
+    portal = start(existing)
+    path = write_input(tmp_path / "in.csv", rows)
+    cli = _interrupted_run(run_cli, tmp_path, portal, path)
+    journal = tmp_path / "r.csv.journal"
+    lines = journal.read_bytes().split(b"\n")
+    journal.write_bytes(b"\n".join([b'{"version": 1, "sha2' + b"\x00" * 5, *lines[1:]]))
+    result = run_cli(*cli, "--resume")
+    portal.stop()
+    assert result.exit_code == 2
+    assert "its journal r.csv.journal is damaged" in result.stderr
