@@ -128,6 +128,7 @@ def test_kill9_then_resume(run_cli: RunCli, tmp_path: Path, fmt: str, when: str,
     time.sleep(0.05)  # let the portal finish what the dead client had sent
     wait_until(lambda: portal.stats.in_flight == 0)
     before = Counter(portal.carried)
+    requests_before = portal.stats.requests
 
     result = run_cli(*cli, "--resume")
     portal.stop()
@@ -144,6 +145,13 @@ def test_kill9_then_resume(run_cli: RunCli, tmp_path: Path, fmt: str, when: str,
     assert not report.with_name(report.name + ".partial.jsonl").exists()
     if when == "lines":
         assert "kept from the earlier run" in result.stderr
+    absent = sum(r["error_description"] == ALREADY_ABSENT_EARLIER_RUN for r in final)
+    print(
+        f"\nFIGURES kill -9 ({fmt}, after {at} {when}): rows {n}; killed run: "
+        f"{requests_before} requests, {sum(1 for k in rows if before[k])} rows sent; resumed "
+        f"run: {portal.stats.requests - requests_before} requests; 'already absent (earlier "
+        f"run)' {absent}; report lines {len(final)}, rows lost: {n - len(final)}"
+    )
 
 
 def test_kill9_with_a_request_in_flight_then_resume(run_cli: RunCli, tmp_path: Path) -> None:
