@@ -229,6 +229,7 @@ class Engine:
                 refused = True
                 again.append(s)
             elif kind is Kind.OPERATING_LIMIT:
+                self._unsent([s])  # the method was blocked: nothing ran, not an attempt
                 operating = True
                 again.append(s)
             elif kind is Kind.BATCH_NOT_ALLOWED:
@@ -333,6 +334,7 @@ class Engine:
             self._unsent(pending)  # refused at the door: not an attempt at the row
             self._limit_wait(unit, answer.retry_after, pending, done, sent_ago=answer.elapsed)
         elif kind is Kind.OPERATING_LIMIT:
+            self._unsent(pending)  # the method was blocked: nothing ran, not an attempt
             self._operating_wait(unit)
         elif kind is Kind.RESEND:
             # The whole batch refused as too long (the docs' HTTP 400): nothing ran. Halve

@@ -44,38 +44,55 @@ class CountingPortal(SandboxPortal):
         self._count_lock = threading.Lock()
 
     def _respond(self, raw_path: str, headers: Message, body: bytes) -> Any:
-        keys: list[Key] = []
+        keyed: dict[str, Key] = {}  # batch command key (or "" for a single call) -> row
         if "/rest/" in raw_path and body:
             try:
                 data = json.loads(body)
             except ValueError:
                 data = {}
-            for command in (data.get("cmd") or {}).values():
+            for name, command in (data.get("cmd") or {}).items():
                 query = parse_qs(urlsplit(command).query)
-                keys.append(
-                    (int(query["botId"][0]), int(query["messageId"][0]), query["reaction"][0])
-                )
+                keyed[name] = (
+                    int(query["botId"][0]), int(query["messageId"][0]), query["reaction"][0]
+                )  # fmt: skip
             if "messageId" in data:
-                keys.append((int(data["botId"]), int(data["messageId"]), str(data["reaction"])))
+                keyed[""] = (int(data["botId"]), int(data["messageId"]), str(data["reaction"]))
         reply = super()._respond(raw_path, headers, body)
-        if keys and not _refused_unrun(reply):
-            with self._count_lock:
-                self.carried.update(keys)
+        unrun = _refused_unrun(reply)
+        with self._count_lock:
+            self.carried.update(k for name, k in keyed.items() if name not in unrun)
         return reply
 
 
-# Whole-call answers that mean nothing ran: not attempts at the rows (the job agrees).
-REFUSED_UNRUN = {"NO_AUTH_FOUND", "QUERY_LIMIT_EXCEEDED", "expired_token", "invalid_token"}
+# Answers that mean nothing ran: not attempts at the rows (the job agrees).
+REFUSED_UNRUN = {
+    "NO_AUTH_FOUND", "QUERY_LIMIT_EXCEEDED", "expired_token", "invalid_token",
+    "OPERATION_TIME_LIMIT", "ERROR_BATCH_LENGTH_EXCEEDED", "ERROR_BATCH_METHOD_NOT_ALLOWED",
+}  # fmt: skip
 
 
-def _refused_unrun(reply: Any) -> bool:
+class _Everything:
+    def __contains__(self, _: object) -> bool:
+        return True
+
+
+def _refused_unrun(reply: Any) -> Any:
+    """The command keys of a reply that did not run: all of them, some, or none."""
     if reply.drop or not reply.body:
-        return False  # a dropped connection: the client cannot know, so it counts
+        return set()  # a dropped connection: the client cannot know, so it counts
     try:
         body = json.loads(reply.body)
     except ValueError:
-        return False
-    return isinstance(body, dict) and body.get("error") in REFUSED_UNRUN
+        return set()
+    if not isinstance(body, dict):
+        return set()
+    if body.get("error") in REFUSED_UNRUN:
+        return _Everything()
+    result = body.get("result")
+    errors = result.get("result_error") if isinstance(result, dict) else None
+    if not isinstance(errors, dict):
+        return set()
+    return {k for k, e in errors.items() if isinstance(e, dict) and e.get("error") in REFUSED_UNRUN}
 
 
 def workload(n: int) -> tuple[list[Key], list[Key]]:
@@ -403,3 +420,23 @@ def test_a_fatal_command_still_settles_the_rest_of_its_batch(
     assert {r["status"] for r in report[10:]} == {"skipped"}
     gone = set(existing) - left(portal)
     assert {k for k, r in zip(rows, report, strict=True) if r["status"] == "removed"} == gone
+
+
+def test_operating_time_limit_waits_and_is_not_an_attempt(run_cli: RunCli, tmp_path: Path) -> None:
+    # The portal blocks the method for a moment (OPERATION_TIME_LIMIT inside the batch
+    # answer): nothing ran for those commands, so they are waited for and sent again,
+    # without counting as attempts and without using --max-retries.
+    rows, existing = workload(60)
+    config = PortalConfig(operating_limit=0.2, operating_window=2.0, operating_cost=0.01)
+    portal = start(existing, config)
+    path = write_input(tmp_path / "in.csv", rows)
+    result = run_cli(
+        "run", path, *args(portal, tmp_path), "--batch-size", "10", "--concurrency", "1",
+        "--operating-limit", "0", "--max-retries", "0",
+    )  # fmt: skip
+    portal.stop()
+    assert result.exit_code == 1, result.stderr
+    assert portal.stats.operating_refusals > 0
+    report = read_report(tmp_path / "in.report.csv")
+    assert_truthful(report, rows, existing, portal)
+    assert {r["attempts"] for r in report} == {"1"}
