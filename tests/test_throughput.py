@@ -14,15 +14,23 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import requests
 from click.testing import Result
 from conftest import portal_args, read_report, write_rows
+from hypothesis import given
+from hypothesis import strategies as st
 
+from cleanup import validate as validate_module
+from cleanup.inputs import RawChunk, open_table
 from cleanup.progress import Progress
 from cleanup.sandbox import PortalConfig, SandboxPortal
 from cleanup.sandbox.limits import LeakyBucket
 from cleanup.throttle import OperatingBudget, Throttle, default_headroom, ideal_seconds
+from cleanup.validate import Validator
 
 PortalFactory = Callable[..., SandboxPortal]
 RunCli = Callable[..., Result]
@@ -436,3 +444,119 @@ def test_auto_concurrency_spends_the_burst_with_many_in_flight(
     assert result.exit_code == 0, result.stderr
     assert portal.stats.max_in_flight >= 10
     assert portal.stats.requests == 40
+
+
+# ---------------------------------------------------------------- a fast dry run stays exact
+
+dedup_rows = st.lists(
+    st.tuples(
+        st.sampled_from(["1", "2", "3", " 2", "2.0", "x"]),
+        st.sampled_from(["7", "8", "9", "007", "10"]),
+        st.sampled_from(["like", "LIKE", "fire", "nope"]),
+    ),
+    min_size=1,
+    max_size=80,
+)
+
+
+def reference_duplicates(rows: list[tuple[str, str, str]]) -> list[int]:
+    """The first row of each duplicate, 0 for first occurrences and invalid rows."""
+    first: dict[tuple[int, int, str], int] = {}
+    out = []
+    for i, (bot, msg, reaction) in enumerate(rows, start=1):
+        canonical = {"like": "like", "fire": "fire"}.get(reaction.strip().lower())
+        try:
+            key = (int(float(bot)), int(msg), canonical)
+        except ValueError:
+            out.append(0)
+            continue
+        if canonical is None:
+            out.append(0)
+            continue
+        out.append(first.setdefault(key, i) if key in first else 0)
+        first.setdefault(key, i)
+    return out
+
+
+@given(rows=dedup_rows, chunk=st.integers(1, 9), hash_bits=st.sampled_from([1, 2, 64]))
+def test_duplicates_stay_exact_when_hashes_collide(
+    rows: list[tuple[str, str, str]], chunk: int, hash_bits: int
+) -> None:
+    # With a hash of one or two bits nearly every key collides with another: the verdicts
+    # must still be exact, because a hash match is only ever a candidate. Tiny sorted
+    # slices (2 rows) exercise the split of big chunks as well.
+    def weak_hash(b: np.ndarray, m: np.ndarray, r: np.ndarray) -> np.ndarray:
+        full = strong_hash(b, m, r)
+        shift = np.uint64(64 - hash_bits)
+        return full if hash_bits == 64 else (full >> shift) << shift  # the top bits only
+
+    strong_hash = validate_module._hash
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(validate_module, "_hash", weak_hash)
+        mp.setattr(validate_module._Deduplicator, "_INDEX_BITS", 1 if hash_bits == 1 else 24)
+        validator = Validator()
+        found: list[int] = []
+        for start in range(0, len(rows), chunk):
+            part = rows[start : start + chunk]
+            checked = validator.check(
+                RawChunk(start + 1, *(pa.array([r[k] for r in part]) for k in range(3)))
+            )
+            found.extend(checked.duplicate_of.tolist())
+    assert found == reference_duplicates(rows)
+
+
+def test_a_million_ids_take_the_fast_path_but_odd_ones_the_full_rule() -> None:
+    # Plain digits go straight to integers; anything else gets the documented rule.
+    values = [
+        "12",
+        " 12 ",
+        "12.0",
+        "0012",
+        "0",
+        "-3",
+        "1e3",
+        "0x10",
+        "９",
+        "1" * 19,
+        "0" * 20 + "5",
+    ]
+    chunk = RawChunk(
+        1,
+        pa.array(values),
+        pa.array([str(i + 1) for i in range(len(values))]),
+        pa.array(["like"] * len(values)),
+    )
+    checked = Validator().check(chunk)
+    assert checked.bot_id.tolist() == [12, 12, 12, 12, 0, 0, 0, 0, 0, 0, 5]
+    reasons = {i: d for i, (_, d) in checked.problems.items()}
+    assert reasons[4] == "botId: '0' is not a positive integer (ids start at 1)"
+    assert reasons[7] == "botId: '0x10' is not a positive integer"
+    assert sorted(reasons) == [4, 5, 6, 7, 8, 9]
+    assert not checked.duplicate_of.any()  # every row has its own messageId
+
+
+def test_read_ahead_keeps_order_and_stops_with_the_reader(tmp_path: Path) -> None:
+    # The next chunk is read in a thread while this one is validated; rows keep their
+    # numbers, and a caller that stops early leaves no reader thread behind.
+    path = tmp_path / "rows.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "botId": ["1"] * 100,
+                "messageId": [str(i) for i in range(1, 101)],
+                "reaction": ["like"] * 100,
+            }
+        ),
+        path,
+    )
+    chunks = list(open_table(path, chunk_rows=10).chunks())
+    assert [c.first_row for c in chunks] == list(range(1, 101, 10))
+    assert sum(len(c) for c in chunks) == 100
+
+    stream = open_table(path, chunk_rows=10).chunks()
+    assert next(iter(stream)).first_row == 1
+    stream.close()  # type: ignore[attr-defined]
+    for thread in threading.enumerate():
+        if thread.name == "cleanup-read-ahead":
+            thread.join(5)
+            assert not thread.is_alive()
