@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -173,10 +173,10 @@ class Engine:
         self, pending: list[_RowState], unit: _Unit, done: dict[int, RowResult]
     ) -> list[_RowState]:
         commands = {command_key(s.row): delete_command(s.row, self._token(s.row)) for s in pending}
-        if self.journal is not None:
-            self.journal.sent(s.row.row for s in pending)
         try:
-            answer = self.transport.batch(commands)
+            answer = self.transport.batch(
+                commands, before_send=self._journal_sent([s.row.row for s in pending])
+            )
         except NetworkError as exc:
             return self._network_failure(exc, pending, unit, done)
         except Stopped:
@@ -278,10 +278,10 @@ class Engine:
     def _single(self, state: _RowState, unit: _Unit, done: dict[int, RowResult]) -> None:
         params = delete_params(state.row, self._token(state.row))
         while state.row.row not in done:
-            if self.journal is not None:
-                self.journal.sent([state.row.row])
             try:
-                answer = self.transport.call(METHOD, params)
+                answer = self.transport.call(
+                    METHOD, params, before_send=self._journal_sent([state.row.row])
+                )
             except NetworkError as exc:
                 self._network_failure(exc, [state], unit, done)
                 continue
@@ -494,6 +494,14 @@ class Engine:
                     outcome.error,
                 )
         return True
+
+    def _journal_sent(self, rows: list[int]) -> Callable[[], None] | None:
+        """Recorded as the request leaves (after its throttle slot), not before it waits:
+        a crash while it waits must not make these rows look possibly removed."""
+        journal = self.journal
+        if journal is None:
+            return None
+        return lambda: journal.sent(rows)
 
     def _unsent(self, states: Iterable[_RowState], *, counted: bool = True) -> None:
         """The request that carried these rows never ran: take it back from the attempts

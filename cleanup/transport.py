@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin
@@ -40,6 +41,9 @@ class Answer:
     snippet: str  # the start of a non-JSON body, for the report
     retry_after: float | None
     elapsed: float
+
+
+BeforeSend = Callable[[], None]
 
 
 class Stopped(Exception):
@@ -88,12 +92,19 @@ class Transport:
 
     # ------------------------------------------------------------------ public
 
-    def call(self, method: str, params: dict[str, Any]) -> Answer:
-        return self._send(method, params, kind="single")
+    def call(
+        self, method: str, params: dict[str, Any], *, before_send: BeforeSend | None = None
+    ) -> Answer:
+        """`before_send` runs once the request has its throttle slot, right before each POST
+        (the journal records what goes out there, not while the request waits its turn)."""
+        return self._send(method, params, kind="single", before_send=before_send)
 
-    def batch(self, commands: dict[str, str], halt: int = 0) -> Answer:
+    def batch(
+        self, commands: dict[str, str], halt: int = 0, *, before_send: BeforeSend | None = None
+    ) -> Answer:
         # `halt` as an integer: the server tests PHP truthiness, and the string "false" is true.
-        return self._send("batch", {"cmd": commands, "halt": int(halt)}, kind="batch")
+        payload = {"cmd": commands, "halt": int(halt)}
+        return self._send("batch", payload, kind="batch", before_send=before_send)
 
     def close(self) -> None:
         session = getattr(self._local, "session", None)
@@ -116,14 +127,16 @@ class Transport:
             self._local.session = session
         return session
 
-    def _send(self, method: str, params: dict[str, Any], *, kind: str) -> Answer:
+    def _send(
+        self, method: str, params: dict[str, Any], *, kind: str, before_send: BeforeSend | None
+    ) -> Answer:
         rejected: set[str] = set()  # tokens the portal called expired or invalid for this call
         while True:
             payload = self.auth.sign(params)
             # The token this request carries, read from the payload itself: another worker
             # may swap the current token between two separate reads.
             token = payload.get("auth") if self.auth.token_in_use() is not None else None
-            answer = self._post_following_redirects(method, payload, kind)
+            answer = self._post_following_redirects(method, payload, kind, before_send)
             body = answer.body
             error = body.get("error") if isinstance(body, dict) else None
             if (
@@ -143,10 +156,12 @@ class Transport:
                 continue
             return answer
 
-    def _post_following_redirects(self, method: str, payload: dict[str, Any], kind: str) -> Answer:
+    def _post_following_redirects(
+        self, method: str, payload: dict[str, Any], kind: str, before_send: BeforeSend | None
+    ) -> Answer:
         url = self.auth.endpoint(method)
         for _hop in range(4):
-            answer, location = self._post(url, payload, kind)
+            answer, location = self._post(url, payload, kind, before_send)
             if location is None:
                 return answer
             target = urljoin(url, location)
@@ -174,13 +189,17 @@ class Transport:
             url = self.auth.endpoint(method)
         raise NetworkError("redirects", "too many redirects", maybe_sent=False)
 
-    def _post(self, url: str, payload: dict[str, Any], kind: str) -> tuple[Answer, str | None]:
+    def _post(
+        self, url: str, payload: dict[str, Any], kind: str, before_send: BeforeSend | None
+    ) -> tuple[Answer, str | None]:
         hold = self.budget.hold_seconds()
         if hold > 0:
             log.info("operating-time budget nearly spent; holding requests %.0f s", hold)
             self.throttle.pause(hold)
         if not self.throttle.acquire():
             raise Stopped
+        if before_send is not None:
+            before_send()
         data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         t0 = time.monotonic()
         wall0 = time.time()

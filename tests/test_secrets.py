@@ -110,13 +110,13 @@ def post_bug(message_id: int) -> Callable[..., Any]:
     marker = f"messageId={message_id}&"
     raised: list[bool] = []
 
-    def post(transport: Transport, url: str, payload: dict[str, Any], kind: str) -> Any:
+    def post(transport: Transport, url: str, payload: dict[str, Any], kind: str, *rest: Any) -> Any:
         if not raised and marker in json.dumps(payload):
             raised.append(True)
             raise RuntimeError(
                 f"bug while posting to {url} with {payload!r} / {json.dumps(payload)}"
             )
-        return real(transport, url, payload, kind)
+        return real(transport, url, payload, kind, *rest)
 
     return post
 
