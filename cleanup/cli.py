@@ -307,32 +307,8 @@ def _cli_errors(verbose: bool) -> Iterator[None]:
 
 def _run_with_signals(config: JobConfig, quiet: bool) -> RunSummary:
     stop = StopSignal()
-    previous: dict[int, Any] = {}
-
-    signals: list[str] = []
-
-    def handler(signum: int, _frame: Any) -> None:
-        name = signal.Signals(signum).name
-        if signals:  # the second signal (even while an abort winds down): leave at once
-            os.write(2, b"\nreaction-cleanup: quitting now; finish later with --resume\n")
-            os._exit(130 if signum == signal.SIGINT else 143)
-        signals.append(name)
-        stop.stop(name)
-        click.echo(
-            f"\nreaction-cleanup: {name}: finishing requests in flight, then stopping "
-            "(send it again to quit at once)",
-            err=True,
-        )
-
-    in_main = _is_main_thread()
-    if in_main:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, handler)
-    try:
+    with _stop_on_signals(stop):
         summary = run_job(config, stop=stop, quiet=quiet)
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
     if stop.reason in ("SIGINT", "SIGTERM"):
         summary.interrupted = stop.reason
         summary.exit_code = 130 if stop.reason == "SIGINT" else 143
@@ -553,13 +529,17 @@ def _given_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
 
 @contextmanager
 def _stop_on_signals(stop: StopSignal) -> Iterator[None]:
-    """SIGINT/SIGTERM stop the job after the requests in flight; a second one quits."""
+    """SIGINT/SIGTERM stop the job after the requests in flight; a second one quits at once
+    (even while an abort winds down): the journal lets --resume finish the work."""
     previous: dict[int, Any] = {}
+    signals: list[str] = []
 
     def handler(signum: int, _frame: Any) -> None:
         name = signal.Signals(signum).name
-        if stop.is_set and stop.reason in ("SIGINT", "SIGTERM"):
+        if signals:
+            os.write(2, b"\nreaction-cleanup: quitting now; finish later with --resume\n")
             os._exit(130 if signum == signal.SIGINT else 143)
+        signals.append(name)
         stop.stop(name)
         click.echo(
             f"\nreaction-cleanup: {name}: finishing requests in flight, then stopping "
