@@ -74,7 +74,28 @@ def check_transport_security(url: str, *, allow_insecure_http: bool, what: str) 
             )
 
 
-class WebhookAuth:
+class _RestEndpoint:
+    """Where calls go: `base` + METHOD + `.json`; a renamed portal moves the origin only."""
+
+    base: str
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.base).netloc
+
+    def endpoint(self, method: str) -> str:
+        return f"{self.base}{method}.json"
+
+    def moved(self, new_url: str) -> None:
+        """The portal was renamed: keep the path (and a webhook's code), take the new origin."""
+        new = urlsplit(new_url)
+        old = urlsplit(self.base)
+        self.base = urlunsplit(
+            (new.scheme or old.scheme, new.netloc or old.netloc, old.path, "", "")
+        )
+
+
+class WebhookAuth(_RestEndpoint):
     """`https://portal/rest/USER_ID/CODE/` — the code in the path is the secret."""
 
     kind = "webhook"
@@ -105,13 +126,6 @@ class WebhookAuth:
             (parts.scheme, parts.netloc, f"{match['prefix']}/{self.user_id}/{self._code}/", "", "")
         )
 
-    @property
-    def host(self) -> str:
-        return urlsplit(self.base).netloc
-
-    def endpoint(self, method: str) -> str:
-        return f"{self.base}{method}.json"
-
     def sign(self, params: dict[str, Any]) -> dict[str, Any]:
         return params
 
@@ -123,14 +137,6 @@ class WebhookAuth:
 
     def replaced(self, used: str | None) -> bool:
         return False
-
-    def moved(self, new_url: str) -> None:
-        """The portal was renamed: keep the path (and its code), take the new origin."""
-        new = urlsplit(new_url)
-        old = urlsplit(self.base)
-        self.base = urlunsplit(
-            (new.scheme or old.scheme, new.netloc or old.netloc, old.path, "", "")
-        )
 
 
 @dataclass
@@ -229,7 +235,7 @@ class TokenStore:
             os.close(dir_fd)
 
 
-class OAuthAuth:
+class OAuthAuth(_RestEndpoint):
     """`PORTAL/rest/METHOD.json` with `auth`; refreshes once per expiry, for all workers."""
 
     kind = "oauth"
@@ -261,25 +267,11 @@ class OAuthAuth:
         self._failed: AuthRefreshError | None = None
         self.refreshes = 0
 
-    @property
-    def host(self) -> str:
-        return urlsplit(self.base).netloc
-
-    def endpoint(self, method: str) -> str:
-        return f"{self.base}{method}.json"
-
     def sign(self, params: dict[str, Any]) -> dict[str, Any]:
         return {**params, "auth": self.tokens.access_token}
 
     def token_in_use(self) -> str | None:
         return self.tokens.access_token
-
-    def moved(self, new_url: str) -> None:
-        new = urlsplit(new_url)
-        old = urlsplit(self.base)
-        self.base = urlunsplit(
-            (new.scheme or old.scheme, new.netloc or old.netloc, old.path, "", "")
-        )
 
     def replaced(self, used: str | None) -> bool:
         """Whether `used` is no longer the current token, once any refresh in progress ends."""
