@@ -247,6 +247,8 @@ class OperatingBudget:
         self.min_factor = min_factor
         self.clock = clock or SystemClock()
         self._lock = threading.Lock()
+        self._in_flight = 0  # commands sent whose answers have not come yet
+        self._cost: float | None = None  # seconds of method time per command, on average
         self._used: dict[str, float] = {}
         self._reset: dict[str, float] = {}  # unix time, from the portal
         self.refusals = 0
@@ -273,9 +275,13 @@ class OperatingBudget:
             return
         used = _number(time_info.get("operating"))
         reset = _number(time_info.get("operating_reset_at"))
+        spent = _number(time_info.get("processing", time_info.get("duration")))
         if used is None:
             return
         with self._lock:
+            if method == self.MAIN and spent is not None and spent >= 0:
+                # One call's own run time: what each command in flight will likely add.
+                self._cost = spent if self._cost is None else 0.8 * self._cost + 0.2 * spent
             known = self._reset.get(method)
             # Answers arrive out of order from several workers; the newest window wins,
             # and within one window the most spent (answers that finished later).
@@ -286,13 +292,25 @@ class OperatingBudget:
             elif reset == known:
                 self._used[method] = max(self._used.get(method, 0.0), used)
 
-    def fraction(self) -> float:
-        """The most spent share of the limit over the methods seen; 0 when not tracking."""
+    def sending(self, commands: int) -> None:
+        with self._lock:
+            self._in_flight += commands
+
+    def settled(self, commands: int) -> None:
+        with self._lock:
+            self._in_flight = max(0, self._in_flight - commands)
+
+    def fraction(self, extra: int = 0) -> float:
+        """The share of the limit spent, counting what the commands in flight (and `extra`
+        about to leave) will likely add; the most over the methods seen; 0 when not tracking."""
         if not self.limit:
             return 0.0
         with self._lock:
             self._forget_reset()
-            return max(self._used.values(), default=0.0) / self.limit
+            used = max(self._used.values(), default=0.0)
+            if self._cost is not None and self._used.get(self.MAIN, 0.0) > 0:
+                used = max(used, self._used[self.MAIN] + (self._in_flight + extra) * self._cost)
+            return used / self.limit
 
     def pace_factor(self) -> float:
         """1.0 normally; lower (down to `min_factor`) as the budget nears `stop_at`."""
@@ -302,9 +320,10 @@ class OperatingBudget:
         span = max(self.stop_at - self.slow_at, 1e-9)
         return max(self.min_factor, 1.0 - (1.0 - self.min_factor) * (share - self.slow_at) / span)
 
-    def hold_seconds(self) -> float:
-        """How long to wait before the next request, 0 if the budget has room."""
-        if not self.limit or self.fraction() < self.stop_at:
+    def hold_seconds(self, commands: int = 0) -> float:
+        """How long to wait before sending `commands` more, 0 if the budget has room (or
+        the known reset has passed: then one request at the slowest pace finds out)."""
+        if not self.limit or self.fraction(commands) < self.stop_at:
             return 0.0
         wait = self.reset_in()
         return 0.0 if wait is None else min(wait, 600.0)
@@ -320,11 +339,15 @@ class OperatingBudget:
             return wait if wait > 0 else None
 
     def _forget_reset(self) -> None:
-        # Past a reset time part of the window has freed; the next answer tells how much.
-        now = self.clock.wall()
+        # Past a reset time the oldest part of the window has freed, but not all of it: the
+        # spent time is scaled down (not forgotten), so requests go on at a slow pace until
+        # an answer tells how much is spent now.
+        if not self.limit:
+            return
+        now, share = self.clock.wall(), self.slow_at + 0.5 * (self.stop_at - self.slow_at)
         for method, reset in self._reset.items():
-            if reset + self.RESET_SLACK <= now:
-                self._used[method] = 0.0
+            if reset + self.RESET_SLACK <= now and self._used.get(method, 0.0) > share * self.limit:
+                self._used[method] = share * self.limit
 
 
 def _number(value: object) -> float | None:

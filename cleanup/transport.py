@@ -192,12 +192,27 @@ class Transport:
     def _post(
         self, url: str, payload: dict[str, Any], kind: str, before_send: BeforeSend | None
     ) -> tuple[Answer, str | None]:
-        hold = self.budget.hold_seconds()
-        if hold > 0:
-            log.info("operating-time budget nearly spent; holding requests %.0f s", hold)
-            self.throttle.pause(hold)
-        if not self.throttle.acquire():
-            raise Stopped
+        # The operating-time budget is checked when the request's slot has come, counting
+        # the commands already on their way and this request's own: with several batches
+        # in flight, a check before the wait would let them all overshoot together.
+        commands = _command_count(payload, kind)
+        while True:
+            hold = self.budget.hold_seconds(commands)
+            if hold > 0 and self.throttle.pause(hold):
+                log.info("operating-time budget nearly spent; holding requests %.0f s", hold)
+            if not self.throttle.acquire():
+                raise Stopped
+            if self.budget.hold_seconds(commands) <= 0:
+                break
+        self.budget.sending(commands)
+        try:
+            return self._post_now(url, payload, kind, before_send)
+        finally:
+            self.budget.settled(commands)
+
+    def _post_now(
+        self, url: str, payload: dict[str, Any], kind: str, before_send: BeforeSend | None
+    ) -> tuple[Answer, str | None]:
         if before_send is not None:
             before_send()
         data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -255,6 +270,14 @@ class Transport:
             elapsed=elapsed,
         )
         return answer, location
+
+
+def _command_count(payload: dict[str, Any], kind: str) -> int:
+    """Method calls a request carries: a batch's commands (at most 50 run), else one."""
+    if kind != "batch":
+        return 1
+    cmd = payload.get("cmd")
+    return min(len(cmd), 50) if isinstance(cmd, dict | list) else 1
 
 
 def _json_or_none(resp: requests.Response) -> Any:

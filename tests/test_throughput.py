@@ -201,8 +201,27 @@ def test_budget_slows_then_holds_until_the_reset() -> None:
     # Until the reset, and a second more: the portal rounds the reset time down.
     assert budget.hold_seconds() == pytest.approx(43.0)
     clock.advance(44)
-    # Past the reset part of the window has freed: go on, the next answer says how much.
-    assert budget.hold_seconds() == 0.0 and budget.pace_factor() == 1.0
+    # Past the reset the oldest part of the window has freed, not all of it: go on at half
+    # pace until an answer says how much is spent now.
+    assert budget.hold_seconds() == 0.0 and budget.pace_factor() == pytest.approx(0.55)
+    budget.observe({"operating": 30.0, "operating_reset_at": clock.wall() + 50})
+    assert budget.pace_factor() == 1.0
+
+
+def test_budget_counts_the_commands_in_flight() -> None:
+    # Eight batches of 50 on their way will spend about 8 s more: the ninth waits for the
+    # reset instead of overshooting together with them.
+    clock = FakeClock()
+    budget = OperatingBudget(16.0, clock=clock)
+    budget.observe({"operating": 7.0, "operating_reset_at": clock.wall() + 30, "processing": 0.02})
+    assert budget.hold_seconds(50) == 0.0
+    for _ in range(8):
+        budget.sending(50)
+    assert budget.fraction() == pytest.approx((7.0 + 400 * 0.02) / 16)
+    assert budget.hold_seconds(50) == pytest.approx(31.0)
+    for _ in range(8):
+        budget.settled(50)
+    assert budget.hold_seconds(50) == 0.0
 
 
 def test_budget_reads_answers_out_of_order_and_keeps_batch_apart() -> None:
