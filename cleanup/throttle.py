@@ -86,11 +86,9 @@ class Throttle:
         self._last_send = -math.inf
         self._paused_until = 0.0
         self._pause_reason = ""
-        self._last_refusal = -math.inf
         self._slowed_at = -math.inf  # when the rate was last lowered
         self._next_step_up = math.inf
-        self._held_from = -math.inf  # the current stretch of held time, for waited_s
-        self._held_until = -math.inf
+        self._held_until = -math.inf  # end of the held time counted so far, for waited_s
         self.stats = ThrottleStats()
 
     @property
@@ -157,7 +155,6 @@ class Throttle:
                 log.info(
                     "portal refused a request for its rate limit; slowing to %.2f req/s", self.rate
                 )
-            self._last_refusal = now
             self._next_step_up = now + self.recover_after
             # Bucket full: the next request may go one interval from now, not before.
             self._tat = max(self._tat, now + self._tolerance + 1.0 / self.rate)
@@ -203,7 +200,7 @@ class Throttle:
             return
         if start > self._held_until:
             self.stats.waited_s += end - start
-            self._held_from, self._held_until = start, end
+            self._held_until = end
         elif end > self._held_until:
             self.stats.waited_s += end - self._held_until
             self._held_until = end

@@ -131,13 +131,33 @@ def restore(portal: SandboxPortal, reactions: set[tuple[int, int, str]]) -> None
     portal.reset_stats()
 
 
+def _high_water_mib(pid: int) -> float | None:
+    """The process's peak resident memory so far (VmHWM), or None once it has exited.
+
+    Not the child's ru_maxrss: Linux carries a forked child's copy of the parent's memory
+    into it, so a child of this (big) benchmark process would report the benchmark's size.
+    VmHWM belongs to the program's own address space, made new at exec.
+    """
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
 def measured(cmd: Sequence[str], *, timeout: float) -> dict[str, Any]:
     """Run a child process: wall time, peak RSS (MiB), exit code, output."""
     t0 = time.perf_counter()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(list(cmd), stdout=out, stderr=err, cwd=ROOT)
         deadline = t0 + timeout
+        peak = 0.0
         while True:
+            # The high-water mark only grows: the last reading before exit is the peak.
+            peak = max(peak, _high_water_mib(proc.pid) or 0.0)
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
@@ -145,7 +165,7 @@ def measured(cmd: Sequence[str], *, timeout: float) -> dict[str, Any]:
                 proc.kill()
                 pid, status, usage = os.wait4(proc.pid, 0)
                 break
-            time.sleep(0.02)
+            time.sleep(0.01)
         wall = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
@@ -153,7 +173,7 @@ def measured(cmd: Sequence[str], *, timeout: float) -> dict[str, Any]:
         return {
             "exit": proc.returncode,
             "wall_s": wall,
-            "peak_mib": usage.ru_maxrss / 1024,
+            "peak_mib": peak or usage.ru_maxrss / 1024,
             "stdout": out.read().decode("utf-8", "replace"),
             "stderr": err.read().decode("utf-8", "replace"),
         }
@@ -515,6 +535,9 @@ def dry_table(d: dict[str, Any]) -> list[str]:
     ]
 
 
+PARTS = ("standard", "enterprise", "single", "dry", "operating", "real")
+
+
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == FB_WORKER:
         fb_worker(sys.argv[2:])
@@ -523,64 +546,75 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="the short run for CI (about 2 min)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
-    parser.add_argument(
-        "--fb-slow", type=int, help="fast_bitrix24's slow() setting (skips probing)"
-    )
+    parser.add_argument("--fb-slow", type=int, help="fast_bitrix24's slow() setting (no probing)")
     parser.add_argument("--skip-fb", action="store_true", help="leave fast_bitrix24 out")
     parser.add_argument(
-        "--work", type=Path, help="folder for inputs and reports (default: a temp dir)"
+        "--parts",
+        default=",".join(PARTS),
+        help=f"comma-separated subset of {','.join(PARTS)} (standard includes fast_bitrix24)",
     )
+    parser.add_argument("--work", type=Path, help="folder for inputs and reports (default: temp)")
     args = parser.parse_args()
-    sizes = SMOKE if args.smoke else QUICK if args.quick else FULL
+    parts = {x.strip() for x in args.parts.split(",") if x.strip()}
+    if parts - set(PARTS):
+        parser.error(f"unknown part(s): {', '.join(sorted(parts - set(PARTS)))}")
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    sizes = {"smoke": SMOKE, "quick": QUICK, "full": FULL}[mode]
     work = args.work or Path(tempfile.mkdtemp(prefix="reaction-cleanup-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     have_fb = fb_version() != "not installed" and not args.skip_fb
     t_start = time.perf_counter()
     print(
-        f"reaction-cleanup benchmarks ({'smoke' if args.smoke else 'quick' if args.quick else 'full'}) on {platform.node()}: "
-        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, fast_bitrix24 {fb_version()}; "
+        f"reaction-cleanup benchmarks ({mode}) on {platform.node()}: Python "
+        f"{platform.python_version()}, {os.cpu_count()} CPUs, fast_bitrix24 {fb_version()}; "
         f"work folder {work}",
         flush=True,
     )
     results: list[dict[str, Any]] = []
-    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     figures: dict[str, Any] = {"mode": mode, "sizes": sizes}
+    ours: dict[str, Any] | None = None
 
-    # Our job at the standard plan, then fast_bitrix24 on the same rows and portal.
-    ours, portal, original = throughput("standard", sizes["standard_rows"], work)
-    results.append(ours)
-    rows = make_rows(sizes["standard_rows"])
-    try:
-        if have_fb:
-            rate, burst = PLANS["standard"]
-            restore(portal, original)
-            results.append(run_fb(portal, rows, work, "default", rate, burst))
-            best = args.fb_slow or (5 if not sizes["fb_probe"] else None)
-            if best is None:
-                best = probe_fb(sizes, work)
-                figures["fb_probe"] = best
-                best = best["best"]
-            restore(portal, original)
-            results.append(run_fb(portal, rows, work, str(best), rate, burst))
-    finally:
-        portal.stop()
-
-    if sizes["enterprise_rows"]:
+    if "standard" in parts:
+        # Our job at the standard plan, then fast_bitrix24 on the same rows and portal.
+        ours, portal, original = throughput("standard", sizes["standard_rows"], work)
+        results.append(ours)
+        rows = make_rows(sizes["standard_rows"])
+        try:
+            if have_fb:
+                rate, burst = PLANS["standard"]
+                restore(portal, original)
+                results.append(run_fb(portal, rows, work, "default", rate, burst))
+                best = args.fb_slow or (5 if not sizes["fb_probe"] else None)
+                if best is None:
+                    probe = probe_fb(sizes, work)
+                    figures["fb_probe"] = probe
+                    best = probe["best"]
+                restore(portal, original)
+                results.append(run_fb(portal, rows, work, str(best), rate, burst))
+        finally:
+            portal.stop()
+    if "enterprise" in parts and sizes["enterprise_rows"]:
         ent, portal, _ = throughput("enterprise", sizes["enterprise_rows"], work)
         portal.stop()
         results.append(ent)
-    if sizes["single_rows"]:
+    if "single" in parts and sizes["single_rows"]:
         results.append(single_mode(sizes["single_rows"], work))
-
-    dry = dry_run(sizes["dry_rows"], work, repeats=3 if args.quick else 5)
-    real = real_run(sizes["real_rows"], work) if sizes["real_rows"] else None
-    operating = operating_budget(sizes["operating_rows"], work) if sizes["operating_rows"] else None
+    dry = (
+        dry_run(sizes["dry_rows"], work, repeats=3 if args.quick else 5) if "dry" in parts else None
+    )
+    operating = (
+        operating_budget(sizes["operating_rows"], work)
+        if "operating" in parts and sizes["operating_rows"]
+        else None
+    )
+    real = real_run(sizes["real_rows"], work) if "real" in parts and sizes["real_rows"] else None
 
     print()
-    print("Throughput (realistic sandbox: 30 ms per request + 20 ms per command):")
-    print("\n".join(throughput_table(results)))
+    if results:
+        print("Throughput (realistic sandbox: 30 ms per request + 20 ms per command):")
+        print("\n".join(throughput_table(results)))
     fb = [r for r in results if r["name"] == "fast_bitrix24"]
-    if fb:
+    if fb and ours:
         best_fb = max(
             (r for r in fb if r["removed"] == r["rows"]),
             key=lambda r: r["rows_per_s"],
@@ -589,26 +623,27 @@ def main() -> int:
         if best_fb:
             print(
                 f"\nours / fast_bitrix24 {best_fb['setting']}: "
-                f"{ours['rows_per_s'] / best_fb['rows_per_s']:.2f}x rows/s"
+                f"{ours['rows_per_s'] / best_fb['rows_per_s']:.3f}x rows/s "
+                f"({ours['wall_s']:.1f} s / {best_fb['wall_s']:.1f} s)"
             )
         figures["ours_over_fb"] = ours["rows_per_s"] / best_fb["rows_per_s"] if best_fb else None
-    batch = ours
     single = next((r for r in results if r["setting"] == "--mode single"), None)
-    if single:
+    if single and ours:
         print(
-            f"batch / single calls: {batch['rows_per_s']:.1f} / {single['rows_per_s']:.2f} rows/s "
-            f"= {batch['rows_per_s'] / single['rows_per_s']:.0f}x"
+            f"batch / single calls: {ours['rows_per_s']:.1f} / {single['rows_per_s']:.2f} rows/s "
+            f"= {ours['rows_per_s'] / single['rows_per_s']:.0f}x"
         )
-    print()
-    print("Dry run:")
-    print("\n".join(dry_table(dry)))
+    if dry:
+        print("\nDry run:")
+        print("\n".join(dry_table(dry)))
     if operating:
         print(
             f"\nOperating-time limit ({operating['setting']}): {operating['removed']:,} of "
             f"{operating['rows']:,} removed in {operating['wall_s']:.0f} s, ideal "
             f"{operating['ideal_s']:.0f} s (ratio {operating['ratio'] or 0:.2f}), "
             f"OPERATION_TIME_LIMIT answers {operating['operating_refusals']}, "
-            f"rate refusals {operating['refused']}"
+            f"rate refusals {operating['refused']}, failed rows "
+            f"{operating['summary'].get('by_status', {}).get('failed', '?')}"
         )
     if real:
         print(
