@@ -584,7 +584,7 @@ def main() -> int:
                 rate, burst = PLANS["standard"]
                 restore(portal, original)
                 results.append(run_fb(portal, rows, work, "default", rate, burst))
-                best = args.fb_slow or (5 if not sizes["fb_probe"] else None)
+                best = args.fb_slow or (8 if not sizes["fb_probe"] else None)
                 if best is None:
                     probe = probe_fb(sizes, work)
                     figures["fb_probe"] = probe
