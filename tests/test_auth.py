@@ -5,6 +5,7 @@ that stop the run, and the plain-http refusal."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import stat
 import threading
@@ -253,12 +254,15 @@ def test_refresh_mid_run_with_four_workers(
     portal = oauth_portal(portal_factory, rows, latency=0.03)
     tokens = token_file(tmp_path, portal)
     first = json.loads(tokens.read_text())
-    inode = tokens.stat().st_ino
+    # Held open so the original inode stays allocated: once freed, the kernel may hand its
+    # number to the second replacement and an inode comparison would prove nothing.
+    original = tokens.open("rb")
     csv_path = write_rows(tmp_path / "in.csv", rows)
     args = oauth_args(portal, tokens, "--batch-size", "5", "--concurrency", "4")
 
-    with Expirer(portal, [60, 220]) as expirer:
+    with original, Expirer(portal, [60, 220]) as expirer:
         result = run_cli("run", csv_path, *args)
+        replaced = not os.path.samestat(os.fstat(original.fileno()), tokens.stat())
 
     assert result.exit_code == 0, result.stderr
     assert len(expirer.done) == 2 and max(expirer.done) < 400, "the expiries came too late"
@@ -273,7 +277,7 @@ def test_refresh_mid_run_with_four_workers(
     # keeps the user's own key; no temporary file is left behind.
     saved = json.loads(tokens.read_text())
     assert stat.S_IMODE(tokens.stat().st_mode) == 0o600
-    assert tokens.stat().st_ino != inode
+    assert replaced
     assert sorted(p.name for p in tmp_path.glob("*tokens*")) == ["b24-tokens.json"]
     assert saved["note"] == first["note"]
     assert (saved["client_id"], saved["client_secret"]) == (APP, SECRET)
