@@ -82,7 +82,8 @@ class RunSummary:
     limit_refusals: int = 0
     operating_refusals: int = 0
     limit_wait_s: float = 0.0
-    ideal_s: float = 0.0  # what a client keeping the bucket exactly full would need (throttle.ideal_seconds)
+    # What a client keeping the bucket exactly full would need (throttle.ideal_seconds).
+    ideal_s: float = 0.0
     retries: int = 0
     token_refreshes: int = 0
     fallback_to_single: str | None = None

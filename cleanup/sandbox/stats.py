@@ -35,7 +35,8 @@ class PortalStats:
     operating_refusals: int = 0  # OPERATION_TIME_LIMIT answers, single or per command
     faults: Counter[str] = field(default_factory=Counter)  # fault kind -> times applied
     refreshes: int = 0  # successful OAuth refreshes
-    bot_tokens_seen: int = 0  # reaction commands that carried a botToken (an OAuth client sends none)
+    # Reaction commands that carried a botToken (an OAuth client sends none).
+    bot_tokens_seen: int = 0
     max_in_flight: int = 0  # most /rest/ requests being processed at once
     in_flight: int = 0
     internal_errors: int = 0  # sandbox bugs caught and answered 500 (should stay 0)
