@@ -27,7 +27,7 @@ from .errors import FatalAPIError
 from .planner import MAX_BATCH, METHOD, command_key, delete_command, delete_params
 from .redact import redact
 from .report import Journal
-from .results import RowResult, Status
+from .results import RowResult, Status, gave_up
 from .retry import RetryPolicy
 from .throttle import OperatingBudget, Throttle
 from .transport import Answer, NetworkError, Stopped, Transport
@@ -42,6 +42,7 @@ ALREADY_ABSENT_EARLIER_RUN = (
 )
 
 
+MAX_WAIT_REACHED = ": --max-wait reached"
 MAX_RESENDS = 20  # rounds of ERROR_BATCH_LENGTH_EXCEEDED without progress before giving up
 
 
@@ -401,28 +402,28 @@ class Engine:
                     "check the address and the network",
                 )
             for s in rows:
-                done[s.row.row] = self._fail(
-                    s,
-                    Outcome(
-                        outcome.kind,
-                        outcome.error,
-                        f"{outcome.description} (gave up after {s.attempts} attempts)",
-                    ),
-                )
+                why = f" after {s.attempts} attempts"
+                self._give_up(s, done, outcome.kind, outcome.error, outcome.description, why)
             return
         self.stats.add(retries=1)
         delay = self.policy.backoff(unit.retries, self.rng)
         log.debug("retrying %d row(s) in %.1f s after %s", len(rows), delay, redact(outcome.error))
         if not self._wait(unit, delay):
             for s in rows:
-                done[s.row.row] = self._fail(
-                    s,
-                    Outcome(
-                        outcome.kind,
-                        outcome.error,
-                        f"{outcome.description} (gave up: --max-wait reached)",
-                    ),
+                self._give_up(
+                    s, done, outcome.kind, outcome.error, outcome.description, MAX_WAIT_REACHED
                 )
+
+    def _give_up(
+        self,
+        s: _RowState,
+        done: dict[int, RowResult],
+        kind: Kind,
+        error: str,
+        description: str,
+        why: str,
+    ) -> None:
+        done[s.row.row] = self._fail(s, Outcome(kind, error, gave_up(description, why)))
 
     def _limit_wait(
         self,
@@ -440,13 +441,13 @@ class Engine:
         self.throttle.held(delay)  # wall-clock waiting time for the summary
         if not self._wait(unit, delay):
             for s in rows:
-                done[s.row.row] = self._fail(
+                self._give_up(
                     s,
-                    Outcome(
-                        Kind.RATE_LIMITED,
-                        "QUERY_LIMIT_EXCEEDED",
-                        "the portal kept refusing for its rate limit (gave up: --max-wait reached)",
-                    ),
+                    done,
+                    Kind.RATE_LIMITED,
+                    "QUERY_LIMIT_EXCEEDED",
+                    "the portal kept refusing for its rate limit",
+                    MAX_WAIT_REACHED,
                 )
 
     def _operating_wait(self, unit: _Unit) -> None:

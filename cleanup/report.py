@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .errors import ConfigError, ReportMismatchError
-from .results import FINAL_STATUSES, REPORT_COLUMNS, RowResult, Status
+from .results import FINAL_STATUSES, GAVE_UP, REPORT_COLUMNS, RowResult, Status
 
 REPORT_FORMATS = (".csv", ".jsonl", ".parquet")
 JOURNAL_VERSION = 1
@@ -233,11 +233,11 @@ def resend_on_resume(status: Status, error: str, description: str) -> bool:
 
     Skipped rows, and failed rows whose failure was not the portal's answer about the row:
     the job gave up retrying (the portal was unreachable, kept failing or kept refusing
-    for its limits; the engine marks these "(gave up ...") or a bug in the job itself.
+    for its limits; the engine marks these with results.gave_up) or a bug in the job itself.
     """
     if status is Status.SKIPPED:
         return True
-    return status is Status.FAILED and ("(gave up" in description or error == "CLIENT_ERROR")
+    return status is Status.FAILED and (GAVE_UP in description or error == "CLIENT_ERROR")
 
 
 def _read_csv_report(path: Path) -> Iterator[dict[str, Any]]:

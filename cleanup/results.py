@@ -23,6 +23,16 @@ class Status(StrEnum):
 # Statuses a --resume keeps; a skipped row is still to do.
 FINAL_STATUSES = frozenset({Status.REMOVED, Status.FAILED, Status.INVALID, Status.DUPLICATE})
 
+# Marks a failure where the job stopped trying (not the portal's answer about the row), so
+# that --resume sends the row again. Part of the report's text, hence kept stable.
+GAVE_UP = "(gave up"
+
+
+def gave_up(description: str, why: str) -> str:
+    """The failure text of a row the job stopped trying, e.g. `... (gave up after 3 attempts)`."""
+    return f"{description} {GAVE_UP}{why})"
+
+
 REPORT_COLUMNS = (
     "row",
     "botId",
