@@ -14,6 +14,7 @@ import math
 import os
 import queue
 import random
+import statistics
 import threading
 import time
 import uuid
@@ -455,9 +456,10 @@ class _Run:
         s.limit_wait_s = self.throttle.stats.waited_s  # wall-clock, all limits together
         sent = s.by_status[Status.REMOVED.value] + s.by_status[Status.FAILED.value]
         per_request = 1 if self.engine.single else self.config.batch_size
-        s.ideal_s = ideal_seconds(
-            math.ceil(sent / per_request), s.rate, s.burst, self.latency if self.timeline else 0.0
-        )
+        # A request's typical round trip, not the EWMA (seeded with a guess, it still carries
+        # the guess after a short run and would put the "maximum" below what was achieved).
+        typical = statistics.median(e for _, e, _ in self.timeline) if self.timeline else 0.0
+        s.ideal_s = ideal_seconds(math.ceil(sent / per_request), s.rate, s.burst, typical)
         s.retries = self.engine.stats.retries
         s.token_refreshes = getattr(self.transport.auth, "refreshes", 0)
         s.concurrency = self.config.concurrency or self._concurrency()

@@ -579,3 +579,16 @@ def test_read_ahead_keeps_order_and_stops_with_the_reader(tmp_path: Path) -> Non
         if thread.name == "cleanup-read-ahead":
             thread.join(5)
             assert not thread.is_alive()
+
+
+def test_a_run_inside_the_burst_never_beats_the_portals_maximum(
+    portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
+) -> None:
+    # Three quick requests all inside the burst: the maximum is one round trip as observed,
+    # not a guessed latency that would leave the achieved rate above the "maximum".
+    portal = portal_factory(rows_of(150))
+    result, _, summary = run_job_cli(run_cli, portal, tmp_path, 150)
+    assert result.exit_code == 0, result.stderr
+    assert summary["requests"] == 3
+    assert summary["ideal_s"] < 0.5
+    assert summary["rows_per_s"] <= summary["ideal_rows_per_s"]
