@@ -87,6 +87,7 @@ class _Unit:
         self.waited = 0.0
         self.refusals = 0
         self.operating_refusals = 0
+        self.refreshed = False  # an expired token per command was refreshed for this unit
 
 
 class Engine:
@@ -203,6 +204,7 @@ class Engine:
         refused = operating = False
         last: Outcome | None = None
         fatal: Outcome | None = None
+        expired: Outcome | None = None
         for s in pending:
             key = command_key(s.row)
             if key in errors:
@@ -241,8 +243,7 @@ class Engine:
                     again.append(s)
             elif kind is Kind.EXPIRED_TOKEN:
                 self._unsent([s])  # refused unrun
-                if fatal is None and not self.transport.auth.refresh(None):
-                    fatal = outcome
+                expired = expired or outcome
                 again.append(s)
             elif kind is Kind.FATAL:
                 # Settle the rest of the answer first: rows after this one may have been
@@ -254,6 +255,17 @@ class Engine:
                 unsure.append(s)
                 again.append(s)
                 last = outcome
+        if expired is not None and fatal is None:
+            # One refresh for the whole answer, shared with other workers (by the token the
+            # batch carried); a unit whose commands expire again after it is aborted.
+            auth = self.transport.auth
+            if unit.refreshed:
+                renewed = auth.replaced(answer.token)
+            else:
+                unit.refreshed = True
+                renewed = auth.refresh(answer.token)
+            if not renewed:
+                fatal = expired
         if fatal is not None:
             raise FatalAPIError(fatal.error, fatal.description, fatal.hint)
         overflow = sum(

@@ -61,7 +61,9 @@ class FatalAPIError(CleanupError):
     def __init__(self, code: str, description: str, hint: str = "") -> None:
         self.code, self.description, self.hint = code, description, hint
         text = f"{code}: {description}" if description else code
-        super().__init__(f"{text}. {hint}" if hint else text)
+        # A portal's text often ends with its own full stop: don't add a second one.
+        stop = " " if text.endswith((".", "!", "?")) else ". "
+        super().__init__(f"{text}{stop}{hint}" if hint else text)
 
 
 class AuthRefreshError(FatalAPIError):

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urljoin
 
@@ -41,6 +41,7 @@ class Answer:
     snippet: str  # the start of a non-JSON body, for the report
     retry_after: float | None
     elapsed: float
+    token: str | None = None  # the OAuth access token the request carried (None: webhook)
 
 
 BeforeSend = Callable[[], None]
@@ -131,12 +132,15 @@ class Transport:
         self, method: str, params: dict[str, Any], *, kind: str, before_send: BeforeSend | None
     ) -> Answer:
         rejected: set[str] = set()  # tokens the portal called expired or invalid for this call
+        refreshed = False  # this call asked for a refresh already: "refresh once, then fatal"
         while True:
             payload = self.auth.sign(params)
             # The token this request carries, read from the payload itself: another worker
             # may swap the current token between two separate reads.
             token = payload.get("auth") if self.auth.token_in_use() is not None else None
             answer = self._post_following_redirects(method, payload, kind, before_send)
+            if token is not None:
+                answer = replace(answer, token=token)
             body = answer.body
             error = body.get("error") if isinstance(body, dict) else None
             if (
@@ -150,10 +154,12 @@ class Transport:
             # Another worker may have refreshed while this request was on its way: the portal
             # then calls our old token invalid (rotation killed it) or expired. Both checks
             # wait for a refresh in progress, then re-send with the new token.
-            if error == "expired_token" and self.auth.refresh(token):
-                continue  # one refresh per expired token, shared by all workers
-            if error == "invalid_token" and self.auth.replaced(token):
-                continue
+            if error == "expired_token" and not refreshed:
+                refreshed = True
+                if self.auth.refresh(token):
+                    continue  # one refresh per expired token, shared by all workers
+            elif self.auth.replaced(token):
+                continue  # another worker's refresh, not ours: use its token
             return answer
 
     def _post_following_redirects(

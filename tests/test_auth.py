@@ -418,13 +418,58 @@ def test_portal_expiring_every_token_aborts_after_a_few_refreshes(
 
     assert result.exit_code == 3
     assert "expired_token" in result.stderr
-    assert portal.stats.refreshes == 3
+    # Refresh once and repeat; a fresh token refused as expired again is final.
+    assert portal.stats.refreshes == 1
     assert statuses(tmp_path / "in.report.csv") == ["skipped"] * 10
     # The last pair it got is saved: its refresh token is the one the OAuth server honours.
     assert refresh_directly(portal, json.loads(tokens.read_text())["refresh_token"]).ok
 
 
 # --- a refresh that fails ----------------------------------------------------------------------
+
+
+def test_expired_token_per_command_refreshes_once_per_batch(
+    portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
+):
+    """expired_token inside a batch's result_error (the token expired while the batch ran):
+    one refresh for the whole answer, not one per command, then the rows are re-sent."""
+    rows = reactions(20)
+    portal = oauth_portal(portal_factory, rows, expire_during_batches=1)
+    tokens = token_file(tmp_path, portal)
+    first = json.loads(tokens.read_text())
+    csv_path = write_rows(tmp_path / "in.csv", rows)
+
+    result = run_cli("run", csv_path, *oauth_args(portal, tokens, "--concurrency", "1"))
+
+    assert result.exit_code == 0, result.stderr
+    assert statuses(tmp_path / "in.report.csv") == ["removed"] * 20
+    assert portal.stats.refreshes == 1
+    assert portal.stats.batch_calls == 2
+    assert [r["attempts"] for r in read_report(tmp_path / "in.report.csv")] == ["1"] * 20
+    assert json.loads(tokens.read_text())["refresh_token"] != first["refresh_token"]
+
+
+def test_expired_token_per_command_every_time_aborts_after_one_refresh(
+    portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
+):
+    """A portal whose commands always answer expired_token must not make the job refresh
+    (and re-send) forever: one refresh, then exit 3 with every row skipped."""
+    rows = reactions(20)
+    portal = oauth_portal(
+        portal_factory,
+        rows,
+        command_error=("expired_token", "The access token provided has expired."),
+    )
+    tokens = token_file(tmp_path, portal)
+    csv_path = write_rows(tmp_path / "in.csv", rows)
+
+    result = run_cli("run", csv_path, *oauth_args(portal, tokens, "--concurrency", "1"))
+
+    assert result.exit_code == 3
+    assert "expired_token" in result.stderr and "expired.." not in result.stderr
+    assert portal.stats.refreshes == 1
+    assert portal.stats.batch_calls == 2
+    assert statuses(tmp_path / "in.report.csv") == ["skipped"] * 20
 
 
 def closed_port() -> int:

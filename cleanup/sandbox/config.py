@@ -58,6 +58,10 @@ class PortalConfig:
     # (code, description): every reaction command fails with it, singly (method_error_status)
     # or in a batch's result_error, e.g. a per-command insufficient_scope.
     command_error: tuple[str, str] | None = None
+    # OAuth: the first N batch calls find the caller's access token expired while they run
+    # (it passed the batch's own check): every command answers expired_token in
+    # result_error, and the token stays expired; refreshing gives a working one.
+    expire_during_batches: int = 0
 
     def problems(self) -> list[str]:
         """Every invalid setting, for a clear error before the server starts."""

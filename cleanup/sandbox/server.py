@@ -197,6 +197,7 @@ class SandboxPortal:
         self._operating = OperatingClock()
         self._access: dict[str, _AccessToken] = {}
         self._refresh: dict[str, _RefreshToken] = {}
+        self._expire_batches_left = self.config.expire_during_batches
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -623,6 +624,15 @@ class SandboxPortal:
         if cfg.batch_too_long_refused and len(commands) > cfg.batch_max_length:
             return _error_reply(400, "ERROR_BATCH_LENGTH_EXCEEDED", "Max batch length exceeded")
         self.stats.add(batch_calls=1)
+        expired = False
+        if caller.mode == "oauth":
+            with self._lock:
+                if self._expire_batches_left > 0:
+                    self._expire_batches_left -= 1
+                    expired = True
+                    info = self._access.get(str(params.get("auth")))
+                    if info is not None:
+                        info.expires_at = 0.0
         done: dict[str, dict[str, Any]] = {
             "result": {},
             "next": {},
@@ -635,6 +645,8 @@ class SandboxPortal:
             outcome: _Outcome | None = None
             if index >= cfg.batch_max_length:
                 error = MethodError("ERROR_BATCH_LENGTH_EXCEEDED", "Max batch length exceeded")
+            elif expired:
+                error = MethodError("expired_token", "The access token provided has expired.")
             elif not isinstance(call, str):
                 continue  # the portal skips non-string commands: absent from every map
             else:
