@@ -254,7 +254,10 @@ def run(
     run_id = new_run_id()
     set_run_id(run_id)
     with _cli_errors(verbose):
-        config = JobConfig(input=input_file, **{"run_id": run_id, **config_overrides(options)})
+        typed, from_env = _given_options(options)
+        config = JobConfig(
+            input=input_file, **{"run_id": run_id, **_one_auth_mode(typed, from_env)}
+        )
         summary = _run_with_signals(config, quiet)
         extra = []
         if html_path is not None and not summary.dry_run and summary.report:
@@ -262,6 +265,19 @@ def run(
             extra.append(f"html: {html_path}")
         _print_summary(summary, config, quiet, log_format, extra)
         sys.exit(summary.exit_code)
+
+
+def _one_auth_mode(typed: dict[str, Any], from_env: dict[str, Any]) -> dict[str, Any]:
+    """The options as JobConfig fields, the command line winning over B24_* variables. A mode
+    typed on the command line (--webhook, or --portal/--oauth-file) also sets aside the
+    other mode's variables: a B24_WEBHOOK_URL left in the shell must not block --portal."""
+    env = dict(from_env)
+    if typed.get("webhook"):
+        for key in ("portal", "oauth_file"):
+            env.pop(key, None)
+    elif typed.get("portal") or typed.get("oauth_file"):
+        env.pop("webhook", None)
+    return {**env, **typed}
 
 
 def new_run_id() -> str:

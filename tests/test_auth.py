@@ -134,6 +134,41 @@ def test_oauth_mode_end_to_end(portal_factory: PortalFactory, run_cli: RunCli, t
     assert "oauth auth" in result.stderr
 
 
+def test_a_mode_typed_on_the_command_line_sets_aside_the_other_modes_variables(
+    portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
+):
+    """A B24_WEBHOOK_URL left in the shell must not block --portal/--oauth-file (and
+    B24_PORTAL/B24_OAUTH_FILE must not block --webhook): the command line wins."""
+    rows = reactions(3)
+    portal = oauth_portal(portal_factory, rows)
+    tokens = token_file(tmp_path, portal)
+    webhook_env = {"B24_WEBHOOK_URL": portal.webhook_url()}
+
+    oauth_run = run_cli(
+        "run", write_rows(tmp_path / "a.csv", rows), *oauth_args(portal, tokens), env=webhook_env
+    )
+    assert oauth_run.exit_code == 0, oauth_run.stderr
+    assert statuses(tmp_path / "a.report.csv") == ["removed"] * 3
+    assert "oauth auth" in oauth_run.stderr
+
+    hook_portal = portal_factory(rows)  # bots of no app: a webhook's with their botTokens
+    oauth_env = {"B24_PORTAL": portal.url, "B24_OAUTH_FILE": str(tokens)}
+    webhook_run = run_cli(
+        "run",
+        write_rows(tmp_path / "b.csv", rows),
+        *portal_args(hook_portal, tmp_path),
+        env=oauth_env,
+    )
+    assert webhook_run.exit_code == 0, webhook_run.stderr
+    assert statuses(tmp_path / "b.report.csv") == ["removed"] * 3
+    assert "webhook auth" in webhook_run.stderr
+
+    # Both modes from the environment alone stay ambiguous: refused, nothing sent.
+    both = run_cli("run", tmp_path / "b.csv", "--progress", "none", env=webhook_env | oauth_env)
+    assert both.exit_code == 2
+    assert "not both" in both.stderr
+
+
 def test_oauth_mode_ignores_a_bot_tokens_file(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
 ):
