@@ -566,8 +566,19 @@ class Source:
     size: int
 
 
-def list_sources(job: Job, *, now: float | None = None) -> tuple[list[Source], list[str]]:
-    """Files to consider, oldest first, and notes about files left for a later run."""
+# A file younger than min_age is waited for, within the run, when it reaches that age
+# within this many seconds: a file dropped in just before the run is still taken.
+MAX_SETTLE_WAIT = 15.0
+
+
+def list_sources(
+    job: Job, *, now: float | None = None, settle: Callable[[float], bool] | None = None
+) -> tuple[list[Source], list[str]]:
+    """Files to consider, oldest first, and notes about files left for a later run.
+
+    `settle(seconds)` waits (False: the job is stopping). With it, files younger than
+    `min_age` that reach it within MAX_SETTLE_WAIT are waited for and taken if they did
+    not change meanwhile; without it (check-job) they are only noted."""
     now = time.time() if now is None else now
     notes: list[str] = []
     paths: list[Path] = []
@@ -596,6 +607,7 @@ def list_sources(job: Job, *, now: float | None = None) -> tuple[list[Source], l
         if not paths and not glob.has_magic(job.input):
             notes.append(f"input {job.input} does not exist (yet); nothing to do")
     sources: list[Source] = []
+    young: list[tuple[Source, float]] = []  # (file, seconds until it is min_age old)
     for p in paths:
         try:
             st = p.stat()
@@ -603,14 +615,38 @@ def list_sources(job: Job, *, now: float | None = None) -> tuple[list[Source], l
             continue  # taken away while we looked
         age = now - st.st_mtime
         if age < job.min_age:
-            notes.append(
-                f"leaving {p.name} for the next run: it changed {max(age, 0):.0f} s ago and may "
-                f"still be being copied in (min_age = {job.min_age:g} s)"
-            )
+            left = job.min_age - max(age, 0.0)
+            if settle is not None and left <= MAX_SETTLE_WAIT:
+                young.append((Source(p, st.st_mtime, st.st_size), left))
+                continue
+            notes.append(_too_new(p, age, job.min_age))
             continue
         sources.append(Source(p, st.st_mtime, st.st_size))
+    if young and settle is not None:
+        wait = max(left for _, left in young)
+        names = ", ".join(y.path.name for y, _ in young)
+        log.info(
+            "waiting %.0f s for %s to stay unchanged (min_age = %g s)", wait, names, job.min_age
+        )
+        stopping = not settle(wait)
+        for y, _ in young:
+            try:
+                st = y.path.stat()
+            except FileNotFoundError:
+                continue
+            if stopping or (st.st_mtime, st.st_size) != (y.mtime, y.size):
+                notes.append(_too_new(y.path, time.time() - st.st_mtime, job.min_age))
+            else:
+                sources.append(y)
     sources.sort(key=lambda s: (s.mtime, s.path.name))
     return sources, notes
+
+
+def _too_new(path: Path, age: float, min_age: float) -> str:
+    return (
+        f"leaving {path.name} for the next run: it changed {max(age, 0):.0f} s ago and may "
+        f"still be being copied in (min_age = {min_age:g} s)"
+    )
 
 
 def _is_temporary(name: str) -> bool:
@@ -739,7 +775,9 @@ def run_sources(
             ) from None
     try:
         state = JobState(job.state_path)
-        sources, notes = list_sources(job, now=now())
+        sources, notes = list_sources(
+            job, now=now(), settle=lambda seconds: not stop.event.wait(seconds)
+        )
         result.notes.extend(notes)
         for note in notes:
             if note.startswith("ignoring"):
