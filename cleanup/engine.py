@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .classify import (
+    OPERATION_TIME_LIMIT,
     Kind,
     Outcome,
     classify_answer,
@@ -201,7 +202,8 @@ class Engine:
 
         again: list[_RowState] = []
         unsure: list[_RowState] = []
-        refused = operating = False
+        blocked: list[_RowState] = []  # refused for the operating-time limit
+        refused = False
         last: Outcome | None = None
         fatal: Outcome | None = None
         expired: Outcome | None = None
@@ -229,11 +231,12 @@ class Engine:
                 else:
                     again.append(s)
             elif kind is Kind.RATE_LIMITED:
+                self._unsent([s])  # refused for the rate limit: nothing ran, not an attempt
                 refused = True
                 again.append(s)
             elif kind is Kind.OPERATING_LIMIT:
                 self._unsent([s])  # the method was blocked: nothing ran, not an attempt
-                operating = True
+                blocked.append(s)
                 again.append(s)
             elif kind is Kind.BATCH_NOT_ALLOWED:
                 if not self._fall_back(outcome):
@@ -278,8 +281,8 @@ class Engine:
             self._lower_batch_limit(len(pending) - overflow)
         if any(s.row.row not in done for s in again) and len(again) == len(pending):
             unit.resends += 1  # a round that settled nothing: bound it
-        if operating:
-            self._operating_wait(unit)
+        if blocked:
+            self._operating_wait(unit, blocked, done)
         if refused:
             self._limit_wait(unit, None, again, done, sent_ago=answer.elapsed)
         if unsure and last is not None:
@@ -348,7 +351,7 @@ class Engine:
             self._limit_wait(unit, answer.retry_after, pending, done, sent_ago=answer.elapsed)
         elif kind is Kind.OPERATING_LIMIT:
             self._unsent(pending)  # the method was blocked: nothing ran, not an attempt
-            self._operating_wait(unit)
+            self._operating_wait(unit, pending, done)
         elif kind is Kind.RESEND:
             # The whole batch refused as too long (the docs' HTTP 400): nothing ran. Halve
             # it until the portal takes it; bounded, so a portal that never does ends it.
@@ -462,7 +465,9 @@ class Engine:
                     MAX_WAIT_REACHED,
                 )
 
-    def _operating_wait(self, unit: _Unit) -> None:
+    def _operating_wait(
+        self, unit: _Unit, rows: list[_RowState], done: dict[int, RowResult]
+    ) -> None:
         unit.operating_refusals += 1
         self.stats.add(operating_refusals=1)
         reset_in = self.budget.reset_in()
@@ -471,6 +476,20 @@ class Engine:
             # newer time): short waits that grow, not the long blind backoff.
             reset_in = min(2.0 ** (unit.operating_refusals - 1), 60.0)
         delay = self.policy.operating_wait(unit.operating_refusals, reset_in)
+        # Bounded like every other wait: a portal that keeps the method blocked must not
+        # hold the job forever. The pause itself is served by the throttle (all workers).
+        if unit.waited + delay > self.policy.max_wait:
+            for s in rows:
+                self._give_up(
+                    s,
+                    done,
+                    Kind.OPERATING_LIMIT,
+                    OPERATION_TIME_LIMIT,
+                    "the portal's operating-time limit for the method stayed spent",
+                    MAX_WAIT_REACHED,
+                )
+            return
+        unit.waited += delay
         self.stats.add(limit_wait_s=delay)
         # Everyone waits: the budget is per method, for the whole portal. Said once per
         # pause, not by every worker that runs into it.

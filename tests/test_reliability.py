@@ -440,3 +440,46 @@ def test_operating_time_limit_waits_and_is_not_an_attempt(run_cli: RunCli, tmp_p
     report = read_report(tmp_path / "in.report.csv")
     assert_truthful(report, rows, existing, portal)
     assert {r["attempts"] for r in report} == {"1"}
+
+
+@pytest.mark.parametrize("mode", ["batch", "single"])
+def test_operating_time_limit_that_never_lifts_ends_at_max_wait(
+    run_cli: RunCli, tmp_path: Path, mode: str
+) -> None:
+    # A portal that keeps the method blocked (OPERATION_TIME_LIMIT on every command, no
+    # reset time ever given) must not hold the job forever: like the rate limit, the wait
+    # is bounded by --max-wait, then the rows fail, marked "gave up" so --resume retries
+    # them. Nothing ran, so no attempts. (The first blind wait, 30 s, is already over
+    # --max-wait 5: the test never sleeps.)
+    config = PortalConfig(command_error=("OPERATION_TIME_LIMIT", "Method is blocked"))
+    portal = start(SMALL_EXISTING, config)
+    path = write_input(tmp_path / "in.csv", SMALL_ROWS)
+    result = run_cli(
+        "run", path, *args(portal, tmp_path), "--mode", mode, "--max-wait", "5",
+        "--operating-limit", "0",
+    )  # fmt: skip
+    portal.stop()
+    assert result.exit_code == 1, result.stderr
+    report = read_report(tmp_path / "in.report.csv")
+    assert [r["status"] for r in report] == ["failed"] * 3
+    assert {r["error"] for r in report} == {"OPERATION_TIME_LIMIT"}
+    assert all("(gave up: --max-wait reached)" in r["error_description"] for r in report)
+    assert {r["attempts"] for r in report} == {"0"}
+    assert left(portal) == set(SMALL_EXISTING)
+
+
+def test_rate_limit_inside_a_batch_is_not_an_attempt(run_cli: RunCli, tmp_path: Path) -> None:
+    # QUERY_LIMIT_EXCEEDED as a command's entry in result_error (the docs say it comes for
+    # the whole call, but a portal may answer per command): nothing ran, so the re-sends
+    # are not attempts, and the rows fail only once --max-wait is spent.
+    config = PortalConfig(command_error=("QUERY_LIMIT_EXCEEDED", "Too many requests"))
+    portal = start(SMALL_EXISTING, config)
+    path = write_input(tmp_path / "in.csv", SMALL_ROWS)
+    result = run_cli("run", path, *args(portal, tmp_path), "--max-wait", "1")
+    portal.stop()
+    assert result.exit_code == 1, result.stderr
+    report = read_report(tmp_path / "in.report.csv")
+    assert {r["error"] for r in report} == {"QUERY_LIMIT_EXCEEDED"}
+    assert all("(gave up: --max-wait reached)" in r["error_description"] for r in report)
+    assert {r["attempts"] for r in report} == {"0"}
+    assert portal.stats.requests >= 2
