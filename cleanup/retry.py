@@ -41,7 +41,9 @@ class RetryPolicy:
         return min(self.operating_backoff_max, self.operating_backoff * (2 ** max(refusals - 1, 0)))
 
     def limit_wait(self, refusals: int, retry_after: float | None) -> float:
-        """Wait after QUERY_LIMIT_EXCEEDED: Retry-After if sent, else short capped backoff."""
+        """Wait after QUERY_LIMIT_EXCEEDED: Retry-After if sent, else short capped backoff.
+        A Retry-After under the first backoff step (`0`, say) is raised to it: each refusal
+        must cost some of --max-wait, or a portal that keeps refusing would be retried forever."""
         if retry_after is not None and retry_after >= 0:
-            return min(retry_after, 120.0)
+            return min(max(retry_after, self.backoff_base), 120.0)
         return min(10.0, 0.5 * (2 ** max(refusals - 1, 0)))

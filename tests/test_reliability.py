@@ -483,3 +483,19 @@ def test_rate_limit_inside_a_batch_is_not_an_attempt(run_cli: RunCli, tmp_path: 
     assert all("(gave up: --max-wait reached)" in r["error_description"] for r in report)
     assert {r["attempts"] for r in report} == {"0"}
     assert portal.stats.requests >= 2
+
+
+def test_retry_after_zero_still_ends_at_max_wait(run_cli: RunCli, tmp_path: Path) -> None:
+    # A portal that refuses every request for its rate limit with "Retry-After: 0": each
+    # refusal must still count against --max-wait, or the job re-sends forever.
+    config = PortalConfig(fault_rates={"limit": 1.0}, limit_status=429, retry_after=0.0)
+    portal = start(SMALL_EXISTING, config)
+    path = write_input(tmp_path / "in.csv", SMALL_ROWS)
+    result = run_cli("run", path, *args(portal, tmp_path), "--max-wait", "1")
+    portal.stop()
+    assert result.exit_code == 1, result.stderr
+    report = read_report(tmp_path / "in.report.csv")
+    assert {r["error"] for r in report} == {"QUERY_LIMIT_EXCEEDED"}
+    assert all("(gave up: --max-wait reached)" in r["error_description"] for r in report)
+    assert {r["attempts"] for r in report} == {"0"}
+    assert RetryPolicy().limit_wait(1, retry_after=0.0) == 0.5
