@@ -81,6 +81,9 @@ def classify_error(code: str, description: str, *, status: int | None, context: 
         # Seen in the wild: an error with only a description. Go by the status.
         if status is not None and status >= 500:
             return Outcome(Kind.TRANSIENT, f"HTTP_{status}", description)
+        if status == 429:
+            # Too many requests, whichever limit: nothing ran, so wait and re-send.
+            return Outcome(Kind.RATE_LIMITED, QUERY_LIMIT_EXCEEDED, description)
         if status == 401:
             return Outcome(Kind.FATAL, "HTTP_401", description, FATAL_HINTS["authorization_error"])
         code = "UNKNOWN_ERROR"
@@ -133,6 +136,15 @@ def classify_answer(status: int, body: Any, *, context: str) -> Outcome:
             context=context,
         )
     if body is None or not isinstance(body, dict):
+        if status == 401:
+            # A proxy or the portal refusing the credentials without a JSON body: nothing
+            # ran, and re-sending cannot help.
+            return Outcome(
+                Kind.FATAL,
+                "HTTP_401",
+                "the portal answered HTTP 401 without a JSON body",
+                FATAL_HINTS["authorization_error"],
+            )
         if status == 429 and body is None:
             # A proxy's own "too many requests" page: nothing ran. (A bare 503 is more
             # often a portal that is down: it stays transient, with a retry budget.)

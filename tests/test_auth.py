@@ -644,6 +644,25 @@ def test_credential_error_stops_the_run_at_once(
     assert summary_of(tmp_path / "in.report.csv")["aborted"].startswith(code)
 
 
+@pytest.mark.parametrize("mode", ["batch", "single"])
+def test_http_401_without_a_json_body_stops_the_run(
+    portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path, mode: str
+):
+    """A plain-text 401 (a proxy, or a portal that sends no JSON) is refused credentials,
+    not a transient fault: no retries, exit 3, every row skipped."""
+    rows = reactions(10)
+    portal = portal_factory(rows, config=PortalConfig(force_raw=(401, "Unauthorized")))
+    csv_path = write_rows(tmp_path / "in.csv", rows)
+    extra = ("--mode", mode, "--batch-size", "5", "--concurrency", "1")
+
+    result = run_cli("run", csv_path, *portal_args(portal, tmp_path), *FAST, *extra)
+
+    assert result.exit_code == 3, result.stderr
+    assert portal.stats.requests == 1
+    assert statuses(tmp_path / "in.report.csv") == ["skipped"] * 10
+    assert "HTTP_401" in result.stderr and "check the webhook or tokens" in result.stderr
+
+
 def test_wrong_webhook_code_stops_the_run(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
 ):

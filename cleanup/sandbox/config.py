@@ -55,6 +55,9 @@ class PortalConfig:
     # (status, code, description): every /rest/ call gets this error before auth is checked,
     # for credential and portal-state errors (PORTAL_DELETED, OVERLOAD_LIMIT, ...) in any status.
     force_error: tuple[int, str, str] | None = None
+    # (status, body): every /rest/ call gets this non-JSON answer (a proxy in front of the
+    # portal, e.g. 401 "Unauthorized" as plain text).
+    force_raw: tuple[int, str] | None = None
     # (code, description): every reaction command fails with it, singly (method_error_status)
     # or in a batch's result_error, e.g. a per-command insufficient_scope.
     command_error: tuple[str, str] | None = None

@@ -488,6 +488,9 @@ class SandboxPortal:
             return _error_reply(401, "INVALID_REQUEST", "Https required.")
         if cfg.force_error is not None:
             return _error_reply(*cfg.force_error)
+        if cfg.force_raw is not None:
+            status, text = cfg.force_raw
+            return _Reply(status, text.encode("utf-8"), "text/plain; charset=utf-8")
         caller = self._authenticate(webhook, segments, params)
         if isinstance(caller, _Reply):
             return caller
