@@ -499,3 +499,20 @@ def test_retry_after_zero_still_ends_at_max_wait(run_cli: RunCli, tmp_path: Path
     assert all("(gave up: --max-wait reached)" in r["error_description"] for r in report)
     assert {r["attempts"] for r in report} == {"0"}
     assert RetryPolicy().limit_wait(1, retry_after=0.0) == 0.5
+
+
+def test_429_with_an_empty_error_code_is_a_rate_limit(run_cli: RunCli, tmp_path: Path) -> None:
+    # `{"error": "", "error_description": …}` (an empty code, seen in the wild) with HTTP
+    # 429: too many requests, nothing ran. The rows wait and are re-sent, not failed
+    # UNKNOWN_ERROR; here the portal never relents, so they end at --max-wait, unattempted.
+    config = PortalConfig(force_error=(429, "", "Too many requests"))
+    portal = start(SMALL_EXISTING, config)
+    path = write_input(tmp_path / "in.csv", SMALL_ROWS)
+    result = run_cli("run", path, *args(portal, tmp_path), "--max-wait", "1")
+    portal.stop()
+    assert result.exit_code == 1, result.stderr
+    report = read_report(tmp_path / "in.report.csv")
+    assert {r["error"] for r in report} == {"QUERY_LIMIT_EXCEEDED"}
+    assert all("(gave up: --max-wait reached)" in r["error_description"] for r in report)
+    assert {r["attempts"] for r in report} == {"0"}
+    assert portal.stats.requests >= 2
