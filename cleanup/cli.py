@@ -495,10 +495,17 @@ def check_job_command(
         job = load_job(job_file)
         cli, env = _given_options(options)
         result = check_job(job, job.resolve(cli, env))
+        ready = f"job {job.name!r} is ready to run"
+        if log_format == "json":
+            # One JSON object per line here too, like every other event of the job.
+            for line in result.lines:
+                logging.getLogger("cleanup").info("%s", line, extra={"fields": {"event": "check"}})
+            _summary_event(ready, 0, {"event": "check_job", "job": job.name, "exit_code": 0})
+            return
         if not quiet:
             for line in result.lines:
                 click.echo(line)
-        click.echo(f"job {job.name!r} is ready to run")
+        click.echo(ready)
 
 
 # A job writes each file's report under a dated name; --report is refused there, so hide it.

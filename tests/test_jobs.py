@@ -436,6 +436,21 @@ def test_check_job_accepts_good_credentials_and_removes_nothing(
     assert s.portal.webhook_url() not in result.output
 
 
+def test_check_job_under_json_logs_writes_only_json_lines(
+    run_cli: RunCli, setup: Callable[..., Setup]
+) -> None:
+    s = setup()
+    s.drop("rows.csv", likes(3))
+    result = run_cli("check-job", s.job, "--log-format", "json", env=s.env)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    assert len({e["run_id"] for e in events}) == 1
+    assert any("webhook credentials accepted" in e["message"] for e in events)
+    assert events[-1]["event"] == "check_job" and events[-1]["exit_code"] == 0
+    assert "ready to run" in events[-1]["message"]
+
+
 def test_check_job_exits_3_when_the_portal_rejects_the_credentials(
     run_cli: RunCli, setup: Callable[..., Setup]
 ) -> None:
