@@ -566,6 +566,7 @@ class Source:
     size: int
 
 
+NOTHING_TO_DO = "; nothing to do"
 # A file younger than min_age is waited for, within the run, when it reaches that age
 # within this many seconds: a file dropped in just before the run is still taken.
 MAX_SETTLE_WAIT = 15.0
@@ -605,7 +606,7 @@ def list_sources(
             if p.is_file() and not _is_temporary(p.name) and not any(_inside(p, s) for s in skip):
                 paths.append(p)
         if not paths and not glob.has_magic(job.input):
-            notes.append(f"input {job.input} does not exist (yet); nothing to do")
+            notes.append(f"input {job.input} does not exist (yet){NOTHING_TO_DO}")
     sources: list[Source] = []
     young: list[tuple[Source, float]] = []  # (file, seconds until it is min_age old)
     for p in paths:
@@ -782,6 +783,10 @@ def run_sources(
         for note in notes:
             if note.startswith("ignoring"):
                 log.warning("%s", note)
+            elif note.endswith(NOTHING_TO_DO):
+                # The named input was archived by an earlier run, or has not come yet: a run
+                # that finds nothing prints nothing (check-job still says it).
+                log.debug("%s", note)
             else:
                 log.info("%s", note)
         for source in sources:

@@ -359,6 +359,20 @@ def test_input_glob_without_archive_processes_each_file_once(
     assert deletes(s.portal) == sent
 
 
+def test_one_named_input_run_twice_second_run_is_quiet(
+    run_cli: RunCli, setup: Callable[..., Setup]
+) -> None:
+    s = setup(likes(3), inbox=None, input="exports/one.csv")
+    (s.root / "exports").mkdir()
+    write_rows(s.root / "exports" / "one.csv", likes(3))
+    first = run_job(run_cli, s)
+    assert first.exit_code == 0, first.output
+    assert (s.archive / "one.csv").exists()
+    second = run_job(run_cli, s)
+    assert second.exit_code == 0
+    assert second.output == ""
+
+
 def test_json_logs_carry_one_run_id_and_end_with_the_summary_event(
     run_cli: RunCli, setup: Callable[..., Setup]
 ) -> None:
