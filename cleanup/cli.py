@@ -470,7 +470,7 @@ def run_job_command(
 
         with _stop_on_signals(stop):
             result = run_sources(job, base, run_id=run_id, stop=stop, quiet=quiet, on_file=on_file)
-        if result.files:
+        if result.files or result.exit_code:
             _print_job_summary(result, quiet, log_format)
         sys.exit(result.exit_code)
 

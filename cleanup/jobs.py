@@ -731,7 +731,14 @@ class JobResult:
 
     @property
     def exit_code(self) -> int:
-        return worst(f.exit_code for f in self.files)
+        codes = [f.exit_code for f in self.files]
+        # A signal between files (or while waiting for one) still ends the run as interrupted:
+        # the files not reached wait for the next run.
+        if self.stopped == "SIGTERM":
+            codes.append(EXIT_TERMINATED)
+        elif self.stopped == "SIGINT":
+            codes.append(EXIT_INTERRUPTED)
+        return worst(codes)
 
     def totals(self) -> dict[str, int]:
         out = {s.value: 0 for s in Status}
@@ -789,6 +796,8 @@ def run_sources(
                 log.debug("%s", note)
             else:
                 log.info("%s", note)
+        if stop.is_set:
+            result.stopped = stop.reason
         for source in sources:
             if stop.is_set:
                 result.stopped = stop.reason

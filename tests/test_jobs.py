@@ -25,7 +25,8 @@ from conftest import read_report, write_rows
 from filelock import FileLock
 
 from cleanup.cli import main
-from cleanup.jobs import JOB_KEYS, job_keys, list_sources, load_job, worst
+from cleanup.jobs import JOB_KEYS, job_keys, list_sources, load_job, run_sources, worst
+from cleanup.runner import StopSignal
 from cleanup.sandbox import PortalConfig, SandboxPortal
 
 BOT = 456
@@ -339,6 +340,24 @@ def test_a_file_that_changes_while_waited_for_is_left_for_the_next_run(
     # Without a way to wait (check-job), a young file is only noted.
     sources, notes = list_sources(job, now=path.stat().st_mtime)
     assert sources == [] and "leaving growing.csv" in notes[0]
+
+
+def test_a_signal_before_any_file_is_taken_still_exits_as_interrupted(
+    setup: Callable[..., Setup],
+) -> None:
+    """SIGTERM while the run waits for a young file (or between files) must not end as a
+    quiet success: the files not reached wait for the next run, and the exit code says so."""
+    s = setup(min_age=5)
+    s.drop("fresh.csv", likes(3))
+    job = load_job(s.job)
+    stop = StopSignal()
+    stop.stop("SIGTERM")
+    result = run_sources(job, job.resolve({}, {}, environ=s.env), run_id="r1", stop=stop)
+    assert result.files == []
+    assert result.stopped == "SIGTERM"
+    assert result.exit_code == 143
+    assert (s.inbox / "fresh.csv").exists()
+    assert s.portal.stats.requests == 0
 
 
 def test_input_glob_without_archive_processes_each_file_once(
