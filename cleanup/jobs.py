@@ -1040,7 +1040,7 @@ def check_job(job: Job, base: dict[str, Any]) -> CheckResult:
 
 
 def _check_portal(config: JobConfig) -> list[str]:
-    from .classify import Kind, classify_answer
+    from .classify import OK, Kind, classify_answer
     from .throttle import Throttle
     from .transport import NetworkError, Transport
 
@@ -1070,6 +1070,19 @@ def _check_portal(config: JobConfig) -> list[str]:
                 continue
             break
         assert answer is not None
+        if outcome.error == "ERROR_METHOD_NOT_FOUND":
+            # A portal without `profile` (checked before auth, so it proves nothing): ask an
+            # empty batch instead, which every portal the job can use must take.
+            try:
+                answer = transport.batch({})
+            except NetworkError as exc:
+                raise FatalAPIError(
+                    "PORTAL_UNREACHABLE", redact(exc), "check the address and the network"
+                ) from None
+            outcome = classify_answer(answer.status, answer.body, context="batch")
+            refused = (Kind.FATAL, Kind.EXPIRED_TOKEN, Kind.TRANSIENT, Kind.RATE_LIMITED)
+            if outcome.kind not in refused:
+                outcome = OK  # past the credentials check, even if it disliked the empty batch
         if outcome.kind is not Kind.OK:
             raise FatalAPIError(
                 outcome.error or f"HTTP_{answer.status}",

@@ -469,6 +469,23 @@ def test_check_job_accepts_good_credentials_and_removes_nothing(
     assert s.portal.webhook_url() not in result.output
 
 
+def test_check_job_on_a_portal_without_profile_checks_with_an_empty_batch(
+    run_cli: RunCli, setup: Callable[..., Setup]
+) -> None:
+    s = setup()
+    s.portal.config.missing_methods = ("profile", "scope")
+    good = run_cli("check-job", s.job, env=s.env)
+    assert good.exit_code == 0, good.output
+    assert "webhook credentials accepted" in good.stdout
+    assert [r.path_method for r in s.portal.stats.log][:2] == ["profile", "batch"]
+    assert len(s.portal.state.snapshot()) == 10  # nothing removed
+
+    bad = s.portal.webhook_url().replace("/rest/1/", "/rest/1/x")
+    refused = run_cli("check-job", s.job, env={ENV: bad})
+    assert refused.exit_code == 3
+    assert "NO_AUTH_FOUND" in refused.stderr
+
+
 def test_check_job_under_json_logs_writes_only_json_lines(
     run_cli: RunCli, setup: Callable[..., Setup]
 ) -> None:

@@ -58,6 +58,8 @@ class PortalConfig:
     # (status, body): every /rest/ call gets this non-JSON answer (a proxy in front of the
     # portal, e.g. 401 "Unauthorized" as plain text).
     force_raw: tuple[int, str] | None = None
+    # Methods this portal does not offer (ERROR_METHOD_NOT_FOUND), e.g. ("profile", "scope").
+    missing_methods: tuple[str, ...] = ()
     # (code, description): every reaction command fails with it, singly (method_error_status)
     # or in a batch's result_error, e.g. a per-command insufficient_scope.
     command_error: tuple[str, str] | None = None

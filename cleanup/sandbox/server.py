@@ -481,7 +481,7 @@ class SandboxPortal:
         draft: _Draft,
     ) -> _Reply:
         cfg = self.config
-        if method is None:
+        if method is None or method in cfg.missing_methods:
             # Checked before auth, as on the portal.
             return _error_reply(404, "ERROR_METHOD_NOT_FOUND", "Method not found!")
         if cfg.https_required:
