@@ -239,11 +239,11 @@ class Engine:
                 blocked.append(s)
                 again.append(s)
             elif kind is Kind.BATCH_NOT_ALLOWED:
+                self._unsent([s])  # refused unrun: not an attempt
                 if not self._fall_back(outcome):
                     done[s.row.row] = self._fail(s, outcome)
                 else:
-                    self._unsent([s])  # refused unrun: the single call is its first real try
-                    again.append(s)
+                    again.append(s)  # the single call is its first real try
             elif kind is Kind.EXPIRED_TOKEN:
                 self._unsent([s])  # refused unrun
                 expired = expired or outcome
@@ -312,6 +312,7 @@ class Engine:
             if outcome.kind in (Kind.OK, Kind.ROW_FAILED, Kind.BOT_FAILED, Kind.NOT_FOUND):
                 done[state.row.row] = self._settle(state, outcome)
             elif outcome.kind is Kind.BATCH_NOT_ALLOWED:
+                self._unsent([state])  # refused unrun: not an attempt
                 done[state.row.row] = self._fail(state, outcome)  # not even singly: give up
             else:
                 self._call_failure(outcome, answer, [state], unit, done)
@@ -363,11 +364,10 @@ class Engine:
             else:
                 self._lower_batch_limit(len(pending) // 2)
         elif kind is Kind.BATCH_NOT_ALLOWED:
+            self._unsent(pending)  # refused unrun: not an attempt (singly, the first real try)
             if not self._fall_back(outcome):
                 for s in pending:
                     done[s.row.row] = self._fail(s, outcome)
-            else:
-                self._unsent(pending)  # refused unrun: the single call is its first real try
         elif kind in (Kind.FATAL, Kind.EXPIRED_TOKEN):
             self._unsent(pending)  # refused at the door (credentials, plan): nothing ran
             raise FatalAPIError(outcome.error, outcome.description, outcome.hint)

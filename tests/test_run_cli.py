@@ -332,6 +332,8 @@ def test_mode_batch_does_not_fall_back(
     report = report_of(path)
     assert [r["status"] for r in report] == ["failed"] * 3
     assert {r["error"] for r in report} == {"ERROR_BATCH_METHOD_NOT_ALLOWED"}
+    # Refused unrun, like a limit refusal: not an attempt at the row.
+    assert {r["attempts"] for r in report} == {"0"}
     assert single_calls(portal) == 0
     assert reactions_left(portal) == set(likes(3))
 
