@@ -46,7 +46,10 @@ FATAL_HINTS: dict[str, str] = {
     "user_access_error": "The portal admin restricted the application to other users",
     "authorization_error": "The portal rejected the credentials; check the webhook or tokens",
     "invalid_token": "The access token is not valid; authorise the application again",
-    "expired_token": "The access token expired and could not be refreshed; check the OAuth settings",
+    "expired_token": (
+        "The access token expired, and a refreshed one was refused as expired too (or none can"
+        " be had in webhook mode); check --oauth-server and the application's tokens"
+    ),
     "insufficient_scope": "Add the 'imbot' scope to the webhook or application",
     "INVALID_REQUEST": "The portal requires HTTPS; use an https:// address",
     "OVERLOAD_LIMIT": "Bitrix24 support has blocked the REST API for this portal; contact support",

@@ -439,7 +439,7 @@ def test_symlinked_token_file_keeps_its_link(
     assert portal_accepts(portal, json.loads(real.read_text())["access_token"])
 
 
-def test_portal_expiring_every_token_aborts_after_a_few_refreshes(
+def test_portal_expiring_every_token_aborts_after_one_refresh(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
 ):
     """Tokens that are expired as soon as they are issued (a clock far off, say) must not
