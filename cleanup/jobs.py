@@ -1118,7 +1118,8 @@ def _check_portal(config: JobConfig) -> list[str]:
 
 def _describe_sources(job: Job) -> list[str]:
     state = JobState(job.state_path) if job.state_path.exists() else None
-    sources, notes = list_sources(job)
+    # A file that comes of age within the wait a run allows is one the next run takes.
+    sources, notes = list_sources(job, settle=lambda _seconds: True)
     new = resume = done = 0
     for source in sources:
         sha = fingerprint(source.path)["sha256"]

@@ -321,6 +321,17 @@ def test_a_file_dropped_in_just_before_the_run_is_waited_for_and_taken(
     assert (s.archive / "fresh.csv").exists()
 
 
+def test_check_job_counts_a_file_dropped_in_just_now_as_new(
+    run_cli: RunCli, setup: Callable[..., Setup]
+) -> None:
+    s = setup(min_age=5)
+    s.drop("fresh.csv", likes(3))
+    result = run_cli("check-job", s.job, env=s.env)
+    assert result.exit_code == 0, result.output
+    assert "1 spreadsheet(s): 1 new" in result.stdout
+    assert "leaving" not in result.output
+
+
 def test_a_file_that_changes_while_waited_for_is_left_for_the_next_run(
     setup: Callable[..., Setup],
 ) -> None:
