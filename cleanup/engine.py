@@ -410,12 +410,17 @@ class Engine:
         unit.retries += 1
         if unit.retries > self.policy.max_retries:
             if unreachable:
-                raise FatalAPIError(
-                    "PORTAL_UNREACHABLE",
-                    redact(outcome.description),
-                    f"The portal did not accept connections after {self.policy.max_retries} retries; "
-                    "check the address and the network",
+                hint = (
+                    f"The portal did not accept connections after {self.policy.max_retries} "
+                    "retries; check the address and the network"
                 )
+                if outcome.description.startswith("ssl:"):
+                    # e.g. https:// to a plain-http port, or a certificate not trusted here
+                    hint += (
+                        " (the TLS handshake failed: does the portal speak https:// at this"
+                        " address, with a certificate trusted here?)"
+                    )
+                raise FatalAPIError("PORTAL_UNREACHABLE", redact(outcome.description), hint)
             for s in rows:
                 why = f" after {s.attempts} attempts"
                 self._give_up(s, done, outcome.kind, outcome.error, outcome.description, why)

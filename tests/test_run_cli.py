@@ -543,6 +543,23 @@ def test_unreachable_portal_exit_3(run_cli: RunCli, tmp_path: Path) -> None:
     assert "PORTAL_UNREACHABLE" in result.stderr
 
 
+def test_https_to_a_plain_http_portal_is_unreachable_with_a_tls_hint(
+    portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
+) -> None:
+    # https:// to 127.0.0.1 where the portal speaks plain http: no request can reach it, so
+    # nothing is sent and the run stops with exit 3, saying the TLS handshake failed.
+    portal = portal_factory(likes(3))
+    webhook = portal.webhook_url().replace("http://", "https://", 1)
+    path = write_rows(tmp_path / "in.csv", likes(3))
+    args = portal_args(portal, tmp_path, "--max-retries", "0")
+    args[args.index("--webhook") + 1] = webhook
+    result = run_cli("run", path, *args)
+    assert result.exit_code == 3, result.stderr
+    assert [r["status"] for r in report_of(path)] == ["skipped"] * 3
+    assert "PORTAL_UNREACHABLE" in result.stderr and "TLS handshake failed" in result.stderr
+    assert reactions_left(portal) == set(likes(3))
+
+
 # ------------------------------------------------------------------------- webhook mode
 
 
