@@ -453,7 +453,7 @@ class _Run:
         )
         s.limit_refusals = self.throttle.stats.refusals
         s.operating_refusals = self.engine.stats.operating_refusals
-        s.limit_wait_s = self.throttle.stats.waited_s  # wall-clock, all limits together
+        s.limit_wait_s = self.throttle.waited_so_far()  # wall-clock, all limits together
         sent = s.by_status[Status.REMOVED.value] + s.by_status[Status.FAILED.value]
         per_request = 1 if self.engine.single else self.config.batch_size
         # A request's typical round trip, not the EWMA (seeded with a guess, it still carries

@@ -181,6 +181,13 @@ class Throttle:
             now = self.clock.now()
             self._account(now, now + seconds)
 
+    def waited_so_far(self) -> float:
+        """`stats.waited_s` without the part of a hold still ahead: a run that ends during a
+        wait (it gave up, or was stopped) must not count the rest of that wait."""
+        with self._lock:
+            ahead = self._held_until - self.clock.now()
+            return max(0.0, self.stats.waited_s - max(0.0, ahead))
+
     def waiting(self) -> tuple[str, float] | None:
         """(reason, seconds left) while every request is paused; None otherwise."""
         with self._lock:

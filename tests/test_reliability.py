@@ -516,3 +516,21 @@ def test_429_with_an_empty_error_code_is_a_rate_limit(run_cli: RunCli, tmp_path:
     assert all("(gave up: --max-wait reached)" in r["error_description"] for r in report)
     assert {r["attempts"] for r in report} == {"0"}
     assert portal.stats.requests >= 2
+
+
+def test_a_wait_cut_short_is_not_counted_whole_in_the_summary(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    # One refusal with "Retry-After: 100" and --max-wait 1: the rows give up at once, so the
+    # run ends within a second or two; the summary must not claim 100 s waited on limits.
+    portal = start(SMALL_EXISTING, PortalConfig(retry_after=100.0))
+    portal.inject("limit")
+    path = write_input(tmp_path / "in.csv", SMALL_ROWS)
+    result = run_cli("run", path, *args(portal, tmp_path), "--max-wait", "1")
+    portal.stop()
+    assert result.exit_code == 1, result.stderr
+    report = read_report(tmp_path / "in.report.csv")
+    assert all("(gave up: --max-wait reached)" in r["error_description"] for r in report)
+    summary = json.loads((tmp_path / "in.report.csv.summary.json").read_text())
+    assert summary["limit_refusals"] == 1
+    assert summary["limit_wait_s"] <= summary["elapsed_s"] + 0.5
