@@ -6,6 +6,7 @@ disagree on statuses (400/403, 503/429, 401/403), and errors even come with HTTP
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -66,7 +67,9 @@ BOT_CODES = frozenset({"BOT_NOT_FOUND", "BOT_OWNERSHIP_ERROR", "BOT_TOKEN_NOT_SP
 TRANSIENT_CODES = frozenset(
     {"INTERNAL_SERVER_ERROR", "ERROR_UNEXPECTED_ANSWER", "ERROR_CORE", "ERROR_BATCH_TIMEOUT"}
 )
-_PLAN_WORDS = ("commercial", "subscription", "plan", "тариф", "подписк", "коммерческ")
+# Words of the plan-level refusal, matched at a word's start ("plan", "plans", "тарифе"), so
+# that a row's "Access denied" text with "explanation" in it is not taken for one.
+_PLAN_WORDS = re.compile(r"\b(?:commercial|subscription|plan|тариф|подписк|коммерческ)")
 
 
 def is_success(value: Any) -> bool:
@@ -106,7 +109,7 @@ def classify_error(code: str, description: str, *, status: int | None, context: 
         # Fatal as the outer error of a batch or with a plan/subscription text;
         # otherwise the bot is not a member of the message's chat.
         text = description.casefold()
-        if context == "batch" or any(w in text for w in _PLAN_WORDS):
+        if context == "batch" or _PLAN_WORDS.search(text):
             return Outcome(Kind.FATAL, code, description, FATAL_HINTS[code])
         return Outcome(Kind.ROW_FAILED, code, description)
     if code in TRANSIENT_CODES:

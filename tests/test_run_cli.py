@@ -899,6 +899,22 @@ def test_access_denied_for_a_single_row_is_a_row_failure(
     ]
 
 
+@pytest.mark.parametrize("mode", ["batch", "single"])
+def test_access_denied_text_merely_containing_plan_is_a_row_failure(
+    portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path, mode: str
+) -> None:
+    # Only the plan-level refusal ("only on commercial plans", "by subscription") stops the
+    # run; a row's ACCESS_DENIED whose text has "plan" inside a word ("explanation") does not.
+    text = "Access denied: the bot is not in this chat (see the explanation)"
+    portal = portal_factory(likes(3), config=PortalConfig(command_error=("ACCESS_DENIED", text)))
+    path = write_rows(tmp_path / "in.csv", likes(3))
+    result = run(run_cli, portal, path, "--mode", mode)
+    assert result.exit_code == 1, result.stderr
+    report = report_of(path)
+    assert [(r["status"], r["error"]) for r in report] == [("failed", "ACCESS_DENIED")] * 3
+    assert {r["error_description"] for r in report} == {text}
+
+
 def test_bar_by_default_on_a_terminal(portal_factory: PortalFactory, tmp_path: Path) -> None:
     # stderr is a pseudo-terminal here, as when ops run the job by hand.
     import fcntl
