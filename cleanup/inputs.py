@@ -136,24 +136,31 @@ def detect_format(path: Path) -> str:
 
 def resolve_columns(file: str, columns: list[str], overrides: Mapping[str, str]) -> dict[str, str]:
     """Map each needed field to the file's column name, or fail naming what the file has."""
-    by_norm: dict[str, str] = {}
+    by_norm: dict[str, list[str]] = {}
     for col in columns:
-        by_norm.setdefault(normalise_name(col), col)
+        by_norm.setdefault(normalise_name(col), []).append(col)
     mapping: dict[str, str] = {}
     missing: list[str] = []
     for wanted in FIELDS:
         given = overrides.get(wanted)
         if given is not None:
-            found = given if given in columns else by_norm.get(normalise_name(given))
-            if found is None:
+            matches = [given] if given in columns else by_norm.get(normalise_name(given), [])
+            if not matches:
                 missing.append(f"{wanted} (given as {given!r} with --column)")
                 continue
         else:
-            found = by_norm.get(normalise_name(wanted))
-            if found is None:
+            matches = by_norm.get(normalise_name(wanted), [])
+            if not matches:
                 missing.append(wanted)
                 continue
-        mapping[wanted] = found
+        if len(set(matches)) > 1:
+            # Two spellings of one field (botId and bot_id) may hold different values:
+            # guessing could send the wrong ids.
+            both = " and ".join(repr(c) for c in matches)
+            raise InputError(
+                file, f"columns {both} both match {wanted}; pick one with --column {wanted}=NAME"
+            )
+        mapping[wanted] = matches[0]
     if missing:
         shown = ", ".join(repr(c) for c in columns[:30]) or "none"
         raise InputError(

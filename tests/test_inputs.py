@@ -283,6 +283,26 @@ def test_bad_column_override_is_usage_error(run_cli: RunCli, tmp_path: Path) -> 
     assert "--column" in result.stderr
 
 
+def test_two_spellings_of_one_column_are_refused_until_one_is_picked(
+    portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
+) -> None:
+    portal = portal_factory(THREE)
+    # botId and bot_id disagree: which one is meant is the user's call, not a guess.
+    header = ("botId", "messageId", "reaction", "bot_id")
+    rows = [(b, m, r, b + 1) for b, m, r in THREE]
+    path = write_rows(tmp_path / "in.csv", rows, header=header)
+    result = run(run_cli, portal, path)
+    assert result.exit_code == 2
+    assert str(path) in result.stderr
+    assert "'botId' and 'bot_id' both match botId" in result.stderr
+    assert "--column botId=NAME" in result.stderr
+    assert portal.stats.requests == 0
+
+    result = run(run_cli, portal, path, "--column", "botId=botId")
+    assert result.exit_code == 0, result.stderr
+    assert [r["status"] for r in default_report(path)] == ["removed"] * 3
+
+
 def _missing_columns_file(tmp_path: Path, fmt: str) -> Path:
     frame = pd.DataFrame({"bot": [BOT], "message": [1001], "reaction": ["like"]})
     path = tmp_path / f"in.{fmt}"
