@@ -352,7 +352,7 @@ class Engine:
             self._limit_wait(unit, answer.retry_after, pending, done, sent_ago=answer.elapsed)
         elif kind is Kind.OPERATING_LIMIT:
             self._unsent(pending)  # the method was blocked: nothing ran, not an attempt
-            self._operating_wait(unit, pending, done)
+            self._operating_wait(unit, pending, done, answer.retry_after)
         elif kind is Kind.RESEND:
             # The whole batch refused as too long (the docs' HTTP 400): nothing ran. Halve
             # it until the portal takes it; bounded, so a portal that never does ends it.
@@ -471,7 +471,11 @@ class Engine:
                 )
 
     def _operating_wait(
-        self, unit: _Unit, rows: list[_RowState], done: dict[int, RowResult]
+        self,
+        unit: _Unit,
+        rows: list[_RowState],
+        done: dict[int, RowResult],
+        retry_after: float | None = None,
     ) -> None:
         unit.operating_refusals += 1
         self.stats.add(operating_refusals=1)
@@ -480,7 +484,7 @@ class Engine:
             # The known reset has just passed, yet the window is still full (errors carry no
             # newer time): short waits that grow, not the long blind backoff.
             reset_in = min(2.0 ** (unit.operating_refusals - 1), 60.0)
-        delay = self.policy.operating_wait(unit.operating_refusals, reset_in)
+        delay = self.policy.operating_wait(unit.operating_refusals, reset_in, retry_after)
         # Bounded like every other wait: a portal that keeps the method blocked must not
         # hold the job forever. The pause itself is served by the throttle (all workers).
         if unit.waited + delay > self.policy.max_wait:

@@ -34,8 +34,14 @@ class RetryPolicy:
             delay += (rng or random).uniform(-spread, spread)
         return max(0.0, delay)
 
-    def operating_wait(self, refusals: int, reset_in: float | None) -> float:
-        """A reset time the portal gave wins over computed backoff, without jitter."""
+    def operating_wait(
+        self, refusals: int, reset_in: float | None, retry_after: float | None = None
+    ) -> float:
+        """What the portal gave wins over computed backoff, without jitter: a Retry-After
+        on the refusal itself first (it is newer than any reset time read from an earlier
+        answer), then the reset time. Kept within 0.5 s .. 10 min like the other waits."""
+        if retry_after is not None and retry_after >= 0:
+            return min(max(retry_after, self.backoff_base), self.operating_backoff_max)
         if reset_in is not None and reset_in > 0:
             return min(reset_in + 0.5, self.operating_backoff_max)
         return min(self.operating_backoff_max, self.operating_backoff * (2 ** max(refusals - 1, 0)))

@@ -413,6 +413,28 @@ def test_operation_time_limit_on_a_single_call(
     assert all(r.status in (200, 429) for r in portal.stats.log)
 
 
+@pytest.mark.parametrize("mode", ["single", "batch"])
+def test_operation_time_limit_with_retry_after_waits_what_the_portal_says(
+    portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path, mode: str
+) -> None:
+    # A whole call refused with 429 OPERATION_TIME_LIMIT and a Retry-After, before any
+    # answer told the reset time: the job waits what the portal says (1 s), not its blind
+    # 30 s backoff, which is past --max-wait here and would fail the rows.
+    portal = portal_factory(rows_of(10), PortalConfig(retry_after=1.0))
+    portal.inject("operating")
+    result, report, summary = run_job_cli(
+        run_cli, portal, tmp_path, 10,
+        "--mode", mode, "--concurrency", "1", "--max-wait", "10",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert [r["status"] for r in report] == ["removed"] * 10
+    assert {r["attempts"] for r in report} == {"1"}  # the refused call ran nothing
+    assert portal.stats.operating_refusals == 1
+    assert summary["operating_refusals"] == 1
+    assert summary["limit_refusals"] == 0 and summary["retries"] == 0
+    assert "OPERATION_TIME_LIMIT" in result.stderr
+
+
 def test_a_known_budget_is_spared_before_the_portal_refuses(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
 ) -> None:

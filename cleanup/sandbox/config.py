@@ -7,7 +7,7 @@ from typing import Any
 
 # Fault kinds, for PortalConfig.fault_rates and SandboxPortal.inject().
 FAULT_KINDS: frozenset[str] = frozenset(
-    {"http500", "reset", "lost_reply", "html502", "slow", "limit", "expired"}
+    {"http500", "reset", "lost_reply", "html502", "slow", "limit", "operating", "expired"}
 )
 SUCCESS_SHAPES: frozenset[str] = frozenset({"nested", "flat", "mixed"})
 BATCH_NOT_ALLOWED_MODES: frozenset[str | None] = frozenset({None, "call", "command"})
@@ -20,7 +20,9 @@ class PortalConfig:
     rate: float | None = None  # leaky bucket drain, requests/s; None = no rate limit
     burst: int = 50  # bucket size
     limit_status: int = 503  # status for QUERY_LIMIT_EXCEEDED (some portals 429)
-    retry_after: float | None = None  # if set, a Retry-After header (seconds) on limit refusals
+    # If set, a Retry-After header (seconds) on limit refusals: QUERY_LIMIT_EXCEEDED, and a
+    # whole call's OPERATION_TIME_LIMIT of the "operating" fault.
+    retry_after: float | None = None
     latency: float = 0.0  # seconds slept per request before answering
     per_command_cost: float = 0.0  # seconds slept per executed reaction command
     operating_limit: float | None = None  # method run time allowed per window; None = off

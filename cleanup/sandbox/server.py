@@ -387,6 +387,16 @@ class SandboxPortal:
             self.config.limit_status, "QUERY_LIMIT_EXCEEDED", "Too many requests", headers
         )
 
+    def _operating_reply(self) -> _Reply:
+        """The method blocked for its operating time, for the whole call (no `time`)."""
+        self.stats.add(operating_refusals=1)
+        headers = {}
+        if self.config.retry_after is not None:
+            headers["Retry-After"] = _seconds_header(self.config.retry_after)
+        return _error_reply(
+            429, "OPERATION_TIME_LIMIT", "Method is blocked due to operation time limit.", headers
+        )
+
     # --- request entry -----------------------------------------------------------------
 
     def _respond(self, raw_path: str, headers: Message, body: bytes) -> _Reply:
@@ -461,6 +471,8 @@ class SandboxPortal:
                 return _Reply(502, HTML_502, "text/html")
             if fault == "limit":
                 return self._limit_reply()
+            if fault == "operating":
+                return self._operating_reply()
             if fault == "expired":
                 return _error_reply(401, "expired_token", "The access token provided has expired")
             if fault == "slow":
