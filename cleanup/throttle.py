@@ -63,10 +63,10 @@ class Throttle:
         *,
         clock: Clock | None = None,
         headroom: float | None = None,
-        recover_after: float = 20.0,
+        recover_after: float = 10.0,
         min_rate_factor: float = 0.25,
         slowdown: float = 0.8,
-        speedup: float = 1.1,
+        speedup: float = 1.2,
     ) -> None:
         if rate <= 0 or burst < 1:
             raise ValueError("rate must be > 0 and burst >= 1")
@@ -215,8 +215,10 @@ class Throttle:
     def _maybe_recover(self, now: float) -> None:
         if self.rate < self.configured_rate and now >= self._next_step_up:
             self.rate = min(self.configured_rate, self.rate * self.speedup)
-            # Further steps come faster than the first: half a quiet spell apart.
-            self._next_step_up = now + self.recover_after / 2
+            # Further steps come faster than the first: a quarter of a quiet spell apart, so
+            # that a job slowed by a passing storm is back at its rate within seconds, not
+            # minutes (a step too far costs one refusal and a step back).
+            self._next_step_up = now + self.recover_after / 4
             if self.rate >= self.configured_rate:
                 log.info("no refusals for a while; back to %.2f req/s", self.rate)
 

@@ -150,14 +150,32 @@ def test_the_rate_recovers_after_a_quiet_spell() -> None:
     assert throttle.rate == pytest.approx(8.0)  # not quiet long enough
     clock.advance(1.5)
     throttle.reserve()
-    assert throttle.rate == pytest.approx(8.8)
-    clock.advance(5.0)
+    assert throttle.rate == pytest.approx(9.6)
+    clock.advance(4.0)
     throttle.reserve()
-    assert throttle.rate == pytest.approx(8.8)  # the next step comes half a spell later
-    for _ in range(10):
-        clock.advance(10.0)
-        throttle.reserve()
+    assert throttle.rate == pytest.approx(9.6)  # the next step comes a quarter spell later
+    clock.advance(1.5)
+    throttle.reserve()
     assert throttle.rate == 10.0  # and never above what was configured
+
+
+def test_after_a_storm_the_rate_is_back_within_half_a_minute() -> None:
+    # A storm (another application filling the shared bucket) pushed the job down to its
+    # floor; once it passes, the job is back at its rate within ~30 s, not minutes (the
+    # steps were 10 % every 10 s after 20 s of quiet: 160 s from the floor at 2 req/s).
+    clock = FakeClock()
+    throttle = Throttle(2.0, 10, clock=clock)
+    for _ in range(10):
+        clock.advance(3.0)
+        throttle.on_refusal(sent_ago=0.0)
+    assert throttle.rate == pytest.approx(0.5)  # the floor: a quarter of the rate
+    for _ in range(60):  # 30 s without a refusal, a request every 0.5 s
+        clock.advance(0.5)
+        throttle.reserve()
+    assert throttle.rate == 2.0
+    # A storm that is still on refuses the first step too far: one step back, no more.
+    throttle.on_refusal(sent_ago=0.0)
+    assert throttle.rate == pytest.approx(1.6)
 
 
 def test_retry_after_pauses_everyone() -> None:
