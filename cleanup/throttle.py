@@ -83,6 +83,7 @@ class Throttle:
         self._lock = threading.Lock()
         now = self.clock.now()
         self._tat = now  # GCRA "theoretical arrival time": the bucket is empty
+        self._full_tat = -math.inf  # the model's full bucket at the last refusal
         self._last_send = -math.inf
         self._paused_until = 0.0
         self._pause_reason = ""
@@ -101,6 +102,10 @@ class Throttle:
 
     def reserve(self) -> float:
         """Reserve the next send slot; returns how long the caller must wait for it."""
+        return self._reserve()[0]
+
+    def _reserve(self) -> tuple[float, float]:
+        """(wait, the interval this slot added to the model)."""
         factor = self.budget.pace_factor() if self.budget is not None else 1.0
         with self._lock:
             now = self.clock.now()
@@ -114,11 +119,26 @@ class Throttle:
             self._last_send = max(self._last_send, send_at)
             self.stats.reserved += 1
             self._account(now, send_at)
-            return send_at - now
+            return send_at - now, interval
 
     def acquire(self) -> bool:
-        """Block until this request may go. False if the job is stopping."""
-        return self.clock.sleep(self.reserve())
+        """Block until this request may go. False if the job is stopping.
+
+        A pause that begins while the request sleeps towards its slot (a refusal's
+        Retry-After, the operating-time limit) holds it too: it takes a new slot after the
+        pause instead of going out into it."""
+        while True:
+            with self._lock:
+                pause_seen = self._paused_until
+            wait, interval = self._reserve()
+            if not self.clock.sleep(wait):
+                return False
+            with self._lock:
+                if self._paused_until <= pause_seen or self.clock.now() >= self._paused_until:
+                    return True
+                # Its slot fell inside the pause and goes unused: give it back to the model,
+                # but never below the full bucket the last refusal showed.
+                self._tat = max(self._tat - interval, self._full_tat)
 
     def credit(self) -> int:
         """Requests that could leave right now without waiting (the unspent burst)."""
@@ -157,7 +177,8 @@ class Throttle:
                 )
             self._next_step_up = now + self.recover_after
             # Bucket full: the next request may go one interval from now, not before.
-            self._tat = max(self._tat, now + self._tolerance + 1.0 / self.rate)
+            self._full_tat = now + self._tolerance + 1.0 / self.rate
+            self._tat = max(self._tat, self._full_tat)
             if retry_after and now + retry_after > self._paused_until:
                 self._paused_until, self._pause_reason = now + retry_after, "Retry-After"
                 self._account(now, self._paused_until)

@@ -381,6 +381,28 @@ def test_retry_after_is_honoured(
     assert summary["limit_wait_s"] >= 1.4
 
 
+def test_retry_after_holds_requests_already_waiting_for_their_slot(
+    portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
+) -> None:
+    # Four requests queue for slots 0.67 s apart; the first is refused with Retry-After:
+    # 1.5. Those whose slots fall inside that pause must not go out into it (they did:
+    # slots taken before a refusal were kept), but wait and take a slot after it.
+    portal = portal_factory(rows_of(20), PortalConfig(retry_after=1.5, limit_status=429))
+    portal.inject("limit")
+    result, report, summary = run_job_cli(
+        run_cli, portal, tmp_path, 20,
+        "--rate", "1.5", "--burst", "1", "--batch-size", "5", "--concurrency", "4",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert [r["status"] for r in report] == ["removed"] * 20
+    assert summary["limit_refusals"] == 1 and summary["requests"] == 5
+    log = portal.stats.log
+    refused = next(r for r in log if r.status == 429)
+    later = [r.t_start for r in log if r.t_start > refused.t_start]
+    # A lower bound, not a speed: nothing left before the portal's Retry-After was up.
+    assert len(later) == 4 and min(later) - refused.t_end >= 1.4
+
+
 def operating_portal(
     portal_factory: PortalFactory, n: int, *, limit: float, window: float
 ) -> SandboxPortal:
