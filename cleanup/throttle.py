@@ -83,6 +83,9 @@ class Throttle:
         self._lock = threading.Lock()
         now = self.clock.now()
         self._tat = now  # GCRA "theoretical arrival time": the bucket is empty
+        # Bumped whenever _tat jumps forward over time no slot was reserved for: a slot
+        # reserved before such a jump is part of it, and no longer an interval to give back.
+        self._jumps = 0
         self._full_tat = -math.inf  # the model's full bucket at the last refusal
         self._last_send = -math.inf
         self._paused_until = 0.0
@@ -104,8 +107,8 @@ class Throttle:
         """Reserve the next send slot; returns how long the caller must wait for it."""
         return self._reserve()[0]
 
-    def _reserve(self) -> tuple[float, float]:
-        """(wait, the interval this slot added to the model)."""
+    def _reserve(self) -> tuple[float, float, int]:
+        """(wait, the interval this slot added to the model, the jump count after it)."""
         factor = self.budget.pace_factor() if self.budget is not None else 1.0
         with self._lock:
             now = self.clock.now()
@@ -115,11 +118,13 @@ class Throttle:
             if factor < 1.0:
                 # The operating budget is running low: space requests out further.
                 send_at = max(send_at, self._last_send + interval / factor)
+            if send_at > self._tat:
+                self._jumps += 1
             self._tat = max(self._tat, send_at) + interval
             self._last_send = max(self._last_send, send_at)
             self.stats.reserved += 1
             self._account(now, send_at)
-            return send_at - now, interval
+            return send_at - now, interval, self._jumps
 
     def acquire(self) -> bool:
         """Block until this request may go. False if the job is stopping.
@@ -130,15 +135,17 @@ class Throttle:
         while True:
             with self._lock:
                 pause_seen = self._paused_until
-            wait, interval = self._reserve()
+            wait, interval, jumps = self._reserve()
             if not self.clock.sleep(wait):
                 return False
             with self._lock:
                 if self._paused_until <= pause_seen or self.clock.now() >= self._paused_until:
                     return True
-                # Its slot fell inside the pause and goes unused: give it back to the model,
-                # but never below the full bucket the last refusal showed.
-                self._tat = max(self._tat - interval, self._full_tat)
+                if self._jumps == jumps:
+                    # Its slot fell inside the pause and goes unused: give it back to the
+                    # model (unless a later slot jumped over it, which took it in), never
+                    # below the full bucket the last refusal showed.
+                    self._tat = max(self._tat - interval, self._full_tat)
 
     def credit(self) -> int:
         """Requests that could leave right now without waiting (the unspent burst)."""
@@ -177,8 +184,10 @@ class Throttle:
                 )
             self._next_step_up = now + self.recover_after
             # Bucket full: the next request may go one interval from now, not before.
-            self._full_tat = now + self._tolerance + 1.0 / self.rate
-            self._tat = max(self._tat, self._full_tat)
+            full = self._full_tat = now + self._tolerance + 1.0 / self.rate
+            if full > self._tat:
+                self._jumps += 1
+            self._tat = max(self._tat, full)
             if retry_after and now + retry_after > self._paused_until:
                 self._paused_until, self._pause_reason = now + retry_after, "Retry-After"
                 self._account(now, self._paused_until)

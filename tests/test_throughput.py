@@ -188,6 +188,33 @@ def test_retry_after_pauses_everyone() -> None:
     assert throttle.reserve() >= 3.0
 
 
+def test_a_slot_inside_a_pause_is_retaken_after_it_and_never_counted_twice() -> None:
+    # Worker X sleeps towards its slot when a long pause begins; worker Y books the first
+    # slot after the pause. X must not go out into the pause, and the slot X gives back
+    # must not be freed twice (Y's booking already jumped over it): right after the pause
+    # the model lets out no more than the bucket holds (burst - headroom = 8).
+    clock = FakeClock()
+    throttle = Throttle(2.0, 10, clock=clock)
+    for _ in range(8):
+        assert throttle.reserve() == 0  # the burst, sent at once
+    sleep = clock.sleep
+    booked: list[float] = []
+
+    def sleep_then_pause(seconds: float) -> bool:
+        clock.sleep = sleep  # once
+        throttle.pause(18.0)
+        booked.append(clock.now() + throttle.reserve())  # Y
+        return sleep(seconds)
+
+    clock.sleep = sleep_then_pause  # type: ignore[method-assign]
+    assert throttle.acquire()  # X
+    pause_end = booked[0]
+    assert clock.now() >= pause_end  # X waited the pause out
+    sends = [pause_end, clock.now()]  # Y and X
+    sends += [clock.now() + throttle.reserve() for _ in range(10)]
+    assert sum(t <= pause_end + 1e-9 for t in sends) <= 8
+
+
 def test_waited_time_is_wall_clock_not_a_sum_over_workers() -> None:
     clock = FakeClock()
     throttle = Throttle(1.0, 1, clock=clock, headroom=0.0)
