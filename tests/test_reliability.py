@@ -442,6 +442,25 @@ def test_operating_time_limit_waits_and_is_not_an_attempt(run_cli: RunCli, tmp_p
     assert {r["attempts"] for r in report} == {"1"}
 
 
+def run_until_max_wait(
+    run_cli: RunCli, tmp_path: Path, config: PortalConfig, error: str, *extra: str
+) -> SandboxPortal:
+    """Run SMALL_ROWS against a portal that never stops refusing: every row must end
+    failed with `error`, "gave up" at --max-wait (so --resume retries it), unattempted."""
+    portal = start(SMALL_EXISTING, config)
+    path = write_input(tmp_path / "in.csv", SMALL_ROWS)
+    result = run_cli("run", path, *args(portal, tmp_path), *extra)
+    portal.stop()
+    assert result.exit_code == 1, result.stderr
+    report = read_report(tmp_path / "in.report.csv")
+    assert [r["status"] for r in report] == ["failed"] * len(SMALL_ROWS)
+    assert {r["error"] for r in report} == {error}
+    assert all("(gave up: --max-wait reached)" in r["error_description"] for r in report)
+    assert {r["attempts"] for r in report} == {"0"}
+    assert left(portal) == set(SMALL_EXISTING)
+    return portal
+
+
 @pytest.mark.parametrize("mode", ["batch", "single"])
 def test_operating_time_limit_that_never_lifts_ends_at_max_wait(
     run_cli: RunCli, tmp_path: Path, mode: str
@@ -452,20 +471,10 @@ def test_operating_time_limit_that_never_lifts_ends_at_max_wait(
     # them. Nothing ran, so no attempts. (The first blind wait, 30 s, is already over
     # --max-wait 5: the test never sleeps.)
     config = PortalConfig(command_error=("OPERATION_TIME_LIMIT", "Method is blocked"))
-    portal = start(SMALL_EXISTING, config)
-    path = write_input(tmp_path / "in.csv", SMALL_ROWS)
-    result = run_cli(
-        "run", path, *args(portal, tmp_path), "--mode", mode, "--max-wait", "5",
-        "--operating-limit", "0",
+    run_until_max_wait(
+        run_cli, tmp_path, config, "OPERATION_TIME_LIMIT",
+        "--mode", mode, "--max-wait", "5", "--operating-limit", "0",
     )  # fmt: skip
-    portal.stop()
-    assert result.exit_code == 1, result.stderr
-    report = read_report(tmp_path / "in.report.csv")
-    assert [r["status"] for r in report] == ["failed"] * 3
-    assert {r["error"] for r in report} == {"OPERATION_TIME_LIMIT"}
-    assert all("(gave up: --max-wait reached)" in r["error_description"] for r in report)
-    assert {r["attempts"] for r in report} == {"0"}
-    assert left(portal) == set(SMALL_EXISTING)
 
 
 def test_rate_limit_inside_a_batch_is_not_an_attempt(run_cli: RunCli, tmp_path: Path) -> None:
@@ -473,15 +482,9 @@ def test_rate_limit_inside_a_batch_is_not_an_attempt(run_cli: RunCli, tmp_path: 
     # the whole call, but a portal may answer per command): nothing ran, so the re-sends
     # are not attempts, and the rows fail only once --max-wait is spent.
     config = PortalConfig(command_error=("QUERY_LIMIT_EXCEEDED", "Too many requests"))
-    portal = start(SMALL_EXISTING, config)
-    path = write_input(tmp_path / "in.csv", SMALL_ROWS)
-    result = run_cli("run", path, *args(portal, tmp_path), "--max-wait", "1")
-    portal.stop()
-    assert result.exit_code == 1, result.stderr
-    report = read_report(tmp_path / "in.report.csv")
-    assert {r["error"] for r in report} == {"QUERY_LIMIT_EXCEEDED"}
-    assert all("(gave up: --max-wait reached)" in r["error_description"] for r in report)
-    assert {r["attempts"] for r in report} == {"0"}
+    portal = run_until_max_wait(
+        run_cli, tmp_path, config, "QUERY_LIMIT_EXCEEDED", "--max-wait", "1"
+    )
     assert portal.stats.requests >= 2
 
 
@@ -489,15 +492,7 @@ def test_retry_after_zero_still_ends_at_max_wait(run_cli: RunCli, tmp_path: Path
     # A portal that refuses every request for its rate limit with "Retry-After: 0": each
     # refusal must still count against --max-wait, or the job re-sends forever.
     config = PortalConfig(fault_rates={"limit": 1.0}, limit_status=429, retry_after=0.0)
-    portal = start(SMALL_EXISTING, config)
-    path = write_input(tmp_path / "in.csv", SMALL_ROWS)
-    result = run_cli("run", path, *args(portal, tmp_path), "--max-wait", "1")
-    portal.stop()
-    assert result.exit_code == 1, result.stderr
-    report = read_report(tmp_path / "in.report.csv")
-    assert {r["error"] for r in report} == {"QUERY_LIMIT_EXCEEDED"}
-    assert all("(gave up: --max-wait reached)" in r["error_description"] for r in report)
-    assert {r["attempts"] for r in report} == {"0"}
+    run_until_max_wait(run_cli, tmp_path, config, "QUERY_LIMIT_EXCEEDED", "--max-wait", "1")
     assert RetryPolicy().limit_wait(1, retry_after=0.0) == 0.5
 
 
@@ -506,15 +501,9 @@ def test_429_with_an_empty_error_code_is_a_rate_limit(run_cli: RunCli, tmp_path:
     # 429: too many requests, nothing ran. The rows wait and are re-sent, not failed
     # UNKNOWN_ERROR; here the portal never relents, so they end at --max-wait, unattempted.
     config = PortalConfig(force_error=(429, "", "Too many requests"))
-    portal = start(SMALL_EXISTING, config)
-    path = write_input(tmp_path / "in.csv", SMALL_ROWS)
-    result = run_cli("run", path, *args(portal, tmp_path), "--max-wait", "1")
-    portal.stop()
-    assert result.exit_code == 1, result.stderr
-    report = read_report(tmp_path / "in.report.csv")
-    assert {r["error"] for r in report} == {"QUERY_LIMIT_EXCEEDED"}
-    assert all("(gave up: --max-wait reached)" in r["error_description"] for r in report)
-    assert {r["attempts"] for r in report} == {"0"}
+    portal = run_until_max_wait(
+        run_cli, tmp_path, config, "QUERY_LIMIT_EXCEEDED", "--max-wait", "1"
+    )
     assert portal.stats.requests >= 2
 
 
