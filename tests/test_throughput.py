@@ -411,14 +411,15 @@ def test_retry_after_is_honoured(
 def test_retry_after_holds_requests_already_waiting_for_their_slot(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
 ) -> None:
-    # Four requests queue for slots 0.67 s apart; the first is refused with Retry-After:
-    # 1.5. Those whose slots fall inside that pause must not go out into it (they did:
-    # slots taken before a refusal were kept), but wait and take a slot after it.
+    # Four requests queue for slots 1 s apart; the first is refused with Retry-After: 1.5.
+    # Those whose slots fall inside that pause must not go out into it (they did: slots
+    # taken before a refusal were kept), but wait and take a slot after it. (1 s apart, so
+    # a slow answer on a busy machine still arrives before the second slot.)
     portal = portal_factory(rows_of(20), PortalConfig(retry_after=1.5, limit_status=429))
     portal.inject("limit")
     result, report, summary = run_job_cli(
         run_cli, portal, tmp_path, 20,
-        "--rate", "1.5", "--burst", "1", "--batch-size", "5", "--concurrency", "4",
+        "--rate", "1", "--burst", "1", "--batch-size", "5", "--concurrency", "4",
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
     assert [r["status"] for r in report] == ["removed"] * 20
