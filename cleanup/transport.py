@@ -205,7 +205,7 @@ class Transport:
         while True:
             hold = self.budget.hold_seconds(commands)
             if hold > 0 and self.throttle.pause(hold):
-                log.info("operating-time budget nearly spent; holding requests %.0f s", hold)
+                log.info("operating-time budget nearly spent; holding requests %.1f s", hold)
             if not self.throttle.acquire():
                 raise Stopped
             if self.budget.hold_seconds(commands) <= 0:
