@@ -455,7 +455,10 @@ class _Run:
         s.operating_refusals = self.engine.stats.operating_refusals
         s.limit_wait_s = self.throttle.waited_so_far()  # wall-clock, all limits together
         sent = s.by_status[Status.REMOVED.value] + s.by_status[Status.FAILED.value]
-        per_request = 1 if self.engine.single else self.config.batch_size
+        # The portal may have taught the engine a smaller batch than configured.
+        per_request = (
+            1 if self.engine.single else min(self.config.batch_size, self.engine.batch_limit)
+        )
         # A request's typical round trip, not the EWMA (seeded with a guess, it still carries
         # the guess after a short run and would put the "maximum" below what was achieved).
         typical = statistics.median(e for _, e, _ in self.timeline) if self.timeline else 0.0

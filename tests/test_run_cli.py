@@ -855,6 +855,19 @@ def test_portal_with_a_smaller_batch_limit(
         assert [r.n_commands for r in records].count(8) >= 10
 
 
+def test_the_ideal_counts_the_batch_size_the_portal_allows(
+    portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
+) -> None:
+    # 100 rows at 8 per batch are 13 requests, not the 2 of the configured 50: at 10 req/s
+    # after a burst of 1, a client keeping the bucket full needs at least 1.2 s.
+    portal = portal_factory(likes(100), config=PortalConfig(batch_max_length=8))
+    path = write_rows(tmp_path / "in.csv", likes(100))
+    result = run(run_cli, portal, path, "--rate", "10", "--burst", "1", "--concurrency", "1")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(path.with_name("in.report.csv.summary.json").read_text())
+    assert summary["ideal_s"] >= 1.2
+
+
 @pytest.mark.parametrize("mode", ["batch", "single"])
 @pytest.mark.parametrize(
     "code",
