@@ -380,22 +380,27 @@ class SandboxPortal:
 
     def _limit_reply(self) -> _Reply:
         self.stats.add(limit_refusals=1)
-        headers = {}
-        if self.config.retry_after is not None:
-            headers["Retry-After"] = _seconds_header(self.config.retry_after)
         return _error_reply(
-            self.config.limit_status, "QUERY_LIMIT_EXCEEDED", "Too many requests", headers
+            self.config.limit_status,
+            "QUERY_LIMIT_EXCEEDED",
+            "Too many requests",
+            self._retry_after_headers(),
         )
 
     def _operating_reply(self) -> _Reply:
         """The method blocked for its operating time, for the whole call (no `time`)."""
         self.stats.add(operating_refusals=1)
-        headers = {}
-        if self.config.retry_after is not None:
-            headers["Retry-After"] = _seconds_header(self.config.retry_after)
         return _error_reply(
-            429, "OPERATION_TIME_LIMIT", "Method is blocked due to operation time limit.", headers
+            429,
+            "OPERATION_TIME_LIMIT",
+            "Method is blocked due to operation time limit.",
+            self._retry_after_headers(),
         )
+
+    def _retry_after_headers(self) -> dict[str, str]:
+        if self.config.retry_after is None:
+            return {}
+        return {"Retry-After": _seconds_header(self.config.retry_after)}
 
     # --- request entry -----------------------------------------------------------------
 
