@@ -51,7 +51,6 @@ MAX_RESENDS = 20  # rounds of ERROR_BATCH_LENGTH_EXCEEDED without progress befor
 class EngineStats:
     retries: int = 0
     operating_refusals: int = 0
-    limit_wait_s: float = 0.0
     fallback: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -457,7 +456,6 @@ class Engine:
         unit.refusals += 1
         self.throttle.on_refusal(retry_after, sent_ago)
         delay = self.policy.limit_wait(unit.refusals, retry_after)
-        self.stats.add(limit_wait_s=delay)
         self.throttle.held(delay)  # wall-clock waiting time for the summary
         if not self._wait(unit, delay):
             for s in rows:
@@ -487,7 +485,7 @@ class Engine:
         delay = self.policy.operating_wait(unit.operating_refusals, reset_in, retry_after)
         # Bounded like every other wait: a portal that keeps the method blocked must not
         # hold the job forever. The pause itself is served by the throttle (all workers).
-        if unit.waited + delay > self.policy.max_wait:
+        if not self._spend_wait(unit, delay):
             for s in rows:
                 self._give_up(
                     s,
@@ -498,8 +496,6 @@ class Engine:
                     MAX_WAIT_REACHED,
                 )
             return
-        unit.waited += delay
-        self.stats.add(limit_wait_s=delay)
         # Everyone waits: the budget is per method, for the whole portal. Said once per
         # pause, not by every worker that runs into it.
         if self.throttle.pause(delay):
@@ -510,11 +506,17 @@ class Engine:
                 delay,
             )
 
-    def _wait(self, unit: _Unit, seconds: float) -> bool:
-        """Sleep `seconds` unless the unit's wait budget is spent. Raises Stopped on stop."""
+    def _spend_wait(self, unit: _Unit, seconds: float) -> bool:
+        """Count `seconds` against the unit's --max-wait; False if that would exceed it."""
         if unit.waited + seconds > self.policy.max_wait:
             return False
         unit.waited += seconds
+        return True
+
+    def _wait(self, unit: _Unit, seconds: float) -> bool:
+        """Sleep `seconds` unless the unit's wait budget is spent. Raises Stopped on stop."""
+        if not self._spend_wait(unit, seconds):
+            return False
         if not self.clock.sleep(seconds):
             raise Stopped
         return True
