@@ -2,23 +2,23 @@
 
 The core is callable without click:
 
-    from cleanup import JobConfig, run_job
-    summary = run_job(JobConfig(input=Path("rows.csv"), webhook=..., bot_tokens=Path("tokens.json")))
+    from cleanup import RunConfig, run_file
+    summary = run_file(RunConfig(input=Path("rows.csv"), webhook=..., bot_tokens=Path("tokens.json")))
 """
 
-__version__ = "0.1.0"
-
-from .config import JobConfig
-from .errors import CleanupError
-from .results import RowResult, RunSummary, Status
-from .runner import StopSignal, run_job
+from cleanup.errors import CleanupError
+from cleanup.results import RowResult, RunSummary, Status
+from cleanup.run.config import RunConfig
+from cleanup.run.runner import StopSignal, run_file
+from cleanup.version import __version__
 
 __all__ = [
     "CleanupError",
-    "JobConfig",
     "RowResult",
+    "RunConfig",
     "RunSummary",
     "Status",
     "StopSignal",
-    "run_job",
+    "__version__",
+    "run_file",
 ]

@@ -1,3 +1,3 @@
-from .cli import main
+from cleanup.cli import main
 
 main(prog_name="reaction-cleanup")

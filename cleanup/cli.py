@@ -1,4 +1,4 @@
-"""The click layer: options -> JobConfig -> run_job -> summary and exit code. Nothing else."""
+"""The click layer: options -> RunConfig -> run_file -> summary and exit code. Nothing else."""
 
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ from typing import Any
 
 import click
 
-from . import __version__
-from .config import MODES, PROGRESS, JobConfig
-from .errors import EXIT_USAGE, CleanupError, ConfigError
-from .logs import set_run_id, setup_logging
-from .redact import redact
-from .results import RunSummary, Status
-from .runner import StopSignal, run_job
-from .throttle import PLANS
+from cleanup.errors import EXIT_USAGE, CleanupError, ConfigError
+from cleanup.logs import set_run_id, setup_logging
+from cleanup.pacing.throttle import PLANS
+from cleanup.redact import redact
+from cleanup.results import RunSummary, Status
+from cleanup.run.config import MODES, PROGRESS, RunConfig
+from cleanup.run.runner import StopSignal, run_file
+from cleanup.version import __version__
 
 EXIT_INTERNAL = 70  # an unexpected error (a bug): the message is masked like everything else
 
@@ -211,7 +211,7 @@ def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def config_overrides(options: dict[str, Any]) -> dict[str, Any]:
-    """The options the user actually gave, as JobConfig fields."""
+    """The options the user actually gave, as RunConfig fields."""
     out = {k: v for k, v in options.items() if v is not None and k not in ("columns",)}
     if options.get("columns"):
         out["columns"] = _parse_columns(options["columns"])
@@ -255,7 +255,7 @@ def run(
     set_run_id(run_id)
     with _cli_errors(verbose):
         typed, from_env = _given_options(options)
-        config = JobConfig(
+        config = RunConfig(
             input=input_file, **{"run_id": run_id, **_one_auth_mode(typed, from_env)}
         )
         summary = _run_with_signals(config, quiet)
@@ -268,7 +268,7 @@ def run(
 
 
 def _one_auth_mode(typed: dict[str, Any], from_env: dict[str, Any]) -> dict[str, Any]:
-    """The options as JobConfig fields, the command line winning over B24_* variables. A mode
+    """The options as RunConfig fields, the command line winning over B24_* variables. A mode
     typed on the command line (--webhook, or --portal/--oauth-file) also sets aside the
     other mode's variables: a B24_WEBHOOK_URL left in the shell must not block --portal."""
     env = dict(from_env)
@@ -285,8 +285,8 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def _write_html(summary: RunSummary, config: JobConfig, path: Path) -> None:
-    from .htmlreport import write_html
+def _write_html(summary: RunSummary, config: RunConfig, path: Path) -> None:
+    from cleanup.outputs.html import write_html
 
     data = summary.as_dict()
     data["settings"] = config.settings()
@@ -321,10 +321,10 @@ def _cli_errors(verbose: bool) -> Iterator[None]:
         sys.exit(EXIT_INTERNAL)
 
 
-def _run_with_signals(config: JobConfig, quiet: bool) -> RunSummary:
+def _run_with_signals(config: RunConfig, quiet: bool) -> RunSummary:
     stop = StopSignal()
     with _stop_on_signals(stop):
-        summary = run_job(config, stop=stop, quiet=quiet)
+        summary = run_file(config, stop=stop, quiet=quiet)
     if stop.reason in ("SIGINT", "SIGTERM"):
         summary.interrupted = stop.reason
         summary.exit_code = 130 if stop.reason == "SIGINT" else 143
@@ -339,7 +339,7 @@ def _is_main_thread() -> bool:
 
 def _print_summary(
     summary: RunSummary,
-    config: JobConfig,
+    config: RunConfig,
     quiet: bool,
     fmt: str = "text",
     extra: list[str] | None = None,
@@ -369,7 +369,7 @@ def _summary_event(message: str, exit_code: int, fields: dict[str, Any]) -> None
     logging.getLogger("cleanup").log(level, "%s", message, extra={"fields": fields})
 
 
-def summary_lines(s: RunSummary, config: JobConfig) -> list[str]:
+def summary_lines(s: RunSummary, config: RunConfig) -> list[str]:
     if s.dry_run:
         lines = [
             f"dry run of {s.input}: {s.rows} rows: {s.by_status.get('to_send', 0)} to send, "
@@ -454,7 +454,7 @@ def run_job_command(
     of the files' (130/143 > 70 > 3 > 2 > 4 > 1 > 0); 4 also when another run of the job
     is still going.
     """
-    from .jobs import load_job, run_sources
+    from cleanup.jobs.jobfile import load_job, run_sources
 
     setup_logging(verbose=verbose, quiet=quiet, fmt=log_format)
     run_id = new_run_id()
@@ -487,7 +487,7 @@ def check_job_command(
     take. Exit 0 ready; 2 a problem in the job file, a missing variable or file; 3 the
     portal rejected the credentials or could not be reached.
     """
-    from .jobs import check_job, load_job
+    from cleanup.jobs.jobfile import check_job, load_job
 
     setup_logging(verbose=verbose, quiet=quiet, fmt=log_format)
     set_run_id(new_run_id())
@@ -654,8 +654,8 @@ def job_one_line(result: Any) -> str:
 
 
 def _register_extra_commands() -> None:
-    from .demo import demo_command
-    from .sandbox.command import sandbox_command
+    from cleanup.sandbox.command import sandbox_command
+    from cleanup.sandbox.demo import demo_command
 
     main.add_command(sandbox_command)
     main.add_command(demo_command)

@@ -11,7 +11,7 @@ import time
 import traceback
 from types import TracebackType
 
-from .redact import RedactingFilter, redact
+from cleanup.redact import RedactingFilter, redact
 
 LOGGER = "cleanup"
 

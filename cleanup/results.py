@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from .errors import EXIT_ABORTED, EXIT_OK, EXIT_ROWS_FAILED
+from cleanup.errors import EXIT_ABORTED, EXIT_OK, EXIT_ROWS_FAILED
 
 
 class Status(StrEnum):

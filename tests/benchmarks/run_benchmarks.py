@@ -42,9 +42,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from cleanup.pacing.throttle import PLANS, ideal_seconds  # noqa: E402
 from cleanup.sandbox import PortalConfig, PortalState, SandboxPortal  # noqa: E402
 from cleanup.sandbox.reactions import REACTION_CODES  # noqa: E402
-from cleanup.throttle import PLANS, ideal_seconds  # noqa: E402
 
 METHOD = "imbot.v2.Chat.Message.Reaction.delete"
 LATENCY = 0.03  # seconds per request
@@ -395,10 +395,10 @@ import sys, time, pandas
 from pathlib import Path
 kind, path = sys.argv[1], sys.argv[2]
 if kind == "dry":
-    from cleanup.config import JobConfig
-    from cleanup.runner import run_job
+    from cleanup.run.config import RunConfig
+    from cleanup.run.runner import run_file
     t = time.perf_counter()
-    summary = run_job(JobConfig(input=Path(path), dry_run=True), quiet=True)
+    summary = run_file(RunConfig(input=Path(path), dry_run=True), quiet=True)
     assert summary.rows > 0
 else:
     t = time.perf_counter()

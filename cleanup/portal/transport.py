@@ -1,0 +1,312 @@
+"""HTTP to the portal: knows nothing of reactions.
+
+`call()` and `batch()` pace each request through the throttle, sign it, follow a renamed
+portal's redirect by re-POSTing (an auto-followed POST can turn into a bodiless GET),
+refresh an expired OAuth token once, and return the parsed answer. Network failures are
+raised as `NetworkError`, saying whether the request may have reached the portal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import urljoin
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from cleanup.errors import ConfigError
+from cleanup.pacing.throttle import OperatingBudget, Throttle
+from cleanup.portal.auth import Auth, InsecureTransportError, check_transport_security
+from cleanup.redact import redact
+from cleanup.version import __version__
+
+log = logging.getLogger("cleanup")
+
+_REDIRECTS = (301, 302, 303, 307, 308)
+# Token changes one call may go through (its own refresh plus others' racing it) before an
+# auth error is final: a portal that expires every new token must not loop forever.
+_MAX_TOKEN_SWAPS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    body: Any  # parsed JSON, or None when the body was not JSON
+    snippet: str  # the start of a non-JSON body, for the report
+    retry_after: float | None
+    elapsed: float
+    token: str | None = None  # the OAuth access token the request carried (None: webhook)
+
+
+BeforeSend = Callable[[], None]
+
+
+class Stopped(Exception):
+    """The job is stopping (signal or abort): nothing more is sent."""
+
+
+class NetworkError(Exception):
+    """No answer. `maybe_sent` is False only when the connection never opened."""
+
+    def __init__(self, kind: str, detail: str, *, maybe_sent: bool) -> None:
+        self.kind, self.maybe_sent = kind, maybe_sent
+        super().__init__(f"{kind}: {redact(detail)}")
+
+
+@dataclass
+class TransportStats:
+    requests: int = 0
+    batch_requests: int = 0
+    single_requests: int = 0
+
+
+class Transport:
+    def __init__(
+        self,
+        auth: Auth,
+        throttle: Throttle,
+        budget: OperatingBudget | None = None,
+        *,
+        timeout: float = 75.0,
+        connect_timeout: float = 10.0,
+        pool_size: int = 16,
+        allow_insecure_http: bool = False,
+    ) -> None:
+        self.auth = auth
+        self.throttle = throttle
+        self.budget = budget or OperatingBudget(None)
+        # The portal aborts requests after 60 s; wait a little longer than that for the answer.
+        self.timeout = (connect_timeout, timeout)
+        self.pool_size = pool_size
+        self.allow_insecure_http = allow_insecure_http
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._warned_moved = False
+        self.stats = TransportStats()
+        self.on_request: list[Any] = []  # callbacks(kind, t0, elapsed, status) for the timeline
+
+    # ------------------------------------------------------------------ public
+
+    def call(
+        self, method: str, params: dict[str, Any], *, before_send: BeforeSend | None = None
+    ) -> Answer:
+        """`before_send` runs once the request has its throttle slot, right before each POST
+        (the journal records what goes out there, not while the request waits its turn)."""
+        return self._send(method, params, kind="single", before_send=before_send)
+
+    def batch(
+        self, commands: dict[str, str], halt: int = 0, *, before_send: BeforeSend | None = None
+    ) -> Answer:
+        # `halt` as an integer: the server tests PHP truthiness, and the string "false" is true.
+        payload = {"cmd": commands, "halt": int(halt)}
+        return self._send("batch", payload, kind="batch", before_send=before_send)
+
+    def close(self) -> None:
+        session = getattr(self._local, "session", None)
+        if session is not None:
+            session.close()
+
+    # ------------------------------------------------------------------ internals
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self.pool_size, max_retries=0)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            session.headers.update(
+                {"User-Agent": f"reaction-cleanup/{__version__}", "Accept": "application/json"}
+            )
+            session.trust_env = True
+            self._local.session = session
+        return session
+
+    def _send(
+        self, method: str, params: dict[str, Any], *, kind: str, before_send: BeforeSend | None
+    ) -> Answer:
+        rejected: set[str] = set()  # tokens the portal called expired or invalid for this call
+        refreshed = False  # this call asked for a refresh already: "refresh once, then fatal"
+        while True:
+            payload = self.auth.sign(params)
+            # The token this request carries, read from the payload itself: another worker
+            # may swap the current token between two separate reads.
+            token = payload.get("auth") if self.auth.token_in_use() is not None else None
+            answer = self._post_following_redirects(method, payload, kind, before_send)
+            if token is not None:
+                answer = replace(answer, token=token)
+            body = answer.body
+            error = body.get("error") if isinstance(body, dict) else None
+            if (
+                token is None
+                or error not in ("expired_token", "invalid_token")
+                or token in rejected
+                or len(rejected) >= _MAX_TOKEN_SWAPS
+            ):
+                return answer  # classified upstream: invalid_token and a repeat are fatal
+            rejected.add(token)
+            # Another worker may have refreshed while this request was on its way: the portal
+            # then calls our old token invalid (rotation killed it) or expired. Both checks
+            # wait for a refresh in progress, then re-send with the new token.
+            if error == "expired_token" and not refreshed:
+                refreshed = True
+                if self.auth.refresh(token):
+                    continue  # one refresh per expired token, shared by all workers
+            elif self.auth.replaced(token):
+                continue  # another worker's refresh, not ours: use its token
+            return answer
+
+    def _post_following_redirects(
+        self, method: str, payload: dict[str, Any], kind: str, before_send: BeforeSend | None
+    ) -> Answer:
+        url = self.auth.endpoint(method)
+        for _hop in range(4):
+            answer, location = self._post(url, payload, kind, before_send)
+            if location is None:
+                return answer
+            target = urljoin(url, location)
+            try:
+                check_transport_security(
+                    target, allow_insecure_http=self.allow_insecure_http, what="redirect"
+                )
+            except ConfigError as exc:
+                # Found mid-run, but still a configuration problem: stop before any secret
+                # goes to that address.
+                raise InsecureTransportError(
+                    "INSECURE_REDIRECT",
+                    f"the portal redirected to {redact(target.split('/rest/')[0])}",
+                    str(exc),
+                ) from None
+            with self._lock:
+                if not self._warned_moved:
+                    self._warned_moved = True
+                    log.warning(
+                        "the portal answered with a redirect to %s; it was probably renamed. "
+                        "Following it, but update the configured address",
+                        redact(target.split("/rest/")[0]),
+                    )
+                self.auth.moved(target)
+            url = self.auth.endpoint(method)
+        raise NetworkError("redirects", "too many redirects", maybe_sent=False)
+
+    def _post(
+        self, url: str, payload: dict[str, Any], kind: str, before_send: BeforeSend | None
+    ) -> tuple[Answer, str | None]:
+        # The operating-time budget is checked when the request's slot has come, counting
+        # the commands already on their way and this request's own: with several batches
+        # in flight, a check before the wait would let them all overshoot together.
+        commands = _command_count(payload, kind)
+        while True:
+            hold = self.budget.hold_seconds(commands)
+            if hold > 0 and self.throttle.pause(hold):
+                log.info("operating-time budget nearly spent; holding requests %.1f s", hold)
+            if not self.throttle.acquire():
+                raise Stopped
+            if self.budget.hold_seconds(commands) <= 0:
+                break
+        self.budget.sending(commands)
+        try:
+            return self._post_now(url, payload, kind, before_send)
+        finally:
+            self.budget.settled(commands)
+
+    def _post_now(
+        self, url: str, payload: dict[str, Any], kind: str, before_send: BeforeSend | None
+    ) -> tuple[Answer, str | None]:
+        if before_send is not None:
+            before_send()
+        data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        t0 = time.monotonic()
+        wall0 = time.time()
+        with self._lock:
+            self.stats.requests += 1
+            if kind == "batch":
+                self.stats.batch_requests += 1
+            else:
+                self.stats.single_requests += 1
+        try:
+            resp = self._session().post(
+                url,
+                data=data,
+                headers={"Content-Type": "application/json"},
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.exceptions.ConnectTimeout as exc:
+            raise NetworkError("connect_timeout", str(exc), maybe_sent=False) from None
+        except requests.exceptions.SSLError as exc:
+            raise NetworkError("ssl", str(exc), maybe_sent=False) from None
+        except requests.exceptions.ConnectionError as exc:
+            text = str(exc)
+            # "Connection refused"/DNS failures never reached the portal; a reset or a
+            # dropped connection after the request went out may have been acted upon.
+            never = any(
+                s in text
+                for s in (
+                    "Connection refused",
+                    "Name or service not known",
+                    "Failed to resolve",
+                    "No route to host",
+                    "nodename nor servname",
+                    "Network is unreachable",
+                )
+            )
+            raise NetworkError(
+                "connect" if never else "connection_lost", text, maybe_sent=not never
+            ) from None
+        except requests.exceptions.Timeout as exc:
+            raise NetworkError("timeout", str(exc), maybe_sent=True) from None
+        except requests.exceptions.RequestException as exc:
+            raise NetworkError("network", str(exc), maybe_sent=True) from None
+        elapsed = time.monotonic() - t0
+        for callback in self.on_request:
+            callback(kind, wall0, elapsed, resp.status_code)
+        location = resp.headers.get("Location") if resp.status_code in _REDIRECTS else None
+        answer = Answer(
+            status=resp.status_code,
+            body=_json_or_none(resp),
+            snippet=_snippet(resp),
+            retry_after=_retry_after(resp.headers.get("Retry-After")),
+            elapsed=elapsed,
+        )
+        return answer, location
+
+
+def _command_count(payload: dict[str, Any], kind: str) -> int:
+    """Method calls a request carries: a batch's commands (at most 50 run), else one."""
+    if kind != "batch":
+        return 1
+    cmd = payload.get("cmd")
+    return min(len(cmd), 50) if isinstance(cmd, dict | list) else 1
+
+
+def _json_or_none(resp: requests.Response) -> Any:
+    try:
+        return resp.json()
+    except ValueError:
+        return None
+
+
+def _snippet(resp: requests.Response) -> str:
+    text = resp.text[:200] if resp.content else ""
+    return redact(" ".join(text.split()))
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
