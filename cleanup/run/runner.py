@@ -37,8 +37,9 @@ from cleanup.outputs.report import (
     read_report,
     sidecar,
 )
+from cleanup.pacing.budget import OperatingBudget
 from cleanup.pacing.retry import RetryPolicy
-from cleanup.pacing.throttle import OperatingBudget, Throttle, ideal_seconds
+from cleanup.pacing.throttle import Throttle, ideal_seconds
 from cleanup.portal.transport import Transport
 from cleanup.redact import redact
 from cleanup.results import RowResult, RunSummary, Status
@@ -209,9 +210,8 @@ class _Run:
         self.config, self.table, self.validator, self.summary = config, table, validator, summary
         self.stop, self.clock = stop, clock
         rate, burst = config.effective_rate
-        self.throttle = Throttle(rate, burst, clock=clock)
         self.budget = OperatingBudget(config.operating_limit, clock=clock)
-        self.throttle.budget = self.budget  # a nearly spent budget stretches the spacing
+        self.throttle = Throttle(rate, burst, clock=clock, budget=self.budget)
         self.transport = Transport(
             auth,
             self.throttle,
