@@ -704,6 +704,8 @@ class SandboxPortal:
                     error = outcome.error
             if error is not None:
                 done["error"][key] = _error_entry(error.code, error.description)
+                if error.code == "OPERATION_TIME_LIMIT":
+                    draft.error = error.code  # some commands refused: the log says so
                 if halt:
                     break
             elif outcome is not None:
