@@ -13,7 +13,8 @@ parts) and refuses with OPERATION_TIME_LIMIT once the window's total is over its
 `OperatingBudget` follows both: every `time` block it is shown (the batch's own and each
 command's) updates the total of the method it reports, and the job is limited by the
 fullest. It spends greedily: requests go while the total, plus what the commands already in
-flight will add, stays under `stop_at` of the limit; past it, requests wait for the reset
+flight will add, stays under `stop_at` of the limit (all of a limit learnt from a
+refusal); past it, requests wait for the reset
 time the portal gave (`operating_reset_at`), when the oldest part of the window frees. That is
 the fastest schedule the window allows (the budget's own floor: the limit at once, then the
 limit per window).
@@ -77,6 +78,7 @@ class OperatingBudget:
         if used is None:
             return
         with self._lock:
+            self._forget_reset()
             if method == MAIN and spent is not None and spent >= 0:
                 # One command's own run time: what each command in flight will likely add.
                 self._cost = spent if self._cost is None else 0.8 * self._cost + 0.2 * spent
@@ -98,7 +100,7 @@ class OperatingBudget:
         with self._lock:
             if self._peak <= 0:
                 return  # nothing reported yet: nothing learnt
-            if self.limit is None or self._peak < self.limit * self.stop_at:
+            if self.limit is None or self._peak < self.limit:
                 log.info(
                     "the portal's operating-time limit is at most %.1f s (it refused at that "
                     "total); working to that from now on",
@@ -147,7 +149,13 @@ class OperatingBudget:
                 # The window has freed some, how much no answer has said yet: one request
                 # goes to find out, the rest look again shortly.
                 return self.LOOK_AGAIN if self._in_flight else 0.0
-            if self._fraction(commands) < self.stop_at:
+            if self.learned:
+                # A limit the portal showed by refusing is used to the full: the request that
+                # crosses it is the one refusal this window meets, and its refused commands
+                # go in the next. Stopping short would leave part of every window unspent.
+                if self._fraction(0) < 1.0:
+                    return 0.0
+            elif self._fraction(commands) < self.stop_at:
                 return 0.0
             wait = self._reset_in()
             if wait is None:
@@ -185,6 +193,7 @@ class OperatingBudget:
             if reset + self.RESET_SLACK <= now and self._used.get(method, 0.0) > 0:
                 self._used[method] = 0.0
                 self._stale = True
+                self._peak = 0.0  # a refusal from now on is about the window ahead
 
 
 def _number(value: object) -> float | None:

@@ -90,6 +90,14 @@ def test_a_refusal_teaches_a_limit_lower_than_configured() -> None:
     assert budget.hold_seconds() == pytest.approx(31.0)
     budget.refused()  # refusals that come together teach it once
     assert budget.limit == pytest.approx(10.2) and budget.learned == 1
+    # A learnt limit is spent to the full: a batch that may cross it still goes (its
+    # refused commands go in the next window), not one that starts past it.
+    budget.observe({"operating": 10.0, "operating_reset_at": reset + 1, "processing": 0.02})
+    assert budget.hold_seconds(50) == 0.0
+    budget.sending(50)
+    assert budget.hold_seconds(50) == pytest.approx(32.0)
+    budget.settled(50)
+    budget.observe({"operating": 10.2, "operating_reset_at": reset})
     # A later window refused lower still: the limit follows it down, never up.
     clock.advance(40)
     budget.observe({"operating": 9.0, "operating_reset_at": clock.wall() + 30})
