@@ -66,7 +66,7 @@ class ThrottleStats:
 
 CRUISE = 0.95  # share of the estimated capacity sent between probes
 PROBE = 2.0  # share of it sent while probing
-PROBE_EVERY = 25.0  # requests per probe: a probe that finds nothing new costs one refusal
+PROBE_EVERY = 35.0  # requests per probe: a probe that finds nothing new costs one refusal
 PROBE_SPACING = (4.0, 14.0)  # seconds between probes, at least / at most
 STEP_UP = 1.25  # each proof that more went through than the estimate allowed raises it so
 

@@ -213,5 +213,5 @@ def test_when_the_other_client_stops_it_is_back_at_the_full_rate(
 ) -> None:
     done = simulate(real, real, burst, int(real * 150), other=other, other_until=stop)
     back = done.back_to_full(stop, real)
-    # A probe every 25 requests (one refusal each while nothing changed), at most 14 s apart.
+    # A probe every 35 requests (one refusal each while nothing changed), at most 14 s apart.
     assert back is not None and back <= 20.0, back
