@@ -601,8 +601,13 @@ def shared(plan: str, other: float, n: int, work: Path, stop_after: float = 0) -
                 portal, rows, work, f"shared-{plan}-{n}", "--plan", plan, *NO_OPERATING
             )
         ours = [r for r in portal.stats.log if r.path_method == "batch"]
+        theirs = [r for r in portal.stats.log if r.path_method != "batch"]
         result["refused"] = sum(1 for r in ours if r.status != 200)
         result["requests"] = len(ours)
+        # The other client does not re-send what the portal refused it: how much of the
+        # bucket it really had while the job ran.
+        result["other_refused"] = sum(1 for r in theirs if r.status != 200)
+        result["other_requests"] = len(theirs)
         if stop_after:
             result["back_to_full_s"] = _back_to_full(ours, client.stopped_at, rate)
             with_ideal(result, rate, burst, 50, batch_duration(portal))
@@ -610,7 +615,10 @@ def shared(plan: str, other: float, n: int, work: Path, stop_after: float = 0) -
             setting = f"another client {other:g}/s, stops after {stop_after:g} s"
         else:
             with_ideal(result, rate - other, burst, 50, batch_duration(portal))
-            setting = f"another client {other:g}/s for the whole run"
+            setting = (
+                f"another client {other:g}/s for the whole run "
+                f"({result['other_refused']} of its {result['other_requests']} refused)"
+            )
         result.update(name="reaction-cleanup", setting=setting, plan=plan)
         return result
     finally:
