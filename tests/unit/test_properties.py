@@ -20,7 +20,8 @@ from cleanup.inputs.reactions import REACTION_CODES
 from cleanup.inputs.readers import RawChunk, open_table
 from cleanup.inputs.validate import Row, Validator
 from cleanup.results import RowResult, Status
-from cleanup.run.planner import MAX_BATCH, METHOD, command_key, delete_command, plan
+from cleanup.run.actions import DELETE, DELETE_METHOD
+from cleanup.run.planner import MAX_BATCH, command_key, plan
 from cleanup.sandbox import php
 
 # ------------------------------------------------------------------------- planner
@@ -71,9 +72,9 @@ def test_command_round_trips_through_a_query_parser(
     bot: int, message: int, reaction: str, token: str | None
 ) -> None:
     row = Row(1, bot, message, reaction, ("", "", ""))
-    command = delete_command(row, token)
+    command = DELETE.command(row, token)
     method, _, query = command.partition("?")
-    assert method == METHOD
+    assert method == DELETE_METHOD
     # Nothing in a value may end the query for the portal's parse_url.
     assert urlsplit(command).query == query and "#" not in command
     expected = {"botId": str(bot), "messageId": str(message), "reaction": reaction}
