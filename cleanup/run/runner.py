@@ -89,13 +89,7 @@ def run_file(
     stop = stop or StopSignal()
     clock = clock or SystemClock(stop.event)
     auth = config.make_auth()
-    bot_tokens: dict[int, str] | None = None
-    if config.bot_tokens is not None and (auth is None or auth.needs_bot_tokens):
-        bot_tokens = load_bot_tokens(config.bot_tokens)
-    elif auth is not None and auth.needs_bot_tokens:
-        raise ConfigError(
-            "webhook mode needs each bot's botToken: give --bot-tokens FILE (or B24_BOT_TOKENS_FILE)"
-        )
+    bot_tokens = _bot_tokens(config, auth)
     table = open_table(
         config.input,
         column_overrides=config.columns,
@@ -121,7 +115,27 @@ def run_file(
     if config.dry_run:
         return _dry_run(config, table, validator, summary)
     assert auth is not None
-    report = config.report_path
+    lock = _lock(config.report_path)
+    try:
+        parts = _Parts.build(config, auth, bot_tokens, clock, action)
+        return _Run(config, table, validator, summary, parts, stop, on_progress).execute()
+    finally:
+        lock.release()
+
+
+def _bot_tokens(config: RunConfig, auth: Auth | None) -> dict[int, str] | None:
+    """botId -> botToken, which webhook mode needs (OAuth matches the bot by client_id)."""
+    if config.bot_tokens is not None and (auth is None or auth.needs_bot_tokens):
+        return load_bot_tokens(config.bot_tokens)
+    if auth is not None and auth.needs_bot_tokens:
+        raise ConfigError(
+            "webhook mode needs each bot's botToken: give --bot-tokens FILE (or B24_BOT_TOKENS_FILE)"
+        )
+    return None
+
+
+def _lock(report: Path) -> FileLock:
+    """One run per report at a time."""
     lock = FileLock(str(sidecar(report, ".lock")), timeout=0)
     report.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -131,11 +145,7 @@ def run_file(
             f"another reaction-cleanup run is working on {report} (lock {sidecar(report, '.lock').name});"
             " wait for it to finish"
         ) from None
-    try:
-        parts = _Parts.build(config, auth, bot_tokens, clock, action)
-        return _Run(config, table, validator, summary, parts, stop, on_progress).execute()
-    finally:
-        lock.release()
+    return lock
 
 
 def _dry_run(
