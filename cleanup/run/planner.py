@@ -70,6 +70,11 @@ def plan(rows: Iterable[Row], max_per_batch: int = MAX_BATCH) -> Iterator[Batch]
     yield from planner.flush()
 
 
+def count_batches(rows: int, size: int) -> int:
+    """How many batches `plan` makes of `rows` rows: for estimates, without the rows."""
+    return -(-max(rows, 0) // clamp(size))
+
+
 def _batch(rows: list[Row]) -> Batch:
     return Batch({command_key(row): row for row in rows})
 

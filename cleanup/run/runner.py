@@ -47,7 +47,7 @@ from cleanup.results import RowResult, RunSummary, Status
 from cleanup.run.actions import DELETE, Action
 from cleanup.run.config import RunConfig, load_bot_tokens
 from cleanup.run.engine import Engine, UnitResult
-from cleanup.run.planner import MAX_BATCH, Batch, Planner, estimate_seconds
+from cleanup.run.planner import MAX_BATCH, Batch, Planner, count_batches, estimate_seconds
 from cleanup.run.progress import ProgressCallback, ProgressUpdate
 
 log = logging.getLogger("cleanup")
@@ -166,8 +166,7 @@ def _dry_run(
                 examples.append(f"row {checked.first_row + i}: {description}")
     rate, burst = config.effective_rate
     per_call = 1 if config.mode == "single" else config.batch_size
-    to_send = summary.to_send
-    summary.planned_calls = math.ceil(to_send / per_call) if to_send else 0
+    summary.planned_calls = count_batches(summary.to_send, per_call)
     summary.estimated_s = estimate_seconds(summary.planned_calls, rate, burst)
     summary.elapsed_s = time.monotonic() - t0
     summary.exit_code = 1 if summary.by_status[Status.INVALID.value] else 0
@@ -532,7 +531,7 @@ class _Run:
         # A request's typical round trip, not the EWMA (seeded with a guess, it still carries
         # the guess after a short run and would put the "maximum" below what was achieved).
         typical = statistics.median(e for _, e, _ in self.timeline) if self.timeline else 0.0
-        s.ideal_s = ideal_seconds(math.ceil(sent / per_request), s.rate, s.burst, typical)
+        s.ideal_s = ideal_seconds(count_batches(sent, per_request), s.rate, s.burst, typical)
         s.retries = self.engine.stats.retries
         s.token_refreshes = getattr(self.parts.auth, "refreshes", 0)
         s.concurrency = self.config.concurrency or self._concurrency()

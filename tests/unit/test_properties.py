@@ -21,7 +21,7 @@ from cleanup.inputs.readers import RawChunk, open_table
 from cleanup.inputs.validate import Row, Validator
 from cleanup.results import RowResult, Status
 from cleanup.run.actions import DELETE, DELETE_METHOD
-from cleanup.run.planner import MAX_BATCH, Batch, Planner, command_key, plan
+from cleanup.run.planner import MAX_BATCH, Batch, Planner, command_key, count_batches, plan
 from cleanup.sandbox import php
 
 # ------------------------------------------------------------------------- planner
@@ -45,6 +45,7 @@ def test_planner_every_row_once_in_order_within_the_clamp(numbers: list[int], si
     assert all(len(b) == limit for b in batches[:-1])  # only the last may be short
     keys = [key for batch in batches for key in batch.commands]
     assert len(keys) == len(set(keys))
+    assert count_batches(len(rows), size) == len(batches)  # what a dry run estimates
     # Non-numeric keys: PHP would turn keys 0..n-1 into a JSON list.
     assert not any(re.fullmatch(r"-?\d+", key) for key in keys)
     for batch in batches:
