@@ -201,6 +201,7 @@ def test_hostile_spreadsheet_text_is_text_everywhere_on_the_page(
 # --------------------------------------------------------------------------- in a browser
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_the_html_report_renders_in_chromium_with_the_summarys_numbers(
     portal_factory: Callable[..., SandboxPortal],
