@@ -219,57 +219,55 @@ def render_html(
 ) -> str:
     s = summary
     by_status = {k: int(v) for k, v in dict(s.get("by_status") or {}).items()}
-    by_error = {k: int(v) for k, v in dict(s.get("by_error") or {}).items()}
     rows = int(s.get("rows") or 0)
     settings = dict(s.get("settings") or {})
     label = settings.get("label") or (context or {}).get("job") or ""
-    title = (
-        f"reaction-cleanup: {label + ' – ' if label else ''}{Path(str(s.get('input', ''))).name}"
-    )
-    started = float(s.get("started_at") or 0)
-    state, state_class = _state(s, by_status)
-    statuses = {c.code: c.status for c in causes}
-    page = (
-        environment()
-        .get_template("run.html.j2")
-        .render(
-            title=title,
-            version=__version__,
-            written=_utc(time.time()),
-            run={
-                "run_id": s.get("run_id", ""),
-                "when": _utc(started) if started else "?",
-                "elapsed": f"{float(s.get('elapsed_s') or 0):.1f}",
-                "mode": s.get("mode", ""),
-                "auth_mode": s.get("auth_mode", ""),
-                "state": state,
-                "state_class": state_class,
-                "exit_code": s.get("exit_code", ""),
-                "aborted": s.get("aborted"),
-                "fallback_to_single": s.get("fallback_to_single"),
-            },
-            tiles=[("rows", rows)] + [(st, by_status.get(st, 0)) for st in _STATUS_ORDER],
-            statuses=[_status_row(st, by_status.get(st, 0), rows) for st in _STATUS_ORDER],
-            errors=[
-                dict(
-                    zip(
-                        ("code", "count", "meaning", "todo"),
-                        (code, count, *advice(statuses.get(code, "failed"), code)),
-                        strict=True,
-                    )
-                )
-                for code, count in by_error.items()
-            ],
-            causes=[_cause(c) for c in causes],
-            report=report.name if report is not None else None,
-            requests=_requests(s),
-            bars=chart(list(s.get("timeline") or [])),
-            context=list((context or {}).items()),
-            settings=[(key, _setting(settings[key])) for key in sorted(settings)],
-        )
+    input_name = Path(str(s.get("input", ""))).name
+    template = environment().get_template("run.html.j2")
+    page = template.render(
+        title=f"reaction-cleanup: {label + ' – ' if label else ''}{input_name}",
+        version=__version__,
+        written=_utc(time.time()),
+        run=_run(s, by_status),
+        tiles=[("rows", rows)] + [(st, by_status.get(st, 0)) for st in _STATUS_ORDER],
+        statuses=[_status_row(st, by_status.get(st, 0), rows) for st in _STATUS_ORDER],
+        errors=_errors(s, causes),
+        causes=[_cause(c) for c in causes],
+        report=report.name if report is not None else None,
+        requests=_requests(s),
+        bars=chart(list(s.get("timeline") or [])),
+        context=list((context or {}).items()),
+        settings=[(key, _setting(settings[key])) for key in sorted(settings)],
     )
     # Belt and braces: nothing that looks like a webhook code or token leaves the process.
     return redact(page)
+
+
+def _run(s: Mapping[str, Any], by_status: Mapping[str, int]) -> dict[str, Any]:
+    started = float(s.get("started_at") or 0)
+    state, state_class = _state(s, by_status)
+    return {
+        "run_id": s.get("run_id", ""),
+        "when": _utc(started) if started else "?",
+        "elapsed": f"{float(s.get('elapsed_s') or 0):.1f}",
+        "mode": s.get("mode", ""),
+        "auth_mode": s.get("auth_mode", ""),
+        "state": state,
+        "state_class": state_class,
+        "exit_code": s.get("exit_code", ""),
+        "aborted": s.get("aborted"),
+        "fallback_to_single": s.get("fallback_to_single"),
+    }
+
+
+def _errors(s: Mapping[str, Any], causes: list[Cause]) -> list[dict[str, Any]]:
+    """Totals by error code, each with what it means and what to do."""
+    statuses = {c.code: c.status for c in causes}
+    out = []
+    for code, count in dict(s.get("by_error") or {}).items():
+        meaning, todo = advice(statuses.get(code, "failed"), code)
+        out.append({"code": code, "count": int(count), "meaning": meaning, "todo": todo})
+    return out
 
 
 def _state(s: Mapping[str, Any], by_status: Mapping[str, int]) -> tuple[str, str]:
