@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import queue
 import random
 import statistics
 import threading
@@ -38,8 +37,9 @@ from cleanup.redact import redact
 from cleanup.results import RowResult, RunSummary, Status
 from cleanup.run.actions import DELETE, Action
 from cleanup.run.config import RunConfig, load_bot_tokens
-from cleanup.run.engine import Engine, UnitResult
+from cleanup.run.engine import Engine
 from cleanup.run.planner import MAX_BATCH, Batch, Planner, count_batches, estimate_seconds
+from cleanup.run.pool import WorkerPool
 from cleanup.run.progress import ProgressCallback, ProgressUpdate
 
 log = logging.getLogger("cleanup")
@@ -263,69 +263,6 @@ class _Emitter:
         return len(self.held)
 
 
-class _Pool:
-    """Worker threads that send units; results come back in any order."""
-
-    def __init__(self, send: Callable[[list[Row]], UnitResult], workers: int) -> None:
-        self._send = send
-        self._size = workers
-        self._results: queue.Queue[tuple[int, UnitResult]] = queue.Queue()
-        self._tasks: queue.Queue[tuple[int, list[Row]] | None] = queue.Queue()
-        self._threads: list[threading.Thread] = []
-        self._next_unit = 0
-        self.inflight: dict[int, list[Row]] = {}
-
-    def start(self) -> None:
-        for i in range(self._size):
-            # Daemon threads: a request hung past the stop timeout must not keep the job alive.
-            t = threading.Thread(target=self._work, name=f"cleanup-worker-{i}", daemon=True)
-            t.start()
-            self._threads.append(t)
-
-    def stop(self) -> None:
-        for _ in self._threads:
-            self._tasks.put(None)
-
-    def submit(self, rows: list[Row]) -> None:
-        unit_id = self._next_unit
-        self._next_unit += 1
-        self.inflight[unit_id] = rows
-        self._tasks.put((unit_id, rows))
-
-    def result(self, *, block: bool, timeout: float) -> UnitResult | None:
-        """A finished unit's result; None when there is none (yet)."""
-        while True:
-            try:
-                unit_id, result = (
-                    self._results.get(timeout=timeout) if block else self._results.get_nowait()
-                )
-            except queue.Empty:
-                return None
-            if self.inflight.pop(unit_id, None) is not None:
-                return result
-            # else: given up on at the stop timeout, and already reported skipped
-
-    def abandon(self) -> list[list[Row]]:
-        """Stop waiting for the units in flight; their rows."""
-        units = list(self.inflight.values())
-        self.inflight.clear()
-        return units
-
-    def _work(self) -> None:
-        while True:
-            task = self._tasks.get()
-            if task is None:
-                return
-            unit_id, rows = task
-            try:
-                result = self._send(rows)
-            except Exception as exc:  # a bug must not lose rows: report them, keep going
-                log.exception("internal error while sending rows %d..%d", rows[0].row, rows[-1].row)
-                text = redact(f"{type(exc).__name__}: {exc}")
-                result = UnitResult([r.result(Status.FAILED, "CLIENT_ERROR", text) for r in rows])
-            self._results.put((unit_id, result))
-
-
 # ---------------------------------------------------------------------- the run
 
 
@@ -345,7 +282,7 @@ class _Run:
         self.engine, self.throttle = parts.engine, parts.throttle
         self.previously_sent = parts.journal.previously_sent
         self.planner = Planner(lambda: 1 if self.engine.single else config.batch_size)
-        self.pool = _Pool(
+        self.pool = WorkerPool(
             lambda rows: self.engine.run_unit(rows, self.previously_sent),
             config.concurrency or MAX_WORKERS,
         )
