@@ -153,12 +153,11 @@ Group = list[tuple[_RowState, Outcome]]
 
 @dataclass(frozen=True, slots=True)
 class _Round:
-    """One answer, read: the rows it carried grouped by the step each one takes."""
+    """The answer a step acts on."""
 
     answer: Answer
     whole_call: bool  # one outcome for the whole request, not one per command
     carried: int  # rows the request carried
-    steps: dict[Step, Group]
 
 
 # ---------------------------------------------------------------------- engine
@@ -326,7 +325,7 @@ class Engine:
                 unrun.append(state)
             steps.setdefault(rule.step, []).append((state, outcome))
         self._unsent(unrun)  # refused before the method ran: not an attempt
-        rnd = _Round(answer, whole_call, len(outcomes), steps)
+        rnd = _Round(answer, whole_call, len(outcomes))
         for step in Step:
             group = steps.get(step)
             if group:
