@@ -18,7 +18,8 @@ import statistics
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +151,7 @@ def _dry_run(
         for i, (error, description) in checked.problems.items():
             summary.by_error[error] += 1
             if len(examples) < 10:
-                examples.append(f"row {checked.first_row + i}: {description}")
+                examples.append(f"row {checked.row_at(i)}: {description}")
     rate, burst = config.effective_rate
     per_call = 1 if config.mode == "single" else config.batch_size
     summary.planned_calls = math.ceil(to_send / per_call) if to_send else 0
@@ -163,13 +164,19 @@ def _dry_run(
 
 
 class _Emitter:
-    """Writes results in input order; holds the ones that finish early."""
+    """Writes results in input order; holds the ones that finish early.
+
+    Row numbers may skip (blank rows, rows a --only left out): `expect` is told each
+    chunk's numbers in order, and a result is written once those before it are."""
 
     def __init__(self, writer: ReportWriter, on_result: Callable[[RowResult], None]) -> None:
         self.writer = writer
         self.on_result = on_result
-        self.next_row = 1
+        self.order: deque[int] = deque()
         self.held: dict[int, tuple[RowResult, bool]] = {}
+
+    def expect(self, rows: Iterable[int]) -> None:
+        self.order.extend(rows)
 
     def put(self, result: RowResult, *, write: bool = True) -> None:
         self.held[result.row] = (result, write)
@@ -177,12 +184,11 @@ class _Emitter:
     def release(self) -> int:
         released = 0
         ready: list[RowResult] = []
-        while self.next_row in self.held:
-            result, write = self.held.pop(self.next_row)
+        while self.order and self.order[0] in self.held:
+            result, write = self.held.pop(self.order.popleft())
             if write:
                 ready.append(result)
             self.on_result(result)
-            self.next_row += 1
             released += 1
         if ready:
             self.writer.write(ready)
@@ -277,6 +283,7 @@ class _Run:
             open_rows: list[Row] = []
             for chunk in self.table.chunks():
                 checked = self.validator.check(chunk)
+                emitter.expect(checked.rows.tolist())
                 for item in checked.items():
                     if isinstance(item, RowResult):
                         emitter.put(item)
