@@ -43,7 +43,18 @@ def report_format(path: Path) -> str:
 
 def default_report_path(input_path: Path) -> Path:
     name = input_path.name
-    for ext in (".csv.gz", ".tsv.gz", ".csv", ".tsv", ".xlsx", ".xlsm", ".parquet", ".pq", ".gz"):
+    for ext in (
+        ".csv.gz",
+        ".tsv.gz",
+        ".csv",
+        ".tsv",
+        ".xlsx",
+        ".xlsm",
+        ".parquet",
+        ".pq",
+        ".jsonl",
+        ".gz",
+    ):
         if name.lower().endswith(ext):
             name = name[: -len(ext)]
             break
@@ -280,6 +291,13 @@ class Journal:
                     f"cannot resume {report}: {why}. Resuming would mix two inputs' rows; give"
                     " another --report, or run without --resume to start over"
                 )
+            if header.get("only") != identity.get("only"):
+                raise ReportMismatchError(
+                    f"cannot resume {report}: that run chose its rows with"
+                    f" {_choice_text(header.get('only'))}, this one with"
+                    f" {_choice_text(identity.get('only'))}; give the same --only and"
+                    " --only-error, or run without --resume to start over"
+                )
             _drop_cut_line(path)  # else the next record would be glued to a cut one
             self._fh = path.open("a", encoding="utf-8")
             self._write({"resumed": True})
@@ -347,6 +365,18 @@ class Journal:
     def close(self) -> None:
         with self._lock:
             self._fh.close()
+
+
+def _choice_text(choice: Any) -> str:
+    """[only, only_error] as recorded in a journal, as the options that give them."""
+    if not choice:
+        return "no --only"
+    only, only_error = choice
+    parts = [
+        f"--only {','.join(only)}" if only else "",
+        f"--only-error {','.join(only_error)}" if only_error else "",
+    ]
+    return " ".join(p for p in parts if p)
 
 
 def check_resumable(report: Path) -> None:

@@ -27,7 +27,8 @@ from filelock import FileLock, Timeout
 
 from cleanup.clock import Clock, SystemClock
 from cleanup.errors import ConfigError, FatalAPIError, LockedError
-from cleanup.inputs.readers import Table, open_table
+from cleanup.inputs.readers import Table
+from cleanup.inputs.select import open_rows
 from cleanup.inputs.validate import Row, Validator
 from cleanup.outputs.report import (
     Journal,
@@ -92,8 +93,9 @@ def run_file(
         raise ConfigError(
             "webhook mode needs each bot's botToken: give --bot-tokens FILE (or B24_BOT_TOKENS_FILE)"
         )
-    table = open_table(
+    table = open_rows(
         config.input,
+        choice=config.choice,
         column_overrides=config.columns,
         sheet=config.sheet,
         chunk_rows=config.chunk_rows,
@@ -113,6 +115,7 @@ def run_file(
         burst=burst,
         batch_size=config.batch_size,
         started_at=time.time(),
+        source_report=str(config.input) if config.choice else None,
     )
     if config.dry_run:
         return _dry_run(config, table, validator, summary)
@@ -160,6 +163,7 @@ def _dry_run(
     summary.elapsed_s = time.monotonic() - t0
     summary.exit_code = 1 if summary.by_status[Status.INVALID.value] else 0
     summary.examples = examples
+    summary.left_out = int(table.detected.get("left_out", 0))
     return summary
 
 
@@ -227,6 +231,8 @@ class _Run:
             allow_insecure_http=config.allow_insecure_http,
         )
         self.identity = {"input": str(config.input), **fingerprint(config.input)}
+        if config.choice:  # --resume must choose the same rows
+            self.identity["only"] = [config.only, config.only_error]
         report = config.report_path
         self.finals: dict[int, RowResult] = {}
         if config.resume:
@@ -474,6 +480,7 @@ class _Run:
         s.token_refreshes = getattr(self.transport.auth, "refreshes", 0)
         s.concurrency = self.config.concurrency or self._concurrency()
         s.timeline = _timeline(self.timeline, self.summary.started_at)
+        s.left_out = int(self.table.detected.get("left_out", 0))
         if self.aborted is not None:
             s.aborted = redact(str(self.aborted))
         elif self.stop.reason in ("SIGINT", "SIGTERM"):
@@ -486,6 +493,8 @@ class _Run:
 
 
 def _estimate_rows(table: Table) -> int | None:
+    if "left_out" in table.detected:
+        return None  # a re-run of some of a report's rows: how many is known at the end
     rows = table.detected.get("rows")
     if isinstance(rows, int):
         return rows
