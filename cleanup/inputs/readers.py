@@ -78,7 +78,11 @@ class RawChunk:
             extra = dict(self.extra or {})
         first = int(rows[0]) if len(rows) else self.first_row
         contiguous = len(rows) == 0 or int(rows[-1]) - first + 1 == len(rows)
-        return RawChunk(first, *arrays, rows=None if contiguous else rows, extra=extra or None)
+        bot_id, message_id, reaction, problem = arrays
+        return RawChunk(
+            first, bot_id, message_id, reaction, problem,
+            rows=None if contiguous else rows, extra=extra or None,
+        )  # fmt: skip
 
 
 @dataclass
@@ -360,10 +364,9 @@ def _open_parquet(
                 batch_size=chunk_rows, columns=list(dict.fromkeys(wanted))
             ):
                 cols = {name: batch.column(name) for name in batch.schema.names}
-                yield RawChunk(
-                    0,
-                    *(_as_text(cols[mapping[f]]) for f in FIELDS),
-                    extra={k: _as_text(cols[c]) for k, c in extras.items()} or None,
+                yield _text_chunk(
+                    [_as_text(cols[mapping[f]]) for f in FIELDS],
+                    {k: _as_text(cols[c]) for k, c in extras.items()},
                 )
         except Exception as exc:  # a damaged page: any type, as above
             raise InputError(str(path), f"cannot read as Parquet ({_short(exc)})") from None
@@ -414,10 +417,8 @@ def _open_xlsx(
             i = columns.index(name)
             return pa.array([_cell_text(r[i]) if i < len(r) else "" for r in body], pa.string())
 
-        chunk = RawChunk(
-            0,
-            *(column(mapping[f]) for f in FIELDS),
-            extra={k: column(c) for k, c in extras.items()} or None,
+        chunk = _text_chunk(
+            [column(mapping[f]) for f in FIELDS], {k: column(c) for k, c in extras.items()}
         )
         detected = {"sheet": name, "sheets": names, "header_row": header_at + 1}
         return Table(path, "xlsx", columns, mapping, detected, iter([chunk]), extras)
@@ -750,10 +751,9 @@ class _CsvReader:
                 if batch.num_rows == 0:
                     continue
                 cols = {n: batch.column(n) for n in batch.schema.names}
-                yield RawChunk(
-                    0,
-                    *(pc.fill_null(cols[name], "") for name in wanted),
-                    extra={k: pc.fill_null(cols[c], "") for k, c in extras.items()} or None,
+                yield _text_chunk(
+                    [pc.fill_null(cols[name], "") for name in wanted],
+                    {k: pc.fill_null(cols[c], "") for k, c in extras.items()},
                 )
         finally:
             fh.close()
@@ -811,8 +811,15 @@ def _chunk_of(
 ) -> RawChunk:
     problem = pa.array(problems, pa.string()) if any(problems) else None
     arrays = [pa.array(c, pa.string()) for c in cols]
-    extra = dict(zip(extras, arrays[3:], strict=True)) or None
-    return RawChunk(0, arrays[0], arrays[1], arrays[2], problem, extra=extra)
+    return _text_chunk(arrays[:3], dict(zip(extras, arrays[3:], strict=True)), problem)
+
+
+def _text_chunk(
+    fields: list[pa.Array], extra: dict[str, pa.Array], problem: pa.Array | None = None
+) -> RawChunk:
+    """A chunk as a reader gives it (numbered later): the three fields, then the others."""
+    bot_id, message_id, reaction = fields
+    return RawChunk(0, bot_id, message_id, reaction, problem, extra=extra or None)
 
 
 def _short(exc: BaseException) -> str:
