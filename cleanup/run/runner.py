@@ -232,7 +232,9 @@ class _Run:
         )
         self.identity = {"input": str(config.input), **fingerprint(config.input)}
         if config.choice:  # --resume must choose the same rows
-            self.identity["only"] = [config.only, config.only_error]
+            self.identity["only"] = [
+                sorted({v.casefold() for v in vs}) for vs in (config.only, config.only_error)
+            ]
         report = config.report_path
         self.finals: dict[int, RowResult] = {}
         if config.resume:

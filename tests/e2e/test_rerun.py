@@ -272,12 +272,12 @@ def test_resume_of_a_rerun_needs_the_same_choice(run_cli: RunCli, tmp_path: Path
         portal.break_at = None
         with portal.state.lock:
             portal.state.webhooks = {1: "sandbox-webhook-code"}
-        other = run_cli("run", report, *base, "--only", "failed,removed", "--resume")
+        other = run_cli("run", report, *base, "--only", "removed,FAILED", "--resume")
         plain = run_cli("run", report, *base, "--resume")
-        second = run_cli("run", report, *base, "--only", "failed", "--resume")
+        second = run_cli("run", report, *base, "--only", " Failed ", "--resume")  # same choice
     finally:
         portal.stop()
-    one_line_error(other, "cannot resume", "--only failed,removed", "--only failed")
+    one_line_error(other, "with --only failed, this one with --only failed,removed")
     one_line_error(plain, "cannot resume", "no --only")
     assert second.exit_code == 0, second.stderr
     out = read_any(tmp_path / "old.report.report.csv")
