@@ -180,3 +180,23 @@ def test_report_rows_match_the_input_lines_a_spreadsheet_shows(
         records = list(csv.reader(fh, delimiter=";"))[1:]
     for line in read_report(tmp_path / "in.report.csv"):
         assert records[int(line["row"]) - 1][1] == line["messageId"]
+
+
+def test_resume_refuses_a_journal_that_numbered_rows_without_blank_ones(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    # A run started by a version that did not count blank rows (journal format 1): its row
+    # numbers point elsewhere, so resuming it would keep or re-send the wrong rows.
+    portal = BreakingPortal(PortalState.build([(BOT, 1, "like")]), PortalConfig()).start()
+    path = write(tmp_path / "in.csv", [None, (BOT, 1, "like")])
+    cli = ["run", path, *portal_args(portal, tmp_path, *FAST)]
+    try:
+        assert run_cli(*cli).exit_code == 0
+        (journal,) = (p for p in tmp_path.rglob("*journal*") if p.is_file())
+        header, *rest = journal.read_text().splitlines()
+        journal.write_text("\n".join([header.replace('"version": 2', '"version": 1'), *rest]))
+        result = run_cli(*cli, "--resume")
+    finally:
+        portal.stop()
+    assert result.exit_code == 2
+    assert "has format 1, and this reaction-cleanup reads format 2" in result.stderr
