@@ -16,14 +16,16 @@ import statistics
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from filelock import FileLock, Timeout
 
 from cleanup.clock import Clock, SystemClock
 from cleanup.errors import ConfigError, FatalAPIError, LockedError
-from cleanup.inputs.readers import Table, open_table
+from cleanup.inputs.readers import Table
+from cleanup.inputs.select import open_rows
 from cleanup.inputs.validate import Row, Validator
 from cleanup.outputs.files import sidecar
 from cleanup.outputs.journal import Journal, check_resumable, fingerprint
@@ -83,8 +85,9 @@ def run_file(
         raise ConfigError(
             "webhook mode needs each bot's botToken: give --bot-tokens FILE (or B24_BOT_TOKENS_FILE)"
         )
-    table = open_table(
+    table = open_rows(
         config.input,
+        choice=config.choice,
         column_overrides=config.columns,
         sheet=config.sheet,
         chunk_rows=config.chunk_rows,
@@ -104,6 +107,7 @@ def run_file(
         burst=burst,
         batch_size=config.batch_size,
         started_at=time.time(),
+        source_report=str(config.input) if config.choice else None,
     )
     if config.dry_run:
         return _dry_run(config, table, validator, summary)
@@ -142,7 +146,7 @@ def _dry_run(
         for i, (error, description) in checked.problems.items():
             summary.by_error[error] += 1
             if len(examples) < 10:
-                examples.append(f"row {checked.first_row + i}: {description}")
+                examples.append(f"row {checked.row_at(i)}: {description}")
     rate, burst = config.effective_rate
     per_call = 1 if config.mode == "single" else config.batch_size
     summary.planned_calls = math.ceil(to_send / per_call) if to_send else 0
@@ -151,17 +155,24 @@ def _dry_run(
     summary.elapsed_s = time.monotonic() - t0
     summary.exit_code = 1 if summary.by_status[Status.INVALID.value] else 0
     summary.examples = examples
+    summary.left_out = int(table.detected.get("left_out", 0))
     return summary
 
 
 class _Emitter:
-    """Writes results in input order; holds the ones that finish early."""
+    """Writes results in input order; holds the ones that finish early.
+
+    Row numbers may skip (blank rows, rows a --only left out): `expect` is told each
+    chunk's numbers in order, and a result is written once those before it are."""
 
     def __init__(self, writer: ReportWriter, on_result: Callable[[RowResult], None]) -> None:
         self.writer = writer
         self.on_result = on_result
-        self.next_row = 1
+        self.order: deque[int] = deque()
         self.held: dict[int, tuple[RowResult, bool]] = {}
+
+    def expect(self, rows: Iterable[int]) -> None:
+        self.order.extend(rows)
 
     def put(self, result: RowResult, *, write: bool = True) -> None:
         self.held[result.row] = (result, write)
@@ -169,12 +180,11 @@ class _Emitter:
     def release(self) -> int:
         released = 0
         ready: list[RowResult] = []
-        while self.next_row in self.held:
-            result, write = self.held.pop(self.next_row)
+        while self.order and self.order[0] in self.held:
+            result, write = self.held.pop(self.order.popleft())
             if write:
                 ready.append(result)
             self.on_result(result)
-            self.next_row += 1
             released += 1
         if ready:
             self.writer.write(ready)
@@ -213,6 +223,10 @@ class _Run:
             allow_insecure_http=config.allow_insecure_http,
         )
         self.identity = {"input": str(config.input), **fingerprint(config.input)}
+        if config.choice:  # --resume must choose the same rows
+            self.identity["only"] = [
+                sorted({v.casefold() for v in vs}) for vs in (config.only, config.only_error)
+            ]
         report = config.report_path
         self.finals: dict[int, RowResult] = {}
         if config.resume:
@@ -269,6 +283,7 @@ class _Run:
             open_rows: list[Row] = []
             for chunk in self.table.chunks():
                 checked = self.validator.check(chunk)
+                emitter.expect(checked.rows.tolist())
                 for item in checked.items():
                     if isinstance(item, RowResult):
                         emitter.put(item)
@@ -459,6 +474,7 @@ class _Run:
         s.token_refreshes = getattr(self.transport.auth, "refreshes", 0)
         s.concurrency = self.config.concurrency or self._concurrency()
         s.timeline = _timeline(self.timeline, self.summary.started_at)
+        s.left_out = int(self.table.detected.get("left_out", 0))
         if self.aborted is not None:
             s.aborted = redact(str(self.aborted))
         elif self.stop.reason in ("SIGINT", "SIGTERM"):
@@ -471,6 +487,8 @@ class _Run:
 
 
 def _estimate_rows(table: Table) -> int | None:
+    if "left_out" in table.detected:
+        return None  # a re-run of some of a report's rows: how many is known at the end
     rows = table.detected.get("rows")
     if isinstance(rows, int):
         return rows
