@@ -45,6 +45,7 @@ from cleanup.errors import (
     LockedError,
     ReportMismatchError,
 )
+from cleanup.inputs.select import split_values
 from cleanup.outputs.files import sidecar, write_atomic
 from cleanup.outputs.journal import fingerprint
 from cleanup.outputs.report import REPORT_FORMATS
@@ -437,6 +438,16 @@ def _convert(key: str, value: Any, hint: Any, base: Path, where: str, problems: 
     """A TOML value checked against the RunConfig field's type."""
     if key == "columns" or typing.get_origin(hint) is dict:
         return _columns(value, where, problems)
+    if typing.get_origin(hint) is list:  # only = ["failed", "skipped"] (or "failed,skipped")
+        items = [value] if isinstance(value, str) else value
+        if isinstance(items, list) and all(isinstance(v, str) for v in items):
+            listed = split_values(items)
+            if listed:
+                return listed
+        problems.append(
+            f'{where}: {key} must be a list of text such as ["failed"], not {_shown(value)}'
+        )
+        return _INVALID
     args = set(typing.get_args(hint)) or {hint}
     args.discard(type(None))
     if Path in args:

@@ -15,15 +15,18 @@ import statistics
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock, Timeout
 
 from cleanup.clock import Clock, SystemClock
 from cleanup.errors import ConfigError, FatalAPIError, LockedError
-from cleanup.inputs.readers import Table, open_table
+from cleanup.inputs.readers import Table
+from cleanup.inputs.select import open_rows
 from cleanup.inputs.validate import Row, Validator
 from cleanup.outputs.files import sidecar
 from cleanup.outputs.journal import Journal, check_resumable, fingerprint
@@ -82,8 +85,9 @@ def run_file(
     clock = clock or SystemClock(stop.event)
     auth = config.make_auth()
     bot_tokens = _bot_tokens(config, auth)
-    table = open_table(
+    table = open_rows(
         config.input,
+        choice=config.choice,
         column_overrides=config.columns,
         sheet=config.sheet,
         chunk_rows=config.chunk_rows,
@@ -103,6 +107,7 @@ def run_file(
         burst=burst,
         batch_size=config.batch_size,
         started_at=time.time(),
+        source_report=str(config.input) if config.choice else None,
     )
     if config.dry_run:
         return _dry_run(config, table, validator, summary)
@@ -155,7 +160,7 @@ def _dry_run(
         for i, (error, description) in checked.problems.items():
             summary.by_error[error] += 1
             if len(examples) < 10:
-                examples.append(f"row {checked.first_row + i}: {description}")
+                examples.append(f"row {checked.row_at(i)}: {description}")
     rate, burst = config.effective_rate
     per_call = 1 if config.mode == "single" else config.batch_size
     summary.planned_calls = count_batches(summary.to_send, per_call)
@@ -163,6 +168,7 @@ def _dry_run(
     summary.elapsed_s = time.monotonic() - t0
     summary.exit_code = 1 if summary.by_status[Status.INVALID.value] else 0
     summary.examples = examples
+    summary.left_out = int(table.detected.get("left_out", 0))
     return summary
 
 
@@ -206,7 +212,11 @@ class _Parts:
         report = config.report_path
         if config.resume:
             check_resumable(report)
-        identity = {"input": str(config.input), **fingerprint(config.input)}
+        identity: dict[str, Any] = {"input": str(config.input), **fingerprint(config.input)}
+        if config.choice:  # --resume must choose the same rows
+            identity["only"] = [
+                sorted({v.casefold() for v in vs}) for vs in (config.only, config.only_error)
+            ]
         journal = Journal(sidecar(report, ".journal"), identity, resume=config.resume)
         finals = read_report(report) if config.resume else {}
         engine = Engine(
@@ -233,13 +243,19 @@ class _Parts:
 
 
 class _Emitter:
-    """Writes results in input order; holds the ones that finish early."""
+    """Writes results in input order; holds the ones that finish early.
+
+    Row numbers may skip (blank rows, rows a --only left out): `expect` is told each
+    chunk's numbers in order, and a result is written once those before it are."""
 
     def __init__(self, writer: ReportWriter, on_result: Callable[[RowResult], None]) -> None:
         self.writer = writer
         self.on_result = on_result
-        self.next_row = 1
+        self.order: deque[int] = deque()
         self.held: dict[int, tuple[RowResult, bool]] = {}
+
+    def expect(self, rows: Iterable[int]) -> None:
+        self.order.extend(rows)
 
     def put(self, result: RowResult, *, write: bool = True) -> None:
         self.held[result.row] = (result, write)
@@ -247,12 +263,11 @@ class _Emitter:
     def release(self) -> int:
         released = 0
         ready: list[RowResult] = []
-        while self.next_row in self.held:
-            result, write = self.held.pop(self.next_row)
+        while self.order and self.order[0] in self.held:
+            result, write = self.held.pop(self.order.popleft())
             if write:
                 ready.append(result)
             self.on_result(result)
-            self.next_row += 1
             released += 1
         if ready:
             self.writer.write(ready)
@@ -317,7 +332,9 @@ class _Run:
         try:
             self.pool.start()
             for chunk in self.table.chunks():
-                for item in self.validator.check(chunk).items():
+                checked = self.validator.check(chunk)
+                emitter.expect(checked.rows.tolist())
+                for item in checked.items():
                     self._take(item, emitter)
                 self._drain(emitter, block=False)
                 emitter.release()
@@ -465,6 +482,7 @@ class _Run:
         s.token_refreshes = getattr(self.parts.auth, "refreshes", 0)
         s.concurrency = self.config.concurrency or self._concurrency()
         s.timeline = _timeline(self.timeline, self.summary.started_at)
+        s.left_out = int(self.table.detected.get("left_out", 0))
         if self.aborted is not None:
             s.aborted = redact(str(self.aborted))
         elif self.stop.reason in ("SIGINT", "SIGTERM"):
@@ -477,6 +495,8 @@ class _Run:
 
 
 def _estimate_rows(table: Table) -> int | None:
+    if "left_out" in table.detected:
+        return None  # a re-run of some of a report's rows: how many is known at the end
     rows = table.detected.get("rows")
     if isinstance(rows, int):
         return rows

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from hypothesis import assume, example, given
@@ -274,6 +275,28 @@ def test_duplicates_across_chunk_boundaries(rows: list[tuple[str, str, str]], ch
             )
         )
     assert verdicts(check_chunks(chunks)) == reference_statuses(rows)
+
+
+@given(rows=small_rows, chunk=st.integers(1, 7), gaps=st.lists(st.integers(0, 3), max_size=60))
+def test_duplicates_name_row_numbers_with_gaps(
+    rows: list[tuple[str, str, str]], chunk: int, gaps: list[int]
+) -> None:
+    # Rows left out (blank, or not chosen by --only) leave gaps in the numbering: a
+    # duplicate still names the first row's own number, and every row keeps its number.
+    numbers, n = [], 0
+    for i in range(len(rows)):
+        n += 1 + (gaps[i] if i < len(gaps) else 0)
+        numbers.append(n)
+    chunks = []
+    for start in range(0, len(rows), chunk):
+        part, nums = rows[start : start + chunk], np.array(numbers[start : start + chunk])
+        arrays = [pa.array([r[k] for r in part]) for k in range(3)]
+        contiguous = nums[-1] - nums[0] + 1 == len(nums)
+        chunks.append(RawChunk(int(nums[0]), *arrays, rows=None if contiguous else nums))
+    items = check_chunks(chunks)
+    assert [item.row for item in items] == numbers
+    expected = [(s, numbers[d - 1] if d else 0) for s, d in reference_statuses(rows)]
+    assert verdicts(items) == expected
 
 
 @given(rows=small_rows, chunk=st.integers(1, 7))
