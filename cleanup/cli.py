@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -15,6 +16,7 @@ from typing import Any
 
 import click
 
+from cleanup.cli_progress import progress_for
 from cleanup.errors import EXIT_USAGE, CleanupError, ConfigError
 from cleanup.inputs.select import split_values
 from cleanup.logs import set_run_id, setup_logging
@@ -347,7 +349,9 @@ def _cli_errors(verbose: bool) -> Iterator[None]:
 def _run_with_signals(config: RunConfig, quiet: bool) -> RunSummary:
     stop = StopSignal()
     with _stop_on_signals(stop):
-        summary = run_file(config, stop=stop, quiet=quiet)
+        summary = run_file(
+            config, stop=stop, on_progress=progress_for(config.progress, quiet=quiet)
+        )
     if stop.reason in ("SIGINT", "SIGTERM"):
         summary.interrupted = stop.reason
         summary.exit_code = 130 if stop.reason == "SIGINT" else 143
@@ -388,7 +392,7 @@ def _summary_event(message: str, exit_code: int, fields: dict[str, Any]) -> None
 def summary_lines(s: RunSummary, config: RunConfig) -> list[str]:
     if s.dry_run:
         lines = [
-            f"dry run of {s.input}: {s.rows} rows: {s.by_status.get('to_send', 0)} to send, "
+            f"dry run of {s.input}: {s.rows} rows: {s.to_send} to send, "
             f"{s.by_status[Status.INVALID.value]} invalid, {s.by_status[Status.DUPLICATE.value]} duplicate",
             f"would make {s.planned_calls} {'single' if config.mode == 'single' else 'batch'} call(s) of up to "
             f"{1 if config.mode == 'single' else config.batch_size} rows: about {s.estimated_s:.0f} s at "
@@ -496,7 +500,10 @@ def run_job_command(
             _print_file(outcome, quiet, log_format)
 
         with _stop_on_signals(stop):
-            result = run_sources(job, base, run_id=run_id, stop=stop, quiet=quiet, on_file=on_file)
+            progress = functools.partial(progress_for, quiet=quiet)
+            result = run_sources(
+                job, base, run_id=run_id, stop=stop, progress=progress, on_file=on_file
+            )
         if result.files or result.exit_code:
             _print_job_summary(result, quiet, log_format)
         sys.exit(result.exit_code)

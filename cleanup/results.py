@@ -101,6 +101,7 @@ class RunSummary:
     burst: int = 0
     concurrency: int = 0
     batch_size: int = 0
+    to_send: int = 0  # dry run: valid rows that a run would send
     planned_calls: int = 0
     estimated_s: float = 0.0
     aborted: str | None = None

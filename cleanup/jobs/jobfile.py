@@ -53,6 +53,7 @@ from cleanup.outputs.summary import summary_record
 from cleanup.redact import redact, register_secret
 from cleanup.results import RunSummary, Status
 from cleanup.run.config import RunConfig, load_bot_tokens
+from cleanup.run.progress import ProgressFactory
 from cleanup.run.runner import StopSignal, run_file
 
 log = logging.getLogger("cleanup")
@@ -770,7 +771,7 @@ def run_sources(
     *,
     run_id: str,
     stop: StopSignal | None = None,
-    quiet: bool = False,
+    progress: ProgressFactory | None = None,
     on_file: Callable[[FileOutcome], None] | None = None,
     now: Callable[[], float] = time.time,
 ) -> JobResult:
@@ -826,7 +827,7 @@ def run_sources(
                 if not dry:
                     state.save()
                 continue
-            outcome = _process(job, base, source.path, sha, state, run_id, stop, quiet, now, dry)
+            outcome = _process(job, base, source.path, sha, state, run_id, stop, progress, now, dry)
             result.files.append(outcome)
             if on_file is not None:
                 on_file(outcome)
@@ -872,7 +873,7 @@ def _process(
     state: JobState,
     run_id: str,
     stop: StopSignal,
-    quiet: bool,
+    progress: ProgressFactory | None,
     now: Callable[[], float],
     dry: bool,
 ) -> FileOutcome:
@@ -905,7 +906,8 @@ def _process(
     )
     outcome.config = config
     try:
-        summary = run_file(config, stop=stop, quiet=quiet)
+        on_progress = progress(config.progress) if progress else None
+        summary = run_file(config, stop=stop, on_progress=on_progress)
     except CleanupError as exc:
         outcome.exit_code, outcome.error = exc.exit_code, redact(exc)
         # An unreadable file or a busy report concerns this file only; a configuration
