@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cleanup.errors import ConfigError
-from cleanup.inputs.select import RowChoice
+from cleanup.inputs.select import RowChoice, RowRanges
 from cleanup.outputs.report import default_report_path, report_format
 from cleanup.pacing.throttle import PLANS
 from cleanup.portal.auth import Auth, OAuthAuth, TokenStore, WebhookAuth
@@ -38,6 +38,10 @@ class RunConfig:
     # Re-run a report's rows: those whose status / error is one of these (see inputs.select).
     only: list[str] = field(default_factory=list)
     only_error: list[str] = field(default_factory=list)
+    # Not options of `run`: an undo chooses rows by number (--rows), and continues its report
+    # with some rows sent again (--only-error), their lines replaced (see cleanup.run.undo).
+    rows: tuple[RowRanges, ...] = ()
+    resend: frozenset[int] = frozenset()
     allow_unknown_reactions: bool = False
     mode: str = "auto"
     batch_size: int = MAX_BATCH
@@ -64,7 +68,7 @@ class RunConfig:
 
     @property
     def choice(self) -> RowChoice:
-        return RowChoice(tuple(self.only), tuple(self.only_error))
+        return RowChoice(tuple(self.only), tuple(self.only_error), self.rows)
 
     @property
     def effective_rate(self) -> tuple[float, int]:
@@ -137,6 +141,10 @@ class RunConfig:
             if f.name in ("webhook",):
                 continue
             value = getattr(self, f.name)
+            if f.name == "rows":
+                value = [str(r) for r in value]
+            elif f.name == "resend":
+                value = len(value)  # how many: the rows themselves are in the report
             out[f.name] = str(value) if isinstance(value, Path) else value
         out["auth"] = "webhook" if self.webhook else "oauth" if self.portal else "none"
         out["rate"], out["burst"] = rate, burst
