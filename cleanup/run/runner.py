@@ -114,7 +114,7 @@ def run_file(
         started_at=time.time(),
     )
     if config.dry_run:
-        return _dry_run(config, table, validator, summary)
+        return _dry_run(config, table, validator, summary, stop)
     assert auth is not None
     report = config.report_path
     lock = FileLock(str(sidecar(report, ".lock")), timeout=0)
@@ -135,7 +135,7 @@ def run_file(
 
 
 def _dry_run(
-    config: RunConfig, table: Table, validator: Validator, summary: RunSummary
+    config: RunConfig, table: Table, validator: Validator, summary: RunSummary, stop: StopSignal
 ) -> RunSummary:
     t0 = time.monotonic()
     to_send = 0
@@ -157,7 +157,7 @@ def _dry_run(
     summary.estimated_s = estimate_seconds(summary.planned_calls, rate, burst)
     summary.by_status["to_send"] = to_send
     summary.elapsed_s = time.monotonic() - t0
-    summary.exit_code = 1 if summary.by_status[Status.INVALID.value] else 0
+    summary.conclude(stopped_by=stop.reason)
     summary.examples = examples
     return summary
 
@@ -469,11 +469,10 @@ class _Run:
         s.timeline = _timeline(self.timeline, self.summary.started_at)
         if self.aborted is not None:
             s.aborted = redact(str(self.aborted))
-        elif self.stop.reason in ("SIGINT", "SIGTERM"):
-            s.interrupted = self.stop.reason
-        s.exit_code = s.decide_exit_code()
-        if self.aborted is not None:
-            s.exit_code = self.aborted.exit_code  # 3, or 2 for a config problem found mid-run
+        s.conclude(
+            stopped_by=self.stop.reason,
+            aborted_code=None if self.aborted is None else self.aborted.exit_code,
+        )
         _write_summary(self.config.report_path, s, self.config.settings())
         return s
 
