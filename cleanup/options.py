@@ -87,7 +87,9 @@ def describe_error(error: ErrorDetails) -> str:
     }
     if kind in bounds:
         words, key = bounds[kind]
-        return f"{loc} must be {words} {ctx.get(key)}{shown}"
+        limit = ctx.get(key)
+        limit = f"{limit:g}" if isinstance(limit, (int, float)) else limit
+        return f"{loc} must be {words} {limit}{shown}"
     if kind == "string_too_short":
         return f"{loc} is empty"
     if kind == "extra_forbidden":

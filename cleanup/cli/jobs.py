@@ -44,7 +44,9 @@ def run_job_command(
     of the files' (130/143 > 70 > 3 > 2 > 4 > 1 > 0); 4 also when another run of the job
     is still going.
     """
-    from cleanup.jobs import load_job_file, resolve_run_options, run_job_file
+    from cleanup.jobs.credentials import resolve_run_options
+    from cleanup.jobs.process import run_job_file
+    from cleanup.jobs.schema import load_job_file
 
     setup_logging(verbose=verbose, quiet=quiet, fmt=log_format)
     run_id = new_run_id()
@@ -77,7 +79,9 @@ def check_job_command(
     take. Exit 0 ready; 2 a problem in the job file, a missing variable or file; 3 the
     portal rejected the credentials or could not be reached.
     """
-    from cleanup.jobs import check_job_file, load_job_file, resolve_run_options
+    from cleanup.jobs.credentials import resolve_run_options
+    from cleanup.jobs.probe import check_job_file
+    from cleanup.jobs.schema import load_job_file
 
     setup_logging(verbose=verbose, quiet=quiet, fmt=log_format)
     set_run_id(new_run_id())
@@ -90,7 +94,9 @@ def check_job_command(
             # One JSON object per line here too, like every other event of the job.
             for line in result.lines:
                 logging.getLogger("cleanup").info("%s", line, extra={"fields": {"event": "check"}})
-            summary_event(ready, EXIT_OK, {"event": "check_job", "job": job.name, "exit_code": 0})
+            summary_event(
+                ready, EXIT_OK, {"event": "check_job", "job": job.name, "exit_code": EXIT_OK}
+            )
             return
         if not quiet:
             for line in result.lines:

@@ -153,7 +153,7 @@ def _run_option_keys() -> dict[str, Any]:
 
 
 # Every key a job file may have: its own, then the run options (one declaration, RunConfig).
-JobFileSchema: type[JobFileKeys] = create_model(  # type: ignore[call-overload]
+JobFileSchema: type[JobFileKeys] = create_model(
     "JobFileSchema",
     __base__=JobFileKeys,
     __doc__="A reaction-cleanup job file (TOML).",

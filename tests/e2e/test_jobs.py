@@ -26,14 +26,10 @@ from filelock import FileLock
 
 from cleanup.cli import main
 from cleanup.exits import worst
-from cleanup.jobs import (
-    JOB_KEYS,
-    job_keys,
-    list_sources,
-    load_job_file,
-    resolve_run_options,
-    run_job_file,
-)
+from cleanup.jobs.credentials import resolve_run_options
+from cleanup.jobs.inbox import list_sources
+from cleanup.jobs.process import run_job_file
+from cleanup.jobs.schema import JOB_KEYS, job_keys, load_job_file
 from cleanup.run.runner import StopSignal
 from cleanup.sandbox import PortalConfig, SandboxPortal
 
