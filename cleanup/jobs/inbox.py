@@ -47,32 +47,7 @@ def list_sources(
     `min_age` that reach it within MAX_SETTLE_WAIT are waited for and taken if they did
     not change meanwhile; without it (check-job) they are only noted."""
     now = time.time() if now is None else now
-    notes: list[str] = []
-    paths: list[Path] = []
-    if job.inbox is not None:
-        if not job.inbox.is_dir():
-            raise ConfigError(f"inbox: {job.inbox} is not a folder")
-        for entry in job.inbox.iterdir():
-            name = entry.name.lower()
-            if _is_temporary(entry.name) or not entry.is_file():
-                continue
-            if name.endswith(INBOX_SUFFIXES):
-                paths.append(entry)
-            elif name.endswith(_UNSUPPORTED_SHEETS):
-                notes.append(
-                    f"ignoring {entry}: this kind of spreadsheet is not read; save it as .xlsx or .csv"
-                )
-            else:
-                log.debug("ignoring %s: not a spreadsheet the inbox reads", entry)
-    else:
-        assert job.input is not None
-        skip = [p for p in (job.reports, job.archive) if p is not None]
-        for match in glob.glob(job.input, recursive=True):
-            p = Path(match)
-            if p.is_file() and not _is_temporary(p.name) and not any(_inside(p, s) for s in skip):
-                paths.append(p)
-        if not paths and not glob.has_magic(job.input):
-            notes.append(f"input {job.input} does not exist (yet){NOTHING_TO_DO}")
+    paths, notes = _candidates(job)
     sources: list[Source] = []
     young: list[tuple[Source, float]] = []  # (file, seconds until it is min_age old)
     for p in paths:
@@ -90,23 +65,64 @@ def list_sources(
             continue
         sources.append(Source(p, st.st_mtime, st.st_size))
     if young and settle is not None:
-        wait = max(left for _, left in young)
-        names = ", ".join(y.path.name for y, _ in young)
-        log.info(
-            "waiting %.0f s for %s to stay unchanged (min_age = %g s)", wait, names, job.min_age
-        )
-        stopping = not settle(wait)
-        for y, _ in young:
-            try:
-                st = y.path.stat()
-            except FileNotFoundError:
-                continue
-            if stopping or (st.st_mtime, st.st_size) != (y.mtime, y.size):
-                notes.append(_too_new(y.path, time.time() - st.st_mtime, job.min_age))
-            else:
-                sources.append(y)
+        sources += _settled(young, settle, job.min_age, notes)
     sources.sort(key=lambda s: (s.mtime, s.path.name))
     return sources, notes
+
+
+def _candidates(job: JobFile) -> tuple[list[Path], list[str]]:
+    """The spreadsheets in the inbox, or the files the input glob matches; and notes."""
+    notes: list[str] = []
+    paths: list[Path] = []
+    if job.inbox is not None:
+        if not job.inbox.is_dir():
+            raise ConfigError(f"inbox: {job.inbox} is not a folder")
+        for entry in job.inbox.iterdir():
+            name = entry.name.lower()
+            if _is_temporary(entry.name) or not entry.is_file():
+                continue
+            if name.endswith(INBOX_SUFFIXES):
+                paths.append(entry)
+            elif name.endswith(_UNSUPPORTED_SHEETS):
+                notes.append(
+                    f"ignoring {entry}: this kind of spreadsheet is not read; save it as .xlsx or .csv"
+                )
+            else:
+                log.debug("ignoring %s: not a spreadsheet the inbox reads", entry)
+        return paths, notes
+    assert job.input is not None
+    skip = [p for p in (job.reports, job.archive) if p is not None]
+    for match in glob.glob(job.input, recursive=True):
+        p = Path(match)
+        if p.is_file() and not _is_temporary(p.name) and not any(_inside(p, s) for s in skip):
+            paths.append(p)
+    if not paths and not glob.has_magic(job.input):
+        notes.append(f"input {job.input} does not exist (yet){NOTHING_TO_DO}")
+    return paths, notes
+
+
+def _settled(
+    young: list[tuple[Source, float]],
+    settle: Callable[[float], bool],
+    min_age: float,
+    notes: list[str],
+) -> list[Source]:
+    """Wait until the young files are `min_age` old; those that did not change meanwhile."""
+    wait = max(left for _, left in young)
+    names = ", ".join(y.path.name for y, _ in young)
+    log.info("waiting %.0f s for %s to stay unchanged (min_age = %g s)", wait, names, min_age)
+    stopping = not settle(wait)
+    taken = []
+    for y, _ in young:
+        try:
+            st = y.path.stat()
+        except FileNotFoundError:
+            continue
+        if stopping or (st.st_mtime, st.st_size) != (y.mtime, y.size):
+            notes.append(_too_new(y.path, time.time() - st.st_mtime, min_age))
+        else:
+            taken.append(y)
+    return taken
 
 
 def _too_new(path: Path, age: float, min_age: float) -> str:
