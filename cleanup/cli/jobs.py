@@ -20,7 +20,8 @@ from cleanup.cli.options import given_options, output_options
 from cleanup.cli.run import run_options
 from cleanup.exits import EXIT_OK
 from cleanup.logs import set_run_id, setup_logging
-from cleanup.outputs.console import job_one_line, one_line, summary_fields, summary_lines
+from cleanup.outputs.console import job_one_line, one_line, summary_lines
+from cleanup.outputs.summary import summary_fields
 from cleanup.run.runner import StopSignal
 
 if TYPE_CHECKING:

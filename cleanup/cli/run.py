@@ -11,7 +11,8 @@ import click
 from cleanup.cli.common import cli_errors, new_run_id, stop_on_signals, summary_event
 from cleanup.cli.options import click_options, given_options, output_options
 from cleanup.logs import set_run_id, setup_logging
-from cleanup.outputs.console import one_line, summary_fields, summary_lines
+from cleanup.outputs.console import one_line, summary_lines
+from cleanup.outputs.summary import summary_fields, summary_record
 from cleanup.results import RunSummary
 from cleanup.run.config import RunConfig
 from cleanup.run.runner import StopSignal, run_file
@@ -77,9 +78,7 @@ def one_auth_mode(typed: dict[str, Any], from_env: dict[str, Any]) -> dict[str, 
 def _write_html(summary: RunSummary, config: RunConfig, path: Path) -> None:
     from cleanup.outputs.html import write_html
 
-    data = summary.as_dict()
-    data["settings"] = config.settings()
-    write_html(data, config.report_path, path)
+    write_html(summary_record(summary, config.settings()), config.report_path, path)
 
 
 def _print_summary(

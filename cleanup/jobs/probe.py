@@ -12,7 +12,7 @@ from cleanup.errors import ConfigError, FatalAPIError
 from cleanup.jobs.inbox import list_sources
 from cleanup.jobs.schema import JobFile
 from cleanup.jobs.state import JobState
-from cleanup.outputs.report import fingerprint
+from cleanup.outputs.journal import fingerprint
 from cleanup.pacing.retry import RetryPolicy
 from cleanup.redact import redact
 from cleanup.run.config import RunConfig, load_bot_tokens

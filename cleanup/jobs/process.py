@@ -33,7 +33,9 @@ from cleanup.exits import (
 from cleanup.jobs.inbox import NOTHING_TO_DO, html_path, list_sources, report_name, split_ext
 from cleanup.jobs.schema import JobFile
 from cleanup.jobs.state import JobState
-from cleanup.outputs.report import fingerprint, sidecar
+from cleanup.outputs.files import sidecar
+from cleanup.outputs.journal import fingerprint
+from cleanup.outputs.summary import summary_record
 from cleanup.redact import redact
 from cleanup.results import RunSummary, Status
 from cleanup.run.config import RunConfig
@@ -308,8 +310,7 @@ def _write_html(
     from cleanup.outputs.html import write_html
 
     out = html_path(report)
-    data = summary.as_dict()
-    data["settings"] = config.settings()
+    data = summary_record(summary, config.settings())
     context = {
         "job": job.name,
         "job file": str(job.path),

@@ -31,11 +31,11 @@ from cleanup.outputs.report import REPORT_FORMATS
 from cleanup.redact import register_secret
 from cleanup.run.config import RunConfig
 
-# The report writer's formats, without the dot (a type checker sees text).
+# The report writer's formats (a type checker sees text).
 if typing.TYPE_CHECKING:
     ReportFormat = str
 else:
-    ReportFormat = Literal[tuple(ext.lstrip(".") for ext in REPORT_FORMATS)]
+    ReportFormat = Literal[REPORT_FORMATS]
 NAME_PATTERN = r"^[\w.-]{1,80}$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _WEBHOOK_IN_URL = re.compile(r"/rest/\d+/[^/\s]+")

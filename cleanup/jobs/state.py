@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from cleanup.errors import ConfigError
-from cleanup.outputs.report import sidecar
+from cleanup.outputs.files import write_atomic
 
 STATE_VERSION = 1
 
@@ -27,26 +26,20 @@ class JobState:
             return
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            version = data.get("version", STATE_VERSION)
             self.files = {str(k): dict(v) for k, v in data["files"].items()}
         except (ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
             raise ConfigError(
                 f"the job's state file {path} is damaged ({exc}); move it away to start "
                 "afresh (every file in the inbox would then be processed again)"
             ) from None
-        if version != STATE_VERSION:
+        if data.get("version") != STATE_VERSION:
             raise ConfigError(
-                f"the job's state file {path} has version {version!r}; this reaction-cleanup "
-                f"reads version {STATE_VERSION} (was it written by another version?)"
+                f"the job's state file {path} has format {data.get('version')!r}, and this"
+                f" reaction-cleanup reads format {STATE_VERSION}; run the job with the version"
+                " that wrote it, or move the file away to start afresh (every file in the"
+                " inbox would then be processed again)"
             )
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = sidecar(self.path, ".tmp")
-        with tmp.open("w", encoding="utf-8") as fh:
-            json.dump(
-                {"version": STATE_VERSION, "files": self.files}, fh, indent=1, ensure_ascii=False
-            )
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        data = {"version": STATE_VERSION, "files": self.files}
+        write_atomic(self.path, json.dumps(data, indent=1, ensure_ascii=False))

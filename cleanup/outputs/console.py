@@ -3,7 +3,7 @@ SUMMARY for monitoring. Used by the CLI and by the demo; prints nothing itself."
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cleanup.exits import state_word
 from cleanup.results import RunSummary, Status
@@ -79,14 +79,6 @@ def one_line(s: RunSummary) -> str:
         else "ok"
     )
     return f"SUMMARY run={s.run_id} status={state} exit={s.exit_code} rows={s.rows} {counts} elapsed={s.elapsed_s:.1f}s"
-
-
-def summary_fields(s: RunSummary) -> dict[str, Any]:
-    """The summary as the fields of a JSON log event (without the bulky parts)."""
-    data = s.as_dict()
-    for bulky in ("timeline", "examples"):
-        data.pop(bulky, None)
-    return {"event": "summary", **data}
 
 
 def job_one_line(result: JobFileResult) -> str:
