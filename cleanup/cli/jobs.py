@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from cleanup.cli.common import (
     summary_event,
 )
 from cleanup.cli.options import given_options, output_options
+from cleanup.cli.progress import progress_for
 from cleanup.cli.run import run_options
 from cleanup.exits import EXIT_OK
 from cleanup.logs import set_run_id, setup_logging
@@ -62,7 +64,10 @@ def run_job_command(
             _print_file(outcome, quiet, log_format)
 
         with stop_on_signals(stop):
-            result = run_job_file(job, base, run_id=run_id, stop=stop, quiet=quiet, on_file=on_file)
+            progress = functools.partial(progress_for, quiet=quiet)
+            result = run_job_file(
+                job, base, run_id=run_id, stop=stop, progress=progress, on_file=on_file
+            )
         if result.files or result.exit_code:
             _print_job_summary(result, quiet, log_format)
         sys.exit(result.exit_code)

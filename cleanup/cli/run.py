@@ -10,6 +10,7 @@ import click
 
 from cleanup.cli.common import cli_errors, new_run_id, stop_on_signals, summary_event
 from cleanup.cli.options import click_options, given_options, output_options
+from cleanup.cli.progress import progress_for
 from cleanup.logs import set_run_id, setup_logging
 from cleanup.outputs.console import one_line, summary_lines
 from cleanup.outputs.summary import summary_fields, summary_record
@@ -39,7 +40,8 @@ def run_command(
     html_path: Path | None,
     **options: Any,
 ) -> None:
-    """Remove the reactions listed in INPUT (.csv, .csv.gz, .tsv, .xlsx, .parquet).
+    """Remove the reactions listed in INPUT (.csv, .csv.gz, .tsv, .xlsx, .parquet, or a
+    report .csv/.jsonl/.parquet with --only/--only-error to re-run some of its rows).
 
     Exit codes: 0 all rows removed (or duplicates); 1 some rows failed or invalid;
     2 bad usage, input or configuration; 3 aborted by the portal (credentials, plan,
@@ -53,7 +55,9 @@ def run_command(
         config = RunConfig(input=input_file, run_id=run_id, **one_auth_mode(typed, from_env))
         stop = StopSignal()
         with stop_on_signals(stop):
-            summary = run_file(config, stop=stop, quiet=quiet)
+            summary = run_file(
+                config, stop=stop, on_progress=progress_for(config.progress, quiet=quiet)
+            )
         extra = []
         if html_path is not None and not summary.dry_run and summary.report:
             _write_html(summary, config, html_path)

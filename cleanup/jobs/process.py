@@ -39,6 +39,7 @@ from cleanup.outputs.summary import summary_record
 from cleanup.redact import redact
 from cleanup.results import RunSummary, Status
 from cleanup.run.config import RunConfig
+from cleanup.run.progress import ProgressFactory
 from cleanup.run.runner import StopSignal, run_file
 
 log = logging.getLogger("cleanup")
@@ -101,7 +102,7 @@ class _Context:
     state: JobState
     run_id: str
     stop: StopSignal
-    quiet: bool
+    progress: ProgressFactory | None  # the display for a run's --progress
     now: Callable[[], float]
     dry: bool
 
@@ -112,7 +113,7 @@ def run_job_file(
     *,
     run_id: str,
     stop: StopSignal | None = None,
-    quiet: bool = False,
+    progress: ProgressFactory | None = None,
     on_file: Callable[[FileOutcome], None] | None = None,
     now: Callable[[], float] = time.time,
 ) -> JobFileResult:
@@ -127,7 +128,7 @@ def run_job_file(
     dry = bool(base.get("dry_run"))
     lock = None if dry else _lock(job)
     try:
-        ctx = _Context(job, base, JobState(job.state_path), run_id, stop, quiet, now, dry)
+        ctx = _Context(job, base, JobState(job.state_path), run_id, stop, progress, now, dry)
         return _run_sources(ctx, on_file)
     finally:
         if lock is not None:
@@ -221,7 +222,8 @@ def _process(ctx: _Context, path: Path, sha: str) -> FileOutcome:
     )
     outcome.config = config
     try:
-        summary = run_file(config, stop=ctx.stop, quiet=ctx.quiet)
+        on_progress = ctx.progress(config.progress) if ctx.progress else None
+        summary = run_file(config, stop=ctx.stop, on_progress=on_progress)
     except CleanupError as exc:
         outcome.exit_code, outcome.error = exc.exit_code, redact(exc)
         # An unreadable file or a busy report concerns this file only; a configuration

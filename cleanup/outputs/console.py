@@ -42,6 +42,7 @@ def summary_lines(s: RunSummary, config: RunConfig) -> list[str]:
         lines.append(f"  fell back to single calls: {s.fallback_to_single}")
     if s.resumed_rows:
         lines.append(f"  kept from the earlier run: {s.resumed_rows} rows")
+    lines += _chosen_lines(s, config)
     if s.report:
         lines.append(f"report: {s.report}")
         lines.append(f"summary: {s.report}.summary.json")
@@ -52,7 +53,7 @@ def summary_lines(s: RunSummary, config: RunConfig) -> list[str]:
 def _dry_run_lines(s: RunSummary, config: RunConfig) -> list[str]:
     single = config.mode == "single"
     lines = [
-        f"dry run of {s.input}: {s.rows} rows: {s.by_status.get('to_send', 0)} to send, "
+        f"dry run of {s.input}: {s.rows} rows: {s.to_send} to send, "
         f"{s.by_status[Status.INVALID.value]} invalid, {s.by_status[Status.DUPLICATE.value]} duplicate",
         f"would make {s.planned_calls} {'single' if single else 'batch'} call(s) of up to "
         f"{1 if single else config.batch_size} rows: about {s.estimated_s:.0f} s at "
@@ -63,7 +64,19 @@ def _dry_run_lines(s: RunSummary, config: RunConfig) -> list[str]:
             "invalid rows by reason: " + ", ".join(f"{k} {v}" for k, v in s.by_error.most_common())
         )
     lines += [f"  {e}" for e in s.examples]
-    return lines
+    return lines + _chosen_lines(s, config)
+
+
+def _chosen_lines(s: RunSummary, config: RunConfig) -> list[str]:
+    """A re-run of a report's rows: which rows, and how many were left out."""
+    if not s.source_report:
+        return []
+    chosen = [f"status {'/'.join(config.only)}" if config.only else ""]
+    chosen.append(f"error {'/'.join(config.only_error)}" if config.only_error else "")
+    return [
+        f"  re-run of {s.source_report}: {s.rows} row(s) with {' and '.join(c for c in chosen if c)};"
+        f" {s.left_out} other row(s) left out"
+    ]
 
 
 def one_line(s: RunSummary) -> str:

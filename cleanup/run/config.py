@@ -6,15 +6,26 @@ from __future__ import annotations
 
 import csv
 import json
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+)
 from pydantic_core import PydanticCustomError
 
 from cleanup.errors import ConfigError
 from cleanup.inputs.columns import canonical_field, normalise_name
-from cleanup.options import Option, problems_of
+from cleanup.inputs.select import RowChoice, split_values
+from cleanup.options import Option, problems_of, shown_value
 from cleanup.outputs.report import default_report_path, report_format
 from cleanup.pacing.throttle import PLANS
 from cleanup.portal.auth import Auth, OAuthAuth, TokenStore, WebhookAuth
@@ -31,6 +42,8 @@ else:
     PlanName = Literal[tuple(PLANS)]
 MODES: tuple[str, ...] = get_args(Mode)
 PROGRESS: tuple[str, ...] = get_args(ProgressMode)
+# Files a run writes beside its report (see cleanup.outputs.report).
+SIDECARS = (".partial.jsonl", ".partial.jsonl.tmp", ".journal", ".summary.json", ".lock", ".tmp")
 
 
 def parse_column_options(values: tuple[str, ...]) -> dict[str, str]:
@@ -72,6 +85,38 @@ def _columns(value: Any) -> Any:
     if problems:
         raise PydanticCustomError("problems", "{problems}", {"problems": problems})
     return out
+
+
+def _listed_option(flag: str, values: tuple[str, ...]) -> list[str]:
+    """`--only failed,invalid --only skipped` -> [failed, invalid, skipped]; not none."""
+    listed = split_values(values)
+    if not listed:
+        raise ConfigError(f"{flag}: give at least one value")
+    return listed
+
+
+def _listed(value: Any, info: ValidationInfo) -> Any:
+    """A list of text, or one text with commas (a job file's `only = "failed,skipped"`)."""
+    items = [value] if isinstance(value, str) else value
+    if isinstance(items, (list, tuple)) and all(isinstance(v, str) for v in items):
+        listed = split_values(items)
+        if listed or not items:
+            return listed
+    raise PydanticCustomError(
+        "problems",
+        "{problems}",
+        {
+            "problems": [
+                f'{info.field_name} must be a list of text such as ["failed"], not {shown_value(value)}'
+            ]
+        },
+    )
+
+
+# In a job file: a list of text, or one text with commas.
+_LISTED_SCHEMA = WithJsonSchema(
+    {"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}]}
+)
 
 
 def _sheet_number(value: Any) -> Any:
@@ -125,6 +170,25 @@ class RunConfig(BaseModel):
         None,
         description="XLSX sheet name or 1-based number (default: the first sheet with the columns).",
         json_schema_extra={"type": ["string", "integer"]},
+    )
+    # Re-run a report's rows: those whose status / error is one of these (see inputs.select).
+    only: Annotated[
+        list[str],
+        BeforeValidator(_listed),
+        _LISTED_SCHEMA,
+        Option(metavar="STATUS[,STATUS...]", parse=partial(_listed_option, "--only")),
+    ] = Field(
+        default_factory=list,
+        description="Re-run a report: send only its rows whose status is one of these (removed, failed, invalid, duplicate, skipped); each keeps its row number.",
+    )
+    only_error: Annotated[
+        list[str],
+        BeforeValidator(_listed),
+        _LISTED_SCHEMA,
+        Option(metavar="CODE[,CODE...]", parse=partial(_listed_option, "--only-error")),
+    ] = Field(
+        default_factory=list,
+        description="Re-run a report: send only its rows whose error is one of these codes (with --only: rows matching both).",
     )
     allow_unknown_reactions: Annotated[bool, Option()] = Field(
         False,
@@ -207,6 +271,10 @@ class RunConfig(BaseModel):
         return self.report or default_report_path(self.input)
 
     @property
+    def choice(self) -> RowChoice:
+        return RowChoice(tuple(self.only), tuple(self.only_error))
+
+    @property
     def effective_rate(self) -> tuple[float, int]:
         rate, burst = PLANS[self.plan or "standard"]
         return (
@@ -216,7 +284,8 @@ class RunConfig(BaseModel):
 
     def check(self) -> None:
         """What a run needs beyond each option's own rules, checked when constructed:
-        credentials of one kind, and a report format. Raises ConfigError listing every problem."""
+        credentials of one kind, a report format, the rows a re-run chooses, a report that is
+        not the input. Raises ConfigError listing every problem."""
         problems: list[str] = []
         if self.webhook and (self.portal or self.oauth_file):
             problems.append("give either a webhook or OAuth (portal + token file), not both")
@@ -229,6 +298,12 @@ class RunConfig(BaseModel):
             report_format(self.report_path)
         except ConfigError as exc:
             problems.extend(exc.problems)
+        problems.extend(self.choice.problems())
+        if not self.dry_run and _writes_over(self.report_path, self.input):
+            problems.append(
+                f"the report {self.report_path} would overwrite the input {self.input};"
+                " give another --report"
+            )
         if problems:
             raise ConfigError(problems)
 
@@ -253,6 +328,22 @@ class RunConfig(BaseModel):
         out["rate"], out["burst"] = rate, burst
         out["report"] = str(self.report_path)
         return out
+
+
+def _writes_over(report: Path, input_path: Path) -> bool:
+    """Whether the report, or a file written beside it, is the input (a report re-run
+    with --report set to its own name)."""
+    written = [report, *(report.with_name(report.name + s) for s in SIDECARS)]
+    target = input_path.resolve()
+    for path in written:
+        if path.resolve() == target:
+            return True
+        try:
+            if path.exists() and input_path.exists() and path.samefile(input_path):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def load_bot_tokens(path: Path) -> dict[int, str]:
