@@ -110,7 +110,7 @@ def run_file(
         source_report=str(config.input) if config.choice else None,
     )
     if config.dry_run:
-        return _dry_run(config, table, validator, summary)
+        return _dry_run(config, table, validator, summary, stop)
     assert auth is not None
     lock = _lock(config.report_path)
     try:
@@ -146,7 +146,7 @@ def _lock(report: Path) -> FileLock:
 
 
 def _dry_run(
-    config: RunConfig, table: Table, validator: Validator, summary: RunSummary
+    config: RunConfig, table: Table, validator: Validator, summary: RunSummary, stop: StopSignal
 ) -> RunSummary:
     t0 = time.monotonic()
     examples: list[str] = []
@@ -166,7 +166,7 @@ def _dry_run(
     summary.planned_calls = count_batches(summary.to_send, per_call)
     summary.estimated_s = estimate_seconds(summary.planned_calls, rate, burst)
     summary.elapsed_s = time.monotonic() - t0
-    summary.exit_code = 1 if summary.by_status[Status.INVALID.value] else 0
+    summary.conclude(stopped_by=stop.reason)
     summary.examples = examples
     summary.left_out = int(table.detected.get("left_out", 0))
     return summary
@@ -485,11 +485,10 @@ class _Run:
         s.left_out = int(self.table.detected.get("left_out", 0))
         if self.aborted is not None:
             s.aborted = redact(str(self.aborted))
-        elif self.stop.reason in ("SIGINT", "SIGTERM"):
-            s.interrupted = self.stop.reason
-        s.exit_code = s.decide_exit_code()
-        if self.aborted is not None:
-            s.exit_code = self.aborted.exit_code  # 3, or 2 for a config problem found mid-run
+        s.conclude(
+            stopped_by=self.stop.reason,
+            aborted_code=None if self.aborted is None else self.aborted.exit_code,
+        )
         write_summary(self.config.report_path, s, self.config.settings())
         return s
 
