@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from cleanup.errors import EXIT_ABORTED, EXIT_OK, EXIT_ROWS_FAILED
+from cleanup.exits import EXIT_OK, run_exit_code, signal_exit_code
 
 
 class Status(StrEnum):
@@ -154,12 +154,15 @@ class RunSummary:
         per_request = self.batch_size if self.mode == "batch" else 1
         return self.rate * per_request
 
-    def decide_exit_code(self) -> int:
-        if self.aborted:
-            return EXIT_ABORTED
-        bad = self.by_status[Status.FAILED] + self.by_status[Status.INVALID]
-        bad += self.by_status[Status.SKIPPED]
-        return EXIT_ROWS_FAILED if bad else EXIT_OK
+    def conclude(self, *, stopped_by: str | None = None, aborted_code: int | None = None) -> None:
+        """Set `interrupted` and `exit_code` from how the run ended: the one place a run's
+        exit code is decided (`cleanup.exits.run_exit_code`)."""
+        if signal_exit_code(stopped_by) is not None:
+            self.interrupted = stopped_by
+        not_done = sum(self.by_status[s] for s in (Status.FAILED, Status.INVALID, Status.SKIPPED))
+        self.exit_code = run_exit_code(
+            stopped_by=stopped_by, aborted_code=aborted_code, rows_not_done=not_done
+        )
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -27,21 +27,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from cleanup.errors import InputError
+from cleanup.inputs.columns import FIELDS, normalise_name
 
 # What reading a damaged file raises (a gzip stream cut short or corrupt included).
 _READ_ERRORS = (OSError, EOFError, zlib.error)
 
-FIELDS = ("botId", "messageId", "reaction")
 DEFAULT_CHUNK_ROWS = 200_000
 _SNIFF_BYTES = 256 * 1024
 _DELIMITERS = (",", ";", "\t", "|")
 _HEADER_SEARCH_ROWS = 20
 _SEP_LINE = re.compile(r'"?sep=([^\r\n"])"?[ \t]*(?:\r\n|\n|\r)', re.IGNORECASE)
-
-
-def normalise_name(name: object) -> str:
-    """Column names match without regard to case, spaces, `_` or `-` (`Bot ID` == `botId`)."""
-    return re.sub(r"[\s_\-]+", "", str(name)).casefold()
 
 
 @dataclass(frozen=True, slots=True)

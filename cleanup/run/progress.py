@@ -1,5 +1,5 @@
 """What a run tells its caller as it goes. The caller decides how to show it (the CLI: a
-bar on a terminal, log lines under a scheduler, or nothing; see cleanup/cli_progress.py)."""
+bar on a terminal, log lines under a scheduler, or nothing; see cleanup/cli/progress.py)."""
 
 from __future__ import annotations
 

@@ -111,7 +111,7 @@ def run_file(
         undo_of=str(config.input) if action.undo else None,
     )
     if config.dry_run:
-        return _dry_run(config, table, validator, summary, action)
+        return _dry_run(config, table, validator, summary, stop, action)
     assert auth is not None
     lock = lock_report(config.report_path)
     try:
@@ -147,7 +147,12 @@ def lock_report(report: Path) -> FileLock:
 
 
 def _dry_run(
-    config: RunConfig, table: Table, validator: Validator, summary: RunSummary, action: Action
+    config: RunConfig,
+    table: Table,
+    validator: Validator,
+    summary: RunSummary,
+    stop: StopSignal,
+    action: Action,
 ) -> RunSummary:
     t0 = time.monotonic()
     examples: list[str] = []
@@ -167,8 +172,7 @@ def _dry_run(
     summary.planned_calls = count_batches(summary.to_send, per_call)
     summary.estimated_s = estimate_seconds(summary.planned_calls, rate, burst)
     summary.elapsed_s = time.monotonic() - t0
-    unsendable = summary.by_status[Status.INVALID] + summary.by_status[Status.FAILED]
-    summary.exit_code = 1 if unsendable else 0
+    summary.conclude(stopped_by=stop.reason)
     summary.examples = examples
     summary.left_out = int(table.detected.get("left_out", 0))
     return summary
@@ -491,11 +495,10 @@ class _Run:
         s.left_out = int(self.table.detected.get("left_out", 0))
         if self.aborted is not None:
             s.aborted = redact(str(self.aborted))
-        elif self.stop.reason in ("SIGINT", "SIGTERM"):
-            s.interrupted = self.stop.reason
-        s.exit_code = s.decide_exit_code()
-        if self.aborted is not None:
-            s.exit_code = self.aborted.exit_code  # 3, or 2 for a config problem found mid-run
+        s.conclude(
+            stopped_by=self.stop.reason,
+            aborted_code=None if self.aborted is None else self.aborted.exit_code,
+        )
         write_summary(self.config.report_path, s, self.config.settings())
         return s
 

@@ -15,7 +15,6 @@ has a line per removed row: `restored`, `failed` or `skipped`.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -55,6 +54,16 @@ class Undo:
     to_restore: int  # rows it would send now (0: nothing to restore)
     warnings: list[str] = field(default_factory=list)
 
+    @property
+    def nothing(self) -> str:
+        """Why there is nothing to restore, when there is not."""
+        cfg = self.config
+        if cfg.resend or (cfg.rows and not cfg.rows[-1].spans):
+            return f"{cfg.report_path} has no row left that failed with those codes"
+        if cfg.rows or cfg.resume:
+            return f"no removed row of {self.report} is left to restore among those chosen"
+        return f"{self.report} shows no removed row"
+
 
 @contextmanager
 def prepare_undo(
@@ -93,16 +102,17 @@ def _plan(options: RunConfig, rows: str | None, only_error: list[str]) -> Undo:
     if only_error:
         resend = _failed_with(undo_report, only_error)
         chosen += (RowRanges.of(resend),)
-    config = dataclasses.replace(
-        options,
-        report=undo_report,
-        only=[Status.REMOVED.value],
-        only_error=[],
-        rows=chosen,
-        resend=resend,
-        # The portal took each of these codes when the run removed it.
-        allow_unknown_reactions=True,
-        resume=options.resume or bool(only_error),
+    config = options.model_copy(
+        update={
+            "report": undo_report,
+            "only": [Status.REMOVED.value],
+            "only_error": [],
+            "rows": chosen,
+            "resend": resend,
+            # The portal took each of these codes when the run removed it.
+            "allow_unknown_reactions": True,
+            "resume": options.resume or bool(only_error),
+        }
     )
     config.check()
     return Undo(report, config, _to_restore(config), _warnings(report))

@@ -142,8 +142,8 @@ def write_samples(folder: Path) -> dict[str, Path]:
 )
 def demo_command(out: Path, input_kind: str) -> None:
     """Run the real job on the sample data against the local sandbox portal."""
-    from cleanup.cli import summary_lines
     from cleanup.logs import setup_logging
+    from cleanup.outputs.console import summary_lines
     from cleanup.run.config import RunConfig
     from cleanup.run.runner import run_file
     from cleanup.sandbox import PortalConfig, PortalState, SandboxPortal

@@ -18,7 +18,7 @@ import pytest
 from click.testing import Result
 from conftest import bot_tokens_file, portal_args, read_report, write_rows
 
-from cleanup import cli_progress
+from cleanup.cli import progress as cli_progress
 from cleanup.sandbox import PortalConfig, SandboxPortal
 
 BOT, BOT2 = 456, 457

@@ -24,7 +24,7 @@ from conftest import portal_args, read_report, write_rows
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cleanup.cli_progress import LogProgress
+from cleanup.cli.progress import LogProgress
 from cleanup.inputs import validate as validate_module
 from cleanup.inputs.readers import RawChunk, open_table
 from cleanup.inputs.validate import Validator

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cleanup.errors import ConfigError
-from cleanup.jobs.jobfile import STATE_VERSION, JobState
+from cleanup.jobs.state import STATE_VERSION, JobState
 
 
 def test_the_state_file_round_trips_with_its_format(tmp_path: Path) -> None:
