@@ -17,6 +17,7 @@ import click
 
 from cleanup.errors import EXIT_USAGE, CleanupError, ConfigError
 from cleanup.logs import set_run_id, setup_logging
+from cleanup.outputs.summary import summary_fields, summary_record
 from cleanup.pacing.throttle import PLANS
 from cleanup.redact import redact
 from cleanup.results import RunSummary, Status
@@ -288,9 +289,7 @@ def new_run_id() -> str:
 def _write_html(summary: RunSummary, config: RunConfig, path: Path) -> None:
     from cleanup.outputs.html import write_html
 
-    data = summary.as_dict()
-    data["settings"] = config.settings()
-    write_html(data, config.report_path, path)
+    write_html(summary_record(summary, config.settings()), config.report_path, path)
 
 
 @contextmanager
@@ -348,20 +347,13 @@ def _print_summary(
         return
     if fmt == "json":
         # Log collectors get the summary as one JSON event, like every other line.
-        _summary_event(one_line(summary), summary.exit_code, _summary_fields(summary))
+        _summary_event(one_line(summary), summary.exit_code, summary_fields(summary))
         return
     lines = summary_lines(summary, config)
     if extra:
         lines[-1:-1] = extra  # the one-line SUMMARY stays last
     for line in lines:
         click.echo(line, err=True)
-
-
-def _summary_fields(s: RunSummary) -> dict[str, Any]:
-    data = s.as_dict()
-    for bulky in ("timeline", "examples"):
-        data.pop(bulky, None)
-    return {"event": "summary", **data}
 
 
 def _summary_event(message: str, exit_code: int, fields: dict[str, Any]) -> None:
@@ -391,13 +383,11 @@ def summary_lines(s: RunSummary, config: RunConfig) -> list[str]:
     ]
     if s.aborted:
         lines.append(f"  aborted: {s.aborted}")
-    errors_by_status: dict[str, list[str]] = {}
     for status in Status:
         count = s.by_status.get(status.value, 0)
         lines.append(f"  {status.value:<10} {count:>8}")
     if s.by_error:
         lines.append("  by error: " + ", ".join(f"{k} {v}" for k, v in s.by_error.most_common(12)))
-    del errors_by_status
     lines.append(
         f"  requests {s.requests} ({s.batch_requests} batch, {s.single_requests} single), "
         f"limit refusals {s.limit_refusals}, operating-limit refusals {s.operating_refusals}, "
@@ -597,7 +587,7 @@ def _print_file(outcome: Any, quiet: bool, fmt: str) -> None:
     if summary is None or (quiet and outcome.exit_code == 0):
         return
     if fmt == "json":
-        fields = _summary_fields(summary)
+        fields = summary_fields(summary)
         fields.update(
             event="file",
             html=str(outcome.html) if outcome.html else None,

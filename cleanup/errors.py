@@ -68,12 +68,3 @@ class FatalAPIError(CleanupError):
 
 class AuthRefreshError(FatalAPIError):
     """The OAuth refresh failed; the user has to authorise the application again."""
-
-
-class JobInterrupted(CleanupError):
-    """Ctrl-C or SIGTERM: the job stopped taking work and wrote what it had."""
-
-    def __init__(self, signal_name: str = "SIGINT") -> None:
-        self.signal_name = signal_name
-        self.exit_code = EXIT_TERMINATED if signal_name == "SIGTERM" else EXIT_INTERRUPTED
-        super().__init__(f"interrupted by {signal_name}")

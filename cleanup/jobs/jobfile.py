@@ -45,7 +45,10 @@ from cleanup.errors import (
     LockedError,
     ReportMismatchError,
 )
-from cleanup.outputs.report import fingerprint, sidecar
+from cleanup.outputs.files import sidecar, write_atomic
+from cleanup.outputs.journal import fingerprint
+from cleanup.outputs.report import REPORT_FORMATS
+from cleanup.outputs.summary import summary_record
 from cleanup.redact import redact, register_secret
 from cleanup.results import RunSummary, Status
 from cleanup.run.config import RunConfig, load_bot_tokens
@@ -102,7 +105,6 @@ _MINIMUM: dict[str, float] = {
     "chunk_rows": 1,
     "min_age": 0,
 }
-REPORT_FORMATS = ("csv", "jsonl", "parquet")
 CREDENTIAL_FIELDS = ("webhook", "portal", "oauth_file")
 
 
@@ -543,17 +545,17 @@ class JobState:
                     f"the job's state file {path} is damaged ({exc}); move it away to start "
                     "afresh (every file in the inbox would then be processed again)"
                 ) from None
+            if data.get("version") != STATE_VERSION:
+                raise ConfigError(
+                    f"the job's state file {path} has format {data.get('version')!r}, and this"
+                    f" reaction-cleanup reads format {STATE_VERSION}; run the job with the version"
+                    " that wrote it, or move the file away to start afresh (every file in the"
+                    " inbox would then be processed again)"
+                )
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = sidecar(self.path, ".tmp")
-        with tmp.open("w", encoding="utf-8") as fh:
-            json.dump(
-                {"version": STATE_VERSION, "files": self.files}, fh, indent=1, ensure_ascii=False
-            )
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        data = {"version": STATE_VERSION, "files": self.files}
+        write_atomic(self.path, json.dumps(data, indent=1, ensure_ascii=False))
 
 
 # --------------------------------------------------------------------------- sources
@@ -949,8 +951,7 @@ def _write_html(
     from cleanup.outputs.html import write_html
 
     out = html_path(report)
-    data = summary.as_dict()
-    data["settings"] = config.settings()
+    data = summary_record(summary, config.settings())
     context = {
         "job": job.name,
         "job file": str(job.path),

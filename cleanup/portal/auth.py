@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 
 from cleanup.errors import EXIT_USAGE, AuthRefreshError, ConfigError, FatalAPIError
+from cleanup.outputs.files import write_atomic
 from cleanup.redact import redact, register_secret
 
 log = logging.getLogger("cleanup")
@@ -215,24 +215,8 @@ class TokenStore:
         keep = self._from_file | {"access_token", "refresh_token"}
         data = {**tokens.extra, **{k: getattr(tokens, k) for k in self.FILE_KEYS if k in keep}}
         target = self.path.resolve()  # a symlinked token file: update the file it points to
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(data, fh, indent=2)
-                fh.write("\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        # The rename itself must survive a crash: the old refresh token is already dead.
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        # Durably, rename included: the old refresh token is already dead.
+        write_atomic(target, json.dumps(data, indent=2) + "\n", mode=0o600)
 
 
 class OAuthAuth(_RestEndpoint):

@@ -8,10 +8,8 @@ input order, flushed unit by unit. Every input row gets exactly one line.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import queue
 import random
 import statistics
@@ -19,7 +17,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
@@ -28,15 +25,10 @@ from cleanup.clock import Clock, SystemClock
 from cleanup.errors import ConfigError, FatalAPIError, LockedError
 from cleanup.inputs.readers import Table, open_table
 from cleanup.inputs.validate import Row, Validator
-from cleanup.outputs.report import (
-    Journal,
-    ReportWriter,
-    check_resumable,
-    compact,
-    fingerprint,
-    read_report,
-    sidecar,
-)
+from cleanup.outputs.files import sidecar
+from cleanup.outputs.journal import Journal, check_resumable, fingerprint
+from cleanup.outputs.report import ReportWriter, compact, read_report
+from cleanup.outputs.summary import write_summary
 from cleanup.pacing.retry import RetryPolicy
 from cleanup.pacing.throttle import OperatingBudget, Throttle, ideal_seconds
 from cleanup.portal.transport import Transport
@@ -474,7 +466,7 @@ class _Run:
         s.exit_code = s.decide_exit_code()
         if self.aborted is not None:
             s.exit_code = self.aborted.exit_code  # 3, or 2 for a config problem found mid-run
-        _write_summary(self.config.report_path, s, self.config.settings())
+        write_summary(self.config.report_path, s, self.config.settings())
         return s
 
 
@@ -518,17 +510,6 @@ def _timeline(events: list[tuple[float, float, int]], start: float) -> list[dict
             }
         )
     return out
-
-
-def _write_summary(report: Path, summary: RunSummary, settings: dict[str, Any]) -> None:
-    path = sidecar(report, ".summary.json")
-    data = summary.as_dict()
-    data["settings"] = settings
-    tmp = sidecar(path, ".tmp")
-    tmp.write_text(
-        redact(json.dumps(data, indent=2, ensure_ascii=False, default=str)) + "\n", encoding="utf-8"
-    )
-    os.replace(tmp, path)
 
 
 __all__ = ["MAX_BATCH", "StopSignal", "run_file"]

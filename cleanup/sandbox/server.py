@@ -1,8 +1,9 @@
 """The sandbox portal: a real local HTTP server that answers like a Bitrix24 portal for the
 calls reaction-cleanup makes, with limits and faults that tests can script.
 
-Protocol facts come from ``/work/shared/bitrix24-protocol.md``; where that sheet is unsure,
-the behaviour follows the server sources it cites (noted inline).
+It answers as the Bitrix24 REST documentation and the README's "How it talks to the portal"
+describe; where the documentation is unsure, the behaviour follows the portal's server
+sources (noted inline).
 """
 
 from __future__ import annotations

@@ -325,6 +325,7 @@ def run_job_cli(
     return result, report, summary
 
 
+@pytest.mark.slow
 def test_steady_state_at_the_limit_is_almost_never_refused(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
 ) -> None:
@@ -368,6 +369,7 @@ class OtherApp:
         self._thread.join(5)
 
 
+@pytest.mark.slow
 def test_sharing_the_bucket_with_another_app_slows_down_and_stays_mostly_unrefused(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
 ) -> None:
@@ -408,6 +410,7 @@ def test_retry_after_is_honoured(
     assert summary["limit_wait_s"] >= 1.4
 
 
+@pytest.mark.slow
 def test_retry_after_holds_requests_already_waiting_for_their_slot(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
 ) -> None:
@@ -440,6 +443,7 @@ def operating_portal(
     return portal_factory(rows_of(n), config)
 
 
+@pytest.mark.slow
 def test_operation_time_limit_in_a_batch_waits_and_resends_without_failing_rows(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
 ) -> None:
@@ -463,6 +467,7 @@ def test_operation_time_limit_in_a_batch_waits_and_resends_without_failing_rows(
     assert "waiting: waiting" in result.stderr  # the progress log shows the wait
 
 
+@pytest.mark.slow
 def test_operation_time_limit_on_a_single_call(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
 ) -> None:
@@ -503,6 +508,7 @@ def test_operation_time_limit_with_retry_after_waits_what_the_portal_says(
     assert "OPERATION_TIME_LIMIT" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_known_budget_is_spared_before_the_portal_refuses(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
 ) -> None:
