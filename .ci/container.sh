@@ -104,6 +104,8 @@ if [[ $rc != 1 ]]; then
   exit 1
 fi
 test -s "$work/data/archive/reactions.csv"
+# The HTML page: its template is package data, so this shows the image ships it.
+ls "$work/data/reports/"*.report.html >/dev/null
 summary=$(find "$work/data/reports" -name '*.summary.json' | head -n 1)
 python - "$summary" <<'PY'
 import json, sys
