@@ -85,10 +85,12 @@ step "reaction-cleanup --version"
 fresh_data
 run "$image" --version
 
-step "reaction-cleanup demo"
-run "$image" demo
-test -s "$work/data/reaction-cleanup-demo/reactions-csv.report.csv"
-test -s "$work/data/reaction-cleanup-demo/reactions-csv.report.csv.summary.json"
+# Each sample format: the CSV reader, openpyxl/calamine and pyarrow work in the image.
+for format in csv xlsx parquet; do
+  step "reaction-cleanup demo --input $format"
+  run "$image" demo --input "$format" --out "demo-$format"
+  test -s "$work/data/demo-$format/reactions-$format.report.csv.summary.json"
+done
 
 step "reaction-cleanup run-job against a sandbox portal in the container"
 fresh_data

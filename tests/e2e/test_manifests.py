@@ -224,7 +224,8 @@ def test_the_job_files_load_and_name_only_mounted_secrets(
         )
         for key in ("webhook_file", "bot_tokens_file"):
             (tmp_path / Path(keys[key]).name).write_text('{"456": "token"}')
-        (tmp_path / Path(keys["inbox"]).relative_to("/data")).mkdir(parents=True, exist_ok=True)
+        for folder in (Path(keys["inbox"]), Path(keys["metrics_file"]).parent):
+            (tmp_path / folder.relative_to("/data")).mkdir(parents=True, exist_ok=True)
         loaded = load_job(job)
         assert loaded.name == keys["name"]
 
