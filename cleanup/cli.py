@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -15,7 +16,9 @@ from typing import Any
 
 import click
 
+from cleanup.cli_progress import progress_for
 from cleanup.errors import EXIT_USAGE, CleanupError, ConfigError
+from cleanup.inputs.select import split_values
 from cleanup.logs import set_run_id, setup_logging
 from cleanup.outputs.summary import summary_fields, summary_record
 from cleanup.pacing.throttle import PLANS
@@ -45,6 +48,13 @@ def _parse_columns(values: tuple[str, ...]) -> dict[str, str]:
     if problems:
         raise ConfigError(problems)
     return out
+
+
+def _listed(key: str, values: tuple[str, ...]) -> list[str]:
+    listed = split_values(values)
+    if not listed:
+        raise ConfigError(f"--{key.replace('_', '-')}: give at least one value")
+    return listed
 
 
 def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -97,6 +107,18 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--sheet",
             help="XLSX sheet name or 1-based number (default: the first sheet with the columns).",
+        ),
+        click.option(
+            "--only",
+            multiple=True,
+            metavar="STATUS[,STATUS...]",
+            help="Re-run a report: send only its rows whose status is one of these (removed, failed, invalid, duplicate, skipped); each keeps its row number.",
+        ),
+        click.option(
+            "--only-error",
+            multiple=True,
+            metavar="CODE[,CODE...]",
+            help="Re-run a report: send only its rows whose error is one of these codes (with --only: rows matching both).",
         ),
         click.option(
             "--allow-unknown-reactions",
@@ -216,6 +238,9 @@ def config_overrides(options: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in options.items() if v is not None and k not in ("columns",)}
     if options.get("columns"):
         out["columns"] = _parse_columns(options["columns"])
+    for key in ("only", "only_error"):
+        if key in out:
+            out[key] = _listed(key, out[key])
     if out.get("operating_limit") == 0:
         out["operating_limit"] = None
     return out
@@ -245,7 +270,8 @@ def run(
     html_path: Path | None,
     **options: Any,
 ) -> None:
-    """Remove the reactions listed in INPUT (.csv, .csv.gz, .tsv, .xlsx, .parquet).
+    """Remove the reactions listed in INPUT (.csv, .csv.gz, .tsv, .xlsx, .parquet, or a
+    report .csv/.jsonl/.parquet with --only/--only-error to re-run some of its rows).
 
     Exit codes: 0 all rows removed (or duplicates); 1 some rows failed or invalid;
     2 bad usage, input or configuration; 3 aborted by the portal (credentials, plan,
@@ -323,7 +349,9 @@ def _cli_errors(verbose: bool) -> Iterator[None]:
 def _run_with_signals(config: RunConfig, quiet: bool) -> RunSummary:
     stop = StopSignal()
     with _stop_on_signals(stop):
-        summary = run_file(config, stop=stop, quiet=quiet)
+        summary = run_file(
+            config, stop=stop, on_progress=progress_for(config.progress, quiet=quiet)
+        )
     if stop.reason in ("SIGINT", "SIGTERM"):
         summary.interrupted = stop.reason
         summary.exit_code = 130 if stop.reason == "SIGINT" else 143
@@ -364,7 +392,7 @@ def _summary_event(message: str, exit_code: int, fields: dict[str, Any]) -> None
 def summary_lines(s: RunSummary, config: RunConfig) -> list[str]:
     if s.dry_run:
         lines = [
-            f"dry run of {s.input}: {s.rows} rows: {s.by_status.get('to_send', 0)} to send, "
+            f"dry run of {s.input}: {s.rows} rows: {s.to_send} to send, "
             f"{s.by_status[Status.INVALID.value]} invalid, {s.by_status[Status.DUPLICATE.value]} duplicate",
             f"would make {s.planned_calls} {'single' if config.mode == 'single' else 'batch'} call(s) of up to "
             f"{1 if config.mode == 'single' else config.batch_size} rows: about {s.estimated_s:.0f} s at "
@@ -376,7 +404,7 @@ def summary_lines(s: RunSummary, config: RunConfig) -> list[str]:
                 + ", ".join(f"{k} {v}" for k, v in s.by_error.most_common())
             )
         lines += [f"  {e}" for e in s.examples]
-        return lines
+        return lines + _chosen_lines(s, config)
     state = "aborted" if s.aborted else "interrupted" if s.interrupted else "done"
     lines = [
         f"reaction-cleanup: {state} in {s.elapsed_s:.1f} s ({s.mode} mode, {s.auth_mode} auth)"
@@ -402,11 +430,24 @@ def summary_lines(s: RunSummary, config: RunConfig) -> list[str]:
         lines.append(f"  fell back to single calls: {s.fallback_to_single}")
     if s.resumed_rows:
         lines.append(f"  kept from the earlier run: {s.resumed_rows} rows")
+    lines += _chosen_lines(s, config)
     if s.report:
         lines.append(f"report: {s.report}")
         lines.append(f"summary: {s.report}.summary.json")
     lines.append(one_line(s))
     return lines
+
+
+def _chosen_lines(s: RunSummary, config: RunConfig) -> list[str]:
+    """A re-run of a report's rows: which rows, and how many were left out."""
+    if not s.source_report:
+        return []
+    chosen = [f"status {'/'.join(config.only)}" if config.only else ""]
+    chosen.append(f"error {'/'.join(config.only_error)}" if config.only_error else "")
+    return [
+        f"  re-run of {s.source_report}: {s.rows} row(s) with {' and '.join(c for c in chosen if c)};"
+        f" {s.left_out} other row(s) left out"
+    ]
 
 
 def one_line(s: RunSummary) -> str:
@@ -459,7 +500,10 @@ def run_job_command(
             _print_file(outcome, quiet, log_format)
 
         with _stop_on_signals(stop):
-            result = run_sources(job, base, run_id=run_id, stop=stop, quiet=quiet, on_file=on_file)
+            progress = functools.partial(progress_for, quiet=quiet)
+            result = run_sources(
+                job, base, run_id=run_id, stop=stop, progress=progress, on_file=on_file
+            )
         if result.files or result.exit_code:
             _print_job_summary(result, quiet, log_format)
         sys.exit(result.exit_code)

@@ -101,11 +101,16 @@ class RunSummary:
     burst: int = 0
     concurrency: int = 0
     batch_size: int = 0
+    to_send: int = 0  # dry run: valid rows that a run would send
     planned_calls: int = 0
     estimated_s: float = 0.0
     aborted: str | None = None
     interrupted: str | None = None
     resumed_rows: int = 0
+    # A re-run of a report's rows (--only / --only-error): that report, and how many of
+    # its rows were not chosen (they get no line in this run's report).
+    source_report: str | None = None
+    left_out: int = 0
     timeline: list[dict[str, float]] = field(default_factory=list)
     examples: list[str] = field(default_factory=list)  # dry run: the first invalid rows
     exit_code: int = EXIT_OK

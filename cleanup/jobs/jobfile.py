@@ -45,6 +45,7 @@ from cleanup.errors import (
     LockedError,
     ReportMismatchError,
 )
+from cleanup.inputs.select import split_values
 from cleanup.outputs.files import sidecar, write_atomic
 from cleanup.outputs.journal import fingerprint
 from cleanup.outputs.report import REPORT_FORMATS
@@ -52,6 +53,7 @@ from cleanup.outputs.summary import summary_record
 from cleanup.redact import redact, register_secret
 from cleanup.results import RunSummary, Status
 from cleanup.run.config import RunConfig, load_bot_tokens
+from cleanup.run.progress import ProgressFactory
 from cleanup.run.runner import StopSignal, run_file
 
 log = logging.getLogger("cleanup")
@@ -436,6 +438,16 @@ def _convert(key: str, value: Any, hint: Any, base: Path, where: str, problems: 
     """A TOML value checked against the RunConfig field's type."""
     if key == "columns" or typing.get_origin(hint) is dict:
         return _columns(value, where, problems)
+    if typing.get_origin(hint) is list:  # only = ["failed", "skipped"] (or "failed,skipped")
+        items = [value] if isinstance(value, str) else value
+        if isinstance(items, list) and all(isinstance(v, str) for v in items):
+            listed = split_values(items)
+            if listed:
+                return listed
+        problems.append(
+            f'{where}: {key} must be a list of text such as ["failed"], not {_shown(value)}'
+        )
+        return _INVALID
     args = set(typing.get_args(hint)) or {hint}
     args.discard(type(None))
     if Path in args:
@@ -759,7 +771,7 @@ def run_sources(
     *,
     run_id: str,
     stop: StopSignal | None = None,
-    quiet: bool = False,
+    progress: ProgressFactory | None = None,
     on_file: Callable[[FileOutcome], None] | None = None,
     now: Callable[[], float] = time.time,
 ) -> JobResult:
@@ -815,7 +827,7 @@ def run_sources(
                 if not dry:
                     state.save()
                 continue
-            outcome = _process(job, base, source.path, sha, state, run_id, stop, quiet, now, dry)
+            outcome = _process(job, base, source.path, sha, state, run_id, stop, progress, now, dry)
             result.files.append(outcome)
             if on_file is not None:
                 on_file(outcome)
@@ -861,7 +873,7 @@ def _process(
     state: JobState,
     run_id: str,
     stop: StopSignal,
-    quiet: bool,
+    progress: ProgressFactory | None,
     now: Callable[[], float],
     dry: bool,
 ) -> FileOutcome:
@@ -894,7 +906,8 @@ def _process(
     )
     outcome.config = config
     try:
-        summary = run_file(config, stop=stop, quiet=quiet)
+        on_progress = progress(config.progress) if progress else None
+        summary = run_file(config, stop=stop, on_progress=on_progress)
     except CleanupError as exc:
         outcome.exit_code, outcome.error = exc.exit_code, redact(exc)
         # An unreadable file or a busy report concerns this file only; a configuration

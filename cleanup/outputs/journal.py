@@ -22,8 +22,21 @@ from cleanup.outputs.files import drop_cut_line, read_jsonl, sidecar
 from cleanup.results import FINAL_STATUSES, GAVE_UP, RowResult, Status
 
 # The journal's format: its first line says which one. A journal of another format is
-# refused on --resume rather than misread.
-JOURNAL_VERSION = 1
+# refused on --resume rather than misread. 2: rows are numbered by their place in the
+# file, blank rows counted (format 1 did not count them: its numbers would point elsewhere).
+JOURNAL_VERSION = 2
+
+
+def _choice_text(choice: Any) -> str:
+    """[only, only_error] as recorded in a journal, as the options that give them."""
+    if not choice:
+        return "no --only"
+    only, only_error = choice
+    parts = [
+        f"--only {','.join(only)}" if only else "",
+        f"--only-error {','.join(only_error)}" if only_error else "",
+    ]
+    return " ".join(p for p in parts if p)
 
 
 def fingerprint(path: Path) -> dict[str, Any]:
@@ -100,6 +113,13 @@ class Journal:
             raise ReportMismatchError(
                 f"cannot resume {report}: {why}. Resuming would mix two inputs' rows; give"
                 " another --report, or run without --resume to start over"
+            )
+        if header.get("only") != self.identity.get("only"):
+            raise ReportMismatchError(
+                f"cannot resume {report}: that run chose its rows with"
+                f" {_choice_text(header.get('only'))}, this one with"
+                f" {_choice_text(self.identity.get('only'))}; give the same --only and"
+                " --only-error, or run without --resume to start over"
             )
 
     def _load(self) -> dict[str, Any]:

@@ -47,7 +47,8 @@ def report_format(path: Path) -> str:
 
 def default_report_path(input_path: Path) -> Path:
     name = input_path.name
-    for ext in (".csv.gz", ".tsv.gz", ".csv", ".tsv", ".xlsx", ".xlsm", ".parquet", ".pq", ".gz"):
+    exts = (".csv.gz", ".tsv.gz", ".csv", ".tsv", ".xlsx", ".xlsm", ".parquet", ".pq", ".jsonl")
+    for ext in (*exts, ".gz"):
         if name.lower().endswith(ext):
             name = name[: -len(ext)]
             break

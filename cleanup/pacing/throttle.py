@@ -62,6 +62,7 @@ class Throttle:
         burst: int,
         *,
         clock: Clock | None = None,
+        budget: OperatingBudget | None = None,
         headroom: float | None = None,
         recover_after: float = 10.0,
         min_rate_factor: float = 0.25,
@@ -79,7 +80,7 @@ class Throttle:
         self.min_rate = rate * min_rate_factor
         self.slowdown = slowdown
         self.speedup = speedup
-        self.budget: OperatingBudget | None = None  # stretches spacing when its budget runs low
+        self.budget = budget  # stretches spacing when the operating-time budget runs low
         self._lock = threading.Lock()
         now = self.clock.now()
         self._tat = now  # GCRA "theoretical arrival time": the bucket is empty

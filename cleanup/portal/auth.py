@@ -138,6 +138,9 @@ class WebhookAuth(_RestEndpoint):
     def replaced(self, used: str | None) -> bool:
         return False
 
+    def renew(self, used: str | None, *, refresh: bool) -> bool:
+        return False
+
 
 @dataclass
 class OAuthTokens:
@@ -261,6 +264,13 @@ class OAuthAuth(_RestEndpoint):
         """Whether `used` is no longer the current token, once any refresh in progress ends."""
         with self._lock:
             return used is not None and used != self.tokens.access_token
+
+    def renew(self, used: str | None, *, refresh: bool) -> bool:
+        """Whether a request that carried `used`, refused as expired, can be sent again with
+        another token: refresh it (once per expiry, shared by all workers) or, when the
+        caller already refreshed for this work (`refresh` False), only take one another
+        worker made. Raises AuthRefreshError when the refresh fails."""
+        return self.refresh(used) if refresh else self.replaced(used)
 
     def refresh(self, used: str | None) -> bool:
         """Get a new token pair. If another worker already did (the token we used is no

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cleanup.errors import ConfigError
+from cleanup.inputs.select import RowChoice
 from cleanup.outputs.report import default_report_path, report_format
 from cleanup.pacing.throttle import PLANS
 from cleanup.portal.auth import Auth, OAuthAuth, TokenStore, WebhookAuth
@@ -16,6 +17,8 @@ from cleanup.redact import register_secret
 from cleanup.run.planner import MAX_BATCH
 
 MODES = ("auto", "batch", "single")
+# Files a run writes beside its report (see cleanup.outputs.report).
+SIDECARS = (".partial.jsonl", ".partial.jsonl.tmp", ".journal", ".summary.json", ".lock", ".tmp")
 PROGRESS = ("auto", "bar", "log", "none")
 
 
@@ -32,6 +35,9 @@ class RunConfig:
     bot_tokens: Path | None = None
     columns: dict[str, str] = field(default_factory=dict)
     sheet: str | None = None
+    # Re-run a report's rows: those whose status / error is one of these (see inputs.select).
+    only: list[str] = field(default_factory=list)
+    only_error: list[str] = field(default_factory=list)
     allow_unknown_reactions: bool = False
     mode: str = "auto"
     batch_size: int = MAX_BATCH
@@ -55,6 +61,10 @@ class RunConfig:
     @property
     def report_path(self) -> Path:
         return self.report or default_report_path(self.input)
+
+    @property
+    def choice(self) -> RowChoice:
+        return RowChoice(tuple(self.only), tuple(self.only_error))
 
     @property
     def effective_rate(self) -> tuple[float, int]:
@@ -97,6 +107,12 @@ class RunConfig:
             report_format(self.report_path)
         except ConfigError as exc:
             problems.extend(exc.problems)
+        problems.extend(self.choice.problems())
+        if not self.dry_run and _writes_over(self.report_path, self.input):
+            problems.append(
+                f"the report {self.report_path} would overwrite the input {self.input};"
+                " give another --report"
+            )
         if problems:
             raise ConfigError(problems)
 
@@ -126,6 +142,22 @@ class RunConfig:
         out["rate"], out["burst"] = rate, burst
         out["report"] = str(self.report_path)
         return out
+
+
+def _writes_over(report: Path, input_path: Path) -> bool:
+    """Whether the report, or a file written beside it, is the input (a report re-run
+    with --report set to its own name)."""
+    written = [report, *(report.with_name(report.name + s) for s in SIDECARS)]
+    target = input_path.resolve()
+    for path in written:
+        if path.resolve() == target:
+            return True
+        try:
+            if path.exists() and input_path.exists() and path.samefile(input_path):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def load_bot_tokens(path: Path) -> dict[int, str]:

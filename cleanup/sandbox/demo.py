@@ -164,7 +164,7 @@ def demo_command(out: Path, input_kind: str) -> None:
             bot_tokens=paths["bot_tokens"],
             progress="none",
         )
-        summary = run_file(config, quiet=True)
+        summary = run_file(config)
         left = len(state.reactions)
     for line in summary_lines(summary, config):
         click.echo(line, err=True)

@@ -25,7 +25,7 @@ import pytest
 from click.testing import Result
 
 from cleanup.pacing.retry import RetryPolicy
-from cleanup.run.engine import ALREADY_ABSENT, ALREADY_ABSENT_EARLIER_RUN
+from cleanup.run.actions import ALREADY_ABSENT, ALREADY_ABSENT_EARLIER_RUN
 from cleanup.sandbox import PortalConfig, PortalState, SandboxPortal
 
 RunCli = Callable[..., Result]

@@ -34,7 +34,7 @@ from test_reliability import (
     write_input,
 )
 
-from cleanup.run.engine import ALREADY_ABSENT_EARLIER_RUN
+from cleanup.run.actions import ALREADY_ABSENT_EARLIER_RUN
 from cleanup.sandbox import PortalConfig, PortalState
 
 RunCli = Callable[..., Result]

@@ -24,11 +24,12 @@ from conftest import portal_args, read_report, write_rows
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cleanup.cli_progress import LogProgress
 from cleanup.inputs import validate as validate_module
 from cleanup.inputs.readers import RawChunk, open_table
 from cleanup.inputs.validate import Validator
 from cleanup.pacing.throttle import OperatingBudget, Throttle, default_headroom, ideal_seconds
-from cleanup.run.progress import Progress
+from cleanup.run.progress import ProgressUpdate
 from cleanup.sandbox import PortalConfig, SandboxPortal
 from cleanup.sandbox.limits import LeakyBucket
 
@@ -299,12 +300,12 @@ def test_a_spent_budget_spaces_the_throttle_out() -> None:
 
 
 def test_progress_log_says_a_wait_once(caplog: pytest.LogCaptureFixture) -> None:
-    progress = Progress("log", 10)
+    progress = LogProgress()
     with caplog.at_level("INFO", logger="cleanup"):
         for left in (30, 29, 28):
-            progress.note_wait(f"waiting {left} s (operating-time limit)")
-        progress.note_wait("")
-        progress.note_wait("waiting 5 s (Retry-After)")
+            progress(ProgressUpdate(0, 0, 10, f"waiting {left} s (operating-time limit)"))
+        progress(ProgressUpdate(0, 0, 10, ""))
+        progress(ProgressUpdate(0, 0, 10, "waiting 5 s (Retry-After)"))
     waits = [r.getMessage() for r in caplog.records if r.getMessage().startswith("waiting")]
     assert waits == [
         "waiting: waiting 30 s (operating-time limit)",

@@ -1,0 +1,92 @@
+"""What the engine does to each row: a portal method, its parameters, what its answers mean.
+
+The engine knows batching, pacing, retries and lost replies; an `Action` knows one method.
+`DELETE` removes a reaction; another method (adding reactions back, for an undo) is
+another `Action` through the same engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import NamedTuple
+from urllib.parse import urlencode
+
+from cleanup.inputs.validate import Row
+from cleanup.portal.classify import Kind, Outcome
+from cleanup.redact import redact
+from cleanup.results import Status
+
+Params = dict[str, str | int]
+
+
+class Doubt(Enum):
+    """Whether an earlier request for the row may already have acted on the portal."""
+
+    NONE = "none"
+    THIS_RUN = "this_run"  # a request of this run whose answer was lost (or a 5xx)
+    EARLIER_RUN = "earlier_run"  # only a request of an earlier, stopped run (its journal)
+
+
+class Verdict(NamedTuple):
+    """A row's final status as the report shows it."""
+
+    status: Status
+    error: str = ""
+    description: str = ""
+
+
+def failed(outcome: Outcome) -> Verdict:
+    """The row failed with the portal's error (its text may echo a secret: redacted)."""
+    return Verdict(Status.FAILED, outcome.error, redact(outcome.description))
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One method, sent once per row: `params` builds the call from a row and its bot's
+    token (None with OAuth); `settle` maps an answer about the row to its verdict."""
+
+    method: str
+    params: Callable[[Row, str | None], Params]
+    settle: Callable[[Row, Outcome, Doubt], Verdict]
+    did: str  # what a request that ran did, for notes: "removed" (it)
+
+    def command(self, row: Row, bot_token: str | None) -> str:
+        """One batch command. Every value is URL-encoded, so `#`, `&` or `+` in a value
+        cannot cut the query, add a parameter or turn into a space."""
+        return f"{self.method}?{urlencode(self.params(row, bot_token))}"
+
+
+# ---------------------------------------------------------------------- delete
+
+DELETE_METHOD = "imbot.v2.Chat.Message.Reaction.delete"
+
+ALREADY_ABSENT = "already absent on retry: an earlier attempt, whose answer was lost, removed it"
+ALREADY_ABSENT_EARLIER_RUN = (
+    "already absent on retry: an earlier run sent it and stopped before recording the answer,"
+    " so that run removed it"
+)
+
+
+def reaction_params(row: Row, bot_token: str | None) -> Params:
+    """The reaction methods' parameters; botToken only in webhook mode (OAuth matches the
+    bot by client_id)."""
+    params: Params = {"botId": row.bot_id, "messageId": row.message_id, "reaction": row.reaction}
+    if bot_token is not None:
+        params["botToken"] = bot_token
+    return params
+
+
+def settle_delete(row: Row, outcome: Outcome, doubt: Doubt) -> Verdict:
+    """REACTION_NOT_FOUND after a request that may have acted means that request removed
+    it: `removed`, saying so. Otherwise the portal's answer stands."""
+    if outcome.kind is Kind.OK:
+        return Verdict(Status.REMOVED)
+    if outcome.kind is Kind.NOT_FOUND and doubt is not Doubt.NONE:
+        why = ALREADY_ABSENT if doubt is Doubt.THIS_RUN else ALREADY_ABSENT_EARLIER_RUN
+        return Verdict(Status.REMOVED, "", why)
+    return failed(outcome)
+
+
+DELETE = Action(DELETE_METHOD, reaction_params, settle_delete, did="removed")
