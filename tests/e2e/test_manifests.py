@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from cleanup.cli import main
-from cleanup.jobs.jobfile import job_keys, load_job
+from cleanup.jobs.schema import job_keys, load_job_file
 from cleanup.version import __version__
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -226,7 +226,7 @@ def test_the_job_files_load_and_name_only_mounted_secrets(
             (tmp_path / Path(keys[key]).name).write_text('{"456": "token"}')
         for folder in (Path(keys["inbox"]), Path(keys["metrics_file"]).parent):
             (tmp_path / folder.relative_to("/data")).mkdir(parents=True, exist_ok=True)
-        loaded = load_job(job)
+        loaded = load_job_file(job)
         assert loaded.name == keys["name"]
 
 
