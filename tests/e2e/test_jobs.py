@@ -600,15 +600,6 @@ def test_example_job_file_loads_and_documents_every_key() -> None:
         assert re.search(rf"^#? ?{key} = ", text, re.M), f"{key} is not documented"
 
 
-def test_schedule_examples_run_the_example_job() -> None:
-    for name in ("crontab.example", "reaction-cleanup.service", "kubernetes-cronjob.yaml"):
-        text = (EXAMPLES / name).read_text()
-        assert "run-job" in text and "example.toml" in text, name
-    k8s = (EXAMPLES / "kubernetes-cronjob.yaml").read_text()
-    assert "concurrencyPolicy: Forbid" in k8s and "secretKeyRef" in k8s
-    assert "OnCalendar=" in (EXAMPLES / "reaction-cleanup.timer").read_text()
-
-
 def test_oauth_job_with_a_token_file_next_to_it(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
 ) -> None:
