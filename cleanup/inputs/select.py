@@ -194,7 +194,7 @@ def _report_rows(file: str, text: pa.Array, places: np.ndarray, last: int) -> np
     text = pc.utf8_trim_whitespace(text)
     plain = pc.and_(pc.ascii_is_decimal(text), pc.less_equal(pc.binary_length(text), 18))
     if pc.all(plain).as_py():  # nearly always: the column as the job wrote it
-        rows = pc.cast(text, pa.int64()).to_numpy(zero_copy_only=False)
+        rows: np.ndarray = pc.cast(text, pa.int64()).to_numpy(zero_copy_only=False)
         if rows[0] > last and (rows[0] > 0) and (len(rows) < 2 or (np.diff(rows) > 0).all()):
             return rows
     # Find the first value that is not a row number, or not after the one before it.
