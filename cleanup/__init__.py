@@ -9,11 +9,13 @@ The core is callable without click:
 from cleanup.errors import CleanupError
 from cleanup.results import RowResult, RunSummary, Status
 from cleanup.run.config import RunConfig
+from cleanup.run.progress import ProgressUpdate
 from cleanup.run.runner import StopSignal, run_file
 from cleanup.version import __version__
 
 __all__ = [
     "CleanupError",
+    "ProgressUpdate",
     "RowResult",
     "RunConfig",
     "RunSummary",

@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-# Exit codes are part of the CLI contract (README, "Exit codes").
-EXIT_OK = 0
-EXIT_ROWS_FAILED = 1
-EXIT_USAGE = 2
-EXIT_ABORTED = 3
-EXIT_LOCKED = 4
-EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
-EXIT_TERMINATED = 143  # SIGTERM, as shells report it
+from cleanup.exits import EXIT_ABORTED, EXIT_LOCKED, EXIT_USAGE
 
 
 class CleanupError(Exception):
@@ -68,12 +61,3 @@ class FatalAPIError(CleanupError):
 
 class AuthRefreshError(FatalAPIError):
     """The OAuth refresh failed; the user has to authorise the application again."""
-
-
-class JobInterrupted(CleanupError):
-    """Ctrl-C or SIGTERM: the job stopped taking work and wrote what it had."""
-
-    def __init__(self, signal_name: str = "SIGINT") -> None:
-        self.signal_name = signal_name
-        self.exit_code = EXIT_TERMINATED if signal_name == "SIGTERM" else EXIT_INTERRUPTED
-        super().__init__(f"interrupted by {signal_name}")

@@ -7,13 +7,14 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from cleanup.errors import EXIT_ABORTED, EXIT_OK, EXIT_ROWS_FAILED
+from cleanup.exits import EXIT_OK, run_exit_code, signal_exit_code
 
 
 class Status(StrEnum):
     """The report's documented statuses, and nothing else."""
 
     REMOVED = "removed"
+    RESTORED = "restored"  # an undo added the reaction back (or found it there again)
     FAILED = "failed"
     INVALID = "invalid"
     DUPLICATE = "duplicate"
@@ -21,7 +22,14 @@ class Status(StrEnum):
 
 
 # Statuses a --resume keeps; a skipped row is still to do.
-FINAL_STATUSES = frozenset({Status.REMOVED, Status.FAILED, Status.INVALID, Status.DUPLICATE})
+FINAL_STATUSES = frozenset(
+    {Status.REMOVED, Status.RESTORED, Status.FAILED, Status.INVALID, Status.DUPLICATE}
+)
+# The statuses each kind of report uses, in the order summaries and pages list them.
+RUN_STATUSES = (Status.REMOVED, Status.FAILED, Status.INVALID, Status.DUPLICATE, Status.SKIPPED)
+UNDO_STATUSES = (Status.RESTORED, Status.FAILED, Status.SKIPPED)
+# Rows a request reached the portal for and that have their answer.
+SENT_STATUSES = (Status.REMOVED, Status.RESTORED, Status.FAILED)
 
 # Marks a failure where the job stopped trying (not the portal's answer about the row), so
 # that --resume sends the row again. Part of the report's text, hence kept stable.
@@ -101,11 +109,18 @@ class RunSummary:
     burst: int = 0
     concurrency: int = 0
     batch_size: int = 0
+    to_send: int = 0  # dry run: valid rows that a run would send
     planned_calls: int = 0
     estimated_s: float = 0.0
     aborted: str | None = None
     interrupted: str | None = None
     resumed_rows: int = 0
+    # A re-run of a report's rows (--only / --only-error): that report, and how many of
+    # its rows were not chosen (they get no line in this run's report).
+    source_report: str | None = None
+    left_out: int = 0
+    # An undo: the report whose removed rows it adds back (its statuses are UNDO_STATUSES).
+    undo_of: str | None = None
     timeline: list[dict[str, float]] = field(default_factory=list)
     examples: list[str] = field(default_factory=list)  # dry run: the first invalid rows
     exit_code: int = EXIT_OK
@@ -117,30 +132,41 @@ class RunSummary:
             self.by_error[result.error] += 1
 
     @property
+    def statuses(self) -> tuple[Status, ...]:
+        return UNDO_STATUSES if self.undo_of is not None else RUN_STATUSES
+
+    @property
+    def sent(self) -> int:
+        return sum(self.by_status[s] for s in SENT_STATUSES)
+
+    @property
     def rows_per_s(self) -> float:
-        done = self.by_status[Status.REMOVED] + self.by_status[Status.FAILED]
+        done = self.sent
         return done / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     @property
     def ideal_rows_per_s(self) -> float:
         """What a client keeping the portal's bucket exactly full would reach on this run:
         the burst at the start counts, so a short run may beat rate x rows per request."""
-        done = self.by_status[Status.REMOVED] + self.by_status[Status.FAILED]
+        done = self.sent
         if self.ideal_s > 0 and done:
             return done / self.ideal_s
         per_request = self.batch_size if self.mode == "batch" else 1
         return self.rate * per_request
 
-    def decide_exit_code(self) -> int:
-        if self.aborted:
-            return EXIT_ABORTED
-        bad = self.by_status[Status.FAILED] + self.by_status[Status.INVALID]
-        bad += self.by_status[Status.SKIPPED]
-        return EXIT_ROWS_FAILED if bad else EXIT_OK
+    def conclude(self, *, stopped_by: str | None = None, aborted_code: int | None = None) -> None:
+        """Set `interrupted` and `exit_code` from how the run ended: the one place a run's
+        exit code is decided (`cleanup.exits.run_exit_code`)."""
+        if signal_exit_code(stopped_by) is not None:
+            self.interrupted = stopped_by
+        not_done = sum(self.by_status[s] for s in (Status.FAILED, Status.INVALID, Status.SKIPPED))
+        self.exit_code = run_exit_code(
+            stopped_by=stopped_by, aborted_code=aborted_code, rows_not_done=not_done
+        )
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["by_status"] = {s.value: self.by_status.get(s.value, 0) for s in Status}
+        data["by_status"] = {s.value: self.by_status.get(s.value, 0) for s in self.statuses}
         data["by_error"] = dict(self.by_error.most_common())
         data["rows_per_s"] = round(self.rows_per_s, 3)
         data["ideal_rows_per_s"] = round(self.ideal_rows_per_s, 3)

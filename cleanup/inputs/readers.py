@@ -12,24 +12,26 @@ import codecs
 import csv
 import gzip
 import io
+import json
 import queue
 import re
 import threading
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from cleanup.errors import InputError
+from cleanup.inputs.columns import FIELDS, normalise_name
 
 # What reading a damaged file raises (a gzip stream cut short or corrupt included).
 _READ_ERRORS = (OSError, EOFError, zlib.error)
 
-FIELDS = ("botId", "messageId", "reaction")
 DEFAULT_CHUNK_ROWS = 200_000
 _SNIFF_BYTES = 256 * 1024
 _DELIMITERS = (",", ";", "\t", "|")
@@ -37,14 +39,10 @@ _HEADER_SEARCH_ROWS = 20
 _SEP_LINE = re.compile(r'"?sep=([^\r\n"])"?[ \t]*(?:\r\n|\n|\r)', re.IGNORECASE)
 
 
-def normalise_name(name: object) -> str:
-    """Column names match without regard to case, spaces, `_` or `-` (`Bot ID` == `botId`)."""
-    return re.sub(r"[\s_\-]+", "", str(name)).casefold()
-
-
 @dataclass(frozen=True, slots=True)
 class RawChunk:
-    """Rows `first_row .. first_row + len - 1`, as text: botId, messageId, reaction."""
+    """Rows as text: botId, messageId, reaction, numbered `first_row, first_row + 1 …`
+    unless `rows` gives each row's number (rows left out before it: blank, or filtered)."""
 
     first_row: int
     bot_id: pa.Array
@@ -52,9 +50,34 @@ class RawChunk:
     reaction: pa.Array
     # Why a row cannot be trusted as read (e.g. more fields than the header), or null.
     problem: pa.Array | None = None
+    # Each row's number (ascending), where they are not consecutive from `first_row`.
+    rows: np.ndarray | None = None
+    # Other columns asked for with `open_table(extra=...)`, as text, by their field name.
+    extra: Mapping[str, pa.Array] | None = None
 
     def __len__(self) -> int:
         return len(self.bot_id)
+
+    def row_numbers(self) -> np.ndarray:
+        if self.rows is not None:
+            return self.rows
+        return np.arange(self.first_row, self.first_row + len(self), dtype=np.int64)
+
+    def take(self, keep: pa.Array, rows: np.ndarray) -> RawChunk:
+        """The rows where `keep` is true, numbered `rows` (one number per kept row)."""
+        arrays = [self.bot_id, self.message_id, self.reaction, self.problem]
+        if not pc.all(keep).as_py():
+            arrays = [None if a is None else pc.filter(a, keep) for a in arrays]
+            extra = {k: pc.filter(v, keep) for k, v in (self.extra or {}).items()}
+        else:
+            extra = dict(self.extra or {})
+        first = int(rows[0]) if len(rows) else self.first_row
+        contiguous = len(rows) == 0 or int(rows[-1]) - first + 1 == len(rows)
+        bot_id, message_id, reaction, problem = arrays
+        return RawChunk(
+            first, bot_id, message_id, reaction, problem,
+            rows=None if contiguous else rows, extra=extra or None,
+        )  # fmt: skip
 
 
 @dataclass
@@ -67,13 +90,21 @@ class Table:
     mapping: dict[str, str]
     detected: dict[str, Any] = field(default_factory=dict)
     _chunks: Iterator[RawChunk] | None = None
+    # Columns asked for with `open_table(extra=...)` that the file has: field -> column.
+    extra: dict[str, str] = field(default_factory=dict)
+    # Replaces the dropping of blank rows (see cleanup.inputs.select): which rows to keep.
+    select: Callable[[Iterator[RawChunk]], Iterator[RawChunk]] | None = None
 
     def chunks(self) -> Iterator[RawChunk]:
-        """The rows, chunk by chunk; blank rows are dropped and not numbered."""
+        """The rows, chunk by chunk, numbered by their place in the file (the first row
+        under the header is 1). Blank rows are dropped, but keep their numbers: the rows
+        after them have the number a spreadsheet shows."""
         if self._chunks is None:
             raise RuntimeError("chunks() can be read once")
         chunks, self._chunks = self._chunks, None
-        return _read_ahead(_number_rows(chunks))
+        numbered = _number_rows(chunks)
+        select = self.select or _drop_blank_rows
+        return _read_ahead(select(numbered))
 
 
 def open_table(
@@ -82,9 +113,12 @@ def open_table(
     column_overrides: Mapping[str, str] | None = None,
     sheet: str | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    extra: tuple[str, ...] = (),
 ) -> Table:
     """Open `path`, find its three columns and return a `Table` ready to stream.
 
+    `extra` names other columns to read too where the file has them (matched like the
+    three, e.g. a report's `row`, `status`, `error`); each chunk carries them as text.
     Raises InputError (one line, naming the file) when the file cannot be read at all
     or lacks a needed column.
     """
@@ -101,10 +135,12 @@ def open_table(
     fmt = detect_format(path)
     overrides = dict(column_overrides or {})
     if fmt == "parquet":
-        return _open_parquet(path, overrides, chunk_rows)
+        return _open_parquet(path, overrides, chunk_rows, extra)
     if fmt == "xlsx":
-        return _open_xlsx(path, overrides, sheet)
-    return _open_csv(path, fmt, overrides, chunk_rows)
+        return _open_xlsx(path, overrides, sheet, extra)
+    if fmt == "jsonl":
+        return _open_jsonl(path, overrides, chunk_rows, extra)
+    return _open_csv(path, fmt, overrides, chunk_rows, extra)
 
 
 def detect_format(path: Path) -> str:
@@ -127,6 +163,8 @@ def detect_format(path: Path) -> str:
         raise InputError(
             str(path), "is not an XLSX workbook (not a zip archive; an old .xls? save it as .xlsx)"
         )
+    if last in (".jsonl", ".ndjson"):
+        return "jsonl"
     if last == ".xls":
         raise InputError(
             str(path), "old binary .xls workbooks are not supported; save it as .xlsx or .csv"
@@ -169,6 +207,17 @@ def resolve_columns(file: str, columns: list[str], overrides: Mapping[str, str])
             " (use --column botId=NAME to map one)",
         )
     return mapping
+
+
+def find_extra(columns: list[str], wanted: tuple[str, ...]) -> dict[str, str]:
+    """The columns named like `wanted` (exactly, else as normalise_name matches)."""
+    found: dict[str, str] = {}
+    for name in wanted:
+        exact = [c for c in columns if c == name]
+        loose = [c for c in columns if normalise_name(c) == normalise_name(name)]
+        if exact or loose:
+            found[name] = (exact or loose)[0]
+    return found
 
 
 def _read_ahead(chunks: Iterator[RawChunk], depth: int = 1) -> Iterator[RawChunk]:
@@ -217,11 +266,22 @@ def _read_ahead(chunks: Iterator[RawChunk], depth: int = 1) -> Iterator[RawChunk
 
 
 def _number_rows(chunks: Iterator[RawChunk]) -> Iterator[RawChunk]:
-    """Drop rows whose three fields are all blank and number the rest 1, 2, 3 …"""
+    """Number every record the reader gives 1, 2, 3 …, blank ones included."""
     next_row = 1
     for chunk in chunks:
         if len(chunk) == 0:
             continue
+        yield RawChunk(next_row, *_arrays(chunk), extra=chunk.extra)
+        next_row += len(chunk)
+
+
+def _arrays(chunk: RawChunk) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array | None]:
+    return chunk.bot_id, chunk.message_id, chunk.reaction, chunk.problem
+
+
+def _drop_blank_rows(chunks: Iterator[RawChunk]) -> Iterator[RawChunk]:
+    """Rows whose three fields are all blank are not sent and get no report line."""
+    for chunk in chunks:
         blank = None
         for arr in (chunk.bot_id, chunk.message_id, chunk.reaction):
             # Empty or only whitespace (utf8_is_space is false for ""): cheaper than trimming.
@@ -232,14 +292,13 @@ def _number_rows(chunks: Iterator[RawChunk]) -> Iterator[RawChunk]:
                 break  # no row is blank in this column: none can be blank in all three
         if chunk.problem is not None:
             blank = pc.and_(blank, pc.is_null(chunk.problem))
-        keep = pc.invert(blank)
-        arrays = [chunk.bot_id, chunk.message_id, chunk.reaction, chunk.problem]
-        if not pc.all(keep).as_py():
-            arrays = [None if a is None else pc.filter(a, keep) for a in arrays]
-        if len(arrays[0]) == 0:
+        if not pc.any(blank).as_py():
+            yield chunk
             continue
-        yield RawChunk(next_row, *arrays)
-        next_row += len(arrays[0])
+        keep = pc.invert(blank)
+        rows = chunk.row_numbers()[keep.to_numpy(zero_copy_only=False)]
+        if len(rows):
+            yield chunk.take(keep, rows)
 
 
 def _as_text(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -280,7 +339,9 @@ def _float_text(value: float | None) -> str:
 # ---------------------------------------------------------------- Parquet
 
 
-def _open_parquet(path: Path, overrides: dict[str, str], chunk_rows: int) -> Table:
+def _open_parquet(
+    path: Path, overrides: dict[str, str], chunk_rows: int, extra: tuple[str, ...]
+) -> Table:
     import pyarrow.parquet as pq
 
     try:
@@ -289,7 +350,8 @@ def _open_parquet(path: Path, overrides: dict[str, str], chunk_rows: int) -> Tab
     except Exception as exc:  # damaged metadata surfaces as any type, UnicodeDecodeError too
         raise InputError(str(path), f"cannot read as Parquet ({_short(exc)})") from None
     mapping = resolve_columns(str(path), columns, overrides)
-    wanted = [mapping[f] for f in FIELDS]
+    extras = find_extra(columns, extra)
+    wanted = [mapping[f] for f in FIELDS] + list(extras.values())
 
     def chunks() -> Iterator[RawChunk]:
         try:
@@ -297,17 +359,23 @@ def _open_parquet(path: Path, overrides: dict[str, str], chunk_rows: int) -> Tab
                 batch_size=chunk_rows, columns=list(dict.fromkeys(wanted))
             ):
                 cols = {name: batch.column(name) for name in batch.schema.names}
-                yield RawChunk(0, *(_as_text(cols[mapping[f]]) for f in FIELDS))
+                yield _text_chunk(
+                    [_as_text(cols[mapping[f]]) for f in FIELDS],
+                    {k: _as_text(cols[c]) for k, c in extras.items()},
+                )
         except Exception as exc:  # a damaged page: any type, as above
             raise InputError(str(path), f"cannot read as Parquet ({_short(exc)})") from None
 
-    return Table(path, "parquet", columns, mapping, {"rows": pf.metadata.num_rows}, chunks())
+    detected = {"rows": pf.metadata.num_rows}
+    return Table(path, "parquet", columns, mapping, detected, chunks(), extras)
 
 
 # ---------------------------------------------------------------- XLSX
 
 
-def _open_xlsx(path: Path, overrides: dict[str, str], sheet: str | None) -> Table:
+def _open_xlsx(
+    path: Path, overrides: dict[str, str], sheet: str | None, extra: tuple[str, ...]
+) -> Table:
     # XLSX is a zip of XML: it cannot be streamed by rows cheaply, and spreadsheets that
     # ops export stay far below CSV sizes, so the sheet is read whole (calamine is fast).
     try:
@@ -336,13 +404,19 @@ def _open_xlsx(path: Path, overrides: dict[str, str], sheet: str | None) -> Tabl
             first_error = first_error or exc
             continue  # without --sheet, the first sheet that has the columns is used
         body = rows[header_at + 1 :]
-        positions = [columns.index(mapping[f]) for f in FIELDS]
-        arrays = [
-            pa.array([_cell_text(r[i]) if i < len(r) else "" for r in body], pa.string())
-            for i in positions
-        ]
+        extras = find_extra(columns, extra)
+
+        def column(
+            name: str, body: list[list[Any]] = body, columns: list[str] = columns
+        ) -> pa.Array:
+            i = columns.index(name)
+            return pa.array([_cell_text(r[i]) if i < len(r) else "" for r in body], pa.string())
+
+        chunk = _text_chunk(
+            [column(mapping[f]) for f in FIELDS], {k: column(c) for k, c in extras.items()}
+        )
         detected = {"sheet": name, "sheets": names, "header_row": header_at + 1}
-        return Table(path, "xlsx", columns, mapping, detected, iter([RawChunk(0, *arrays)]))
+        return Table(path, "xlsx", columns, mapping, detected, iter([chunk]), extras)
     assert first_error is not None
     if len(names) > 1 and sheet is None:
         raise InputError(
@@ -395,10 +469,85 @@ def _cell_text(value: Any) -> str:
     return str(value)
 
 
+# ---------------------------------------------------------------- JSONL
+
+
+_JSONL_HEAD_LINES = 100
+
+
+def _open_jsonl(
+    path: Path, overrides: dict[str, str], chunk_rows: int, extra: tuple[str, ...]
+) -> Table:
+    """One JSON object per line (a report written as .jsonl): no header, so line N is row N;
+    the columns are the keys of the first objects."""
+    columns: list[str] = []
+    try:
+        with path.open(encoding="utf-8-sig", errors="replace") as fh:
+            for _, line in zip(range(_JSONL_HEAD_LINES), fh, strict=False):
+                record = _json_object(line)
+                for key in record or {}:
+                    if key not in columns:
+                        columns.append(key)
+    except OSError as exc:
+        raise InputError(str(path), f"cannot read ({_short(exc)})") from None
+    if not columns:
+        raise InputError(
+            str(path), "has no JSON object with botId, messageId, reaction in its first lines"
+        )
+    mapping = resolve_columns(str(path), columns, overrides)
+    extras = find_extra(columns, extra)
+    names = [mapping[f] for f in FIELDS] + list(extras.values())
+
+    def chunks() -> Iterator[RawChunk]:
+        cols: list[list[str]] = [[] for _ in names]
+        problems: list[str | None] = []
+        with path.open(encoding="utf-8-sig", errors="replace") as fh:
+            for line in fh:
+                record = _json_object(line)
+                problems.append(
+                    None
+                    if record is not None or not line.strip()
+                    else "the line is not a JSON object"
+                )
+                for out, name in zip(cols, names, strict=True):
+                    out.append(_json_text(record.get(name)) if record else "")
+                if len(problems) >= chunk_rows:
+                    yield _chunk_of(cols, problems, extras)
+                    cols, problems = [[] for _ in names], []
+        if problems:
+            yield _chunk_of(cols, problems, extras)
+
+    return Table(path, "jsonl", columns, mapping, {"encoding": "utf-8"}, chunks(), extras)
+
+
+def _json_object(line: str) -> dict[str, Any] | None:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _json_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return _cell_text(value)
+    if isinstance(value, int):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
 # ---------------------------------------------------------------- CSV / TSV
 
 
-def _open_csv(path: Path, fmt: str, overrides: dict[str, str], chunk_rows: int) -> Table:
+def _open_csv(
+    path: Path, fmt: str, overrides: dict[str, str], chunk_rows: int, extra: tuple[str, ...]
+) -> Table:
     compressed = fmt.endswith(".gz")
     raw = _read_head(path, compressed)
     # Excel's "Unicode Text" export is UTF-16 (NUL bytes and all), with a BOM.
@@ -416,16 +565,20 @@ def _open_csv(path: Path, fmt: str, overrides: dict[str, str], chunk_rows: int) 
     if sep_line:
         delimiter = sep_line.group(1) if not fmt.startswith("tsv") else delimiter
         text, skip_lines = text[sep_line.end() :], 1
-    header = _first_record(text, delimiter)
-    if header is None:
+    found = _first_record(text, delimiter)
+    if found is None:
         raise InputError(str(path), "has no header row (expected botId, messageId, reaction)")
+    above, header = found
     columns = [c.strip() for c in header]
     mapping = resolve_columns(str(path), columns, overrides)
+    extras = find_extra(columns, extra)
     detected = {"encoding": encoding, "delimiter": delimiter, "compressed": compressed}
     reader = _CsvReader(
         path, compressed, encoding, delimiter, columns, mapping, chunk_rows, skip_lines, header
     )
-    return Table(path, fmt, columns, mapping, detected, reader.chunks())
+    reader.skip_records = above
+    reader.extras = extras
+    return Table(path, fmt, columns, mapping, detected, reader.chunks(), extras)
 
 
 def _read_head(path: Path, compressed: bool) -> bytes:
@@ -501,12 +654,14 @@ def _sniff_delimiter(text: str) -> str:
     return best
 
 
-def _first_record(text: str, delimiter: str) -> list[str] | None:
+def _first_record(text: str, delimiter: str) -> tuple[int, list[str]] | None:
+    """The header (the first record that is not blank) and how many records are above it."""
     # newline="": a lone \r is a line end to the csv module as to pyarrow, not an error.
     try:
-        for record in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter):
+        records = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        for above, record in enumerate(records):
             if any(f.strip() for f in record):
-                return record
+                return above, record
     except csv.Error:
         return None
     return None
@@ -538,6 +693,8 @@ class _CsvReader:
         self.skip_lines = skip_lines  # lines before the header (a "sep=;" line)
         # The header as written (" messageId "): pyarrow names columns so, untrimmed.
         self.raw_columns = raw_columns if raw_columns is not None else columns
+        self.skip_records = 0  # blank records above the header, after skip_lines
+        self.extras: dict[str, str] = {}  # other columns to read: field -> column
 
     def chunks(self) -> Iterator[RawChunk]:
         done = 0
@@ -564,6 +721,7 @@ class _CsvReader:
         if len(set(self.raw_columns)) != len(self.raw_columns):
             raise ValueError("duplicate column names: use the csv module")
         wanted = [raw_of[self.mapping[f]] for f in FIELDS]
+        extras = {k: raw_of[c] for k, c in self.extras.items()}
         fh = self._open_binary()
         try:
             reader = pacsv.open_csv(
@@ -571,12 +729,15 @@ class _CsvReader:
                 read_options=pacsv.ReadOptions(
                     encoding="utf8" if self.encoding in ("utf-8", "utf-8-sig") else self.encoding,
                     block_size=8 << 20,
-                    skip_rows=self.skip_lines,
+                    skip_rows=self.skip_lines + self.skip_records,
                 ),
-                parse_options=pacsv.ParseOptions(delimiter=self.delimiter, newlines_in_values=True),
+                # An empty line is a row of the sheet: it keeps the rows after it in place.
+                parse_options=pacsv.ParseOptions(
+                    delimiter=self.delimiter, newlines_in_values=True, ignore_empty_lines=False
+                ),
                 convert_options=pacsv.ConvertOptions(
                     column_types={c: pa.string() for c in self.raw_columns},
-                    include_columns=list(dict.fromkeys(wanted)),
+                    include_columns=list(dict.fromkeys(wanted + list(extras.values()))),
                     strings_can_be_null=False,
                     quoted_strings_can_be_null=False,
                 ),
@@ -585,13 +746,17 @@ class _CsvReader:
                 if batch.num_rows == 0:
                     continue
                 cols = {n: batch.column(n) for n in batch.schema.names}
-                yield RawChunk(0, *(pc.fill_null(cols[name], "") for name in wanted))
+                yield _text_chunk(
+                    [pc.fill_null(cols[name], "") for name in wanted],
+                    {k: pc.fill_null(cols[c], "") for k, c in extras.items()},
+                )
         finally:
             fh.close()
 
     def _python_chunks(self, skip: int) -> Iterator[RawChunk]:
         index = {c: i for i, c in reversed(list(enumerate(self.columns)))}
         positions = [index[self.mapping[f]] for f in FIELDS]
+        positions += [index[c] for c in self.extras.values()]
         width = len(self.columns)
         csv.field_size_limit(1 << 30)  # a 10,000-character cell is data, not an attack
         with self._open_binary() as raw:
@@ -601,15 +766,14 @@ class _CsvReader:
             seen = 0
             for _ in range(self.skip_lines):
                 next(records, None)
-            cols: list[list[str]] = [[], [], []]
+            cols: list[list[str]] = [[] for _ in positions]
             problems: list[str | None] = []
             try:
                 for record in records:
                     if not header_seen:
                         header_seen = any(f.strip() for f in record)
                         continue
-                    if not record:
-                        continue  # empty lines are not records, for pyarrow either
+                    # An empty line is a record (a blank row), for pyarrow too.
                     if seen < skip:
                         seen += 1
                         continue
@@ -623,8 +787,8 @@ class _CsvReader:
                         else None
                     )
                     if len(problems) >= self.chunk_rows:
-                        yield _chunk_of(cols, problems)
-                        cols, problems = [[], [], []], []
+                        yield _chunk_of(cols, problems, self.extras)
+                        cols, problems = [[] for _ in positions], []
             except csv.Error as exc:
                 raise InputError(
                     str(self.path), f"malformed CSV near line {records.line_num} ({exc})"
@@ -634,12 +798,23 @@ class _CsvReader:
                     str(self.path), f"cannot read past line {records.line_num} ({_short(exc)})"
                 ) from None
             if problems:
-                yield _chunk_of(cols, problems)
+                yield _chunk_of(cols, problems, self.extras)
 
 
-def _chunk_of(cols: list[list[str]], problems: list[str | None]) -> RawChunk:
+def _chunk_of(
+    cols: list[list[str]], problems: list[str | None], extras: Mapping[str, str]
+) -> RawChunk:
     problem = pa.array(problems, pa.string()) if any(problems) else None
-    return RawChunk(0, *(pa.array(c, pa.string()) for c in cols), problem)
+    arrays = [pa.array(c, pa.string()) for c in cols]
+    return _text_chunk(arrays[:3], dict(zip(extras, arrays[3:], strict=True)), problem)
+
+
+def _text_chunk(
+    fields: list[pa.Array], extra: dict[str, pa.Array], problem: pa.Array | None = None
+) -> RawChunk:
+    """A chunk as a reader gives it (numbered later): the three fields, then the others."""
+    bot_id, message_id, reaction = fields
+    return RawChunk(0, bot_id, message_id, reaction, problem, extra=extra or None)
 
 
 def _short(exc: BaseException) -> str:

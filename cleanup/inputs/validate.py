@@ -57,6 +57,7 @@ class CheckedChunk:
     """A chunk after validation. Rows are either valid and first (to send) or carry a result."""
 
     first_row: int
+    rows: np.ndarray  # each row's number (ascending; gaps where rows were left out)
     given: tuple[pa.Array, pa.Array, pa.Array]
     bot_id: np.ndarray
     message_id: np.ndarray
@@ -80,6 +81,9 @@ class CheckedChunk:
     def n_to_send(self) -> int:
         return len(self) - self.n_invalid - self.n_duplicate
 
+    def row_at(self, index: int) -> int:
+        return int(self.rows[index])
+
     def items(self) -> Iterator[Row | RowResult]:
         """Each row in order: a `Row` to send, or the final result of an invalid/duplicate row."""
         given = [a.to_pylist() for a in self.given]
@@ -90,8 +94,7 @@ class CheckedChunk:
             self.duplicate_of.tolist(),
         )
         invalid = self.invalid.tolist()
-        for i in range(len(bots)):
-            row = self.first_row + i
+        for i, row in enumerate(self.rows.tolist()):
             text = (given[0][i], given[1][i], given[2][i])
             if invalid[i]:
                 error, description = self.problems[i]
@@ -142,12 +145,20 @@ class Validator:
         invalid = np.zeros(n, dtype=bool)
         if problems:
             invalid[list(problems)] = True
-        rows = np.arange(chunk.first_row, chunk.first_row + n, dtype=np.int64)
+        rows = chunk.row_numbers()
         duplicate_of = self._dedup.mark(rows, bot_id, message_id, reaction, invalid)
         merged = {i: (found[0][0], "; ".join(d for _, d in found)) for i, found in problems.items()}
         given = (chunk.bot_id, chunk.message_id, chunk.reaction)
         return CheckedChunk(
-            chunk.first_row, given, bot_id, message_id, reaction, invalid, duplicate_of, merged
+            chunk.first_row,
+            rows,
+            given,
+            bot_id,
+            message_id,
+            reaction,
+            invalid,
+            duplicate_of,
+            merged,
         )
 
     def _ids(
@@ -184,7 +195,8 @@ class Validator:
                 why = f"{column}: {_clip(raw)!r} is not a positive integer"
             problems.setdefault(i, []).append((code, why))
         values[bad] = 0
-        return values
+        checked: np.ndarray = values
+        return checked
 
     def _reactions(self, arr: pa.Array, problems: dict[int, list[tuple[str, str]]]) -> pa.Array:
         """The canonical spelling per row, as a dictionary array: a file has few distinct
@@ -390,7 +402,8 @@ class _Deduplicator:
         lookup = np.array(
             [ids.setdefault(v, len(ids)) for v in encoded.dictionary.to_pylist()], dtype=np.int64
         )
-        return lookup[encoded.indices.to_numpy(zero_copy_only=False)]
+        found: np.ndarray = lookup[encoded.indices.to_numpy(zero_copy_only=False)]
+        return found
 
     def _same_key(
         self, firsts: np.ndarray, bot_id: np.ndarray, message_id: np.ndarray, rid: np.ndarray
@@ -423,7 +436,8 @@ def _ids_by_rule(arr: pa.Array) -> np.ndarray:
     text = pc.utf8_trim_whitespace(arr)
     ok = pc.match_substring_regex(text, _ID_PATTERN)
     digits = pc.if_else(ok, pc.replace_substring_regex(text, r"\.0*$", ""), "0")
-    return pc.cast(digits, pa.int64()).to_numpy(zero_copy_only=False)
+    ids: np.ndarray = pc.cast(digits, pa.int64()).to_numpy(zero_copy_only=False)
+    return ids
 
 
 def _merge_sorted(

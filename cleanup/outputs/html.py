@@ -3,23 +3,26 @@
 Totals by status and by error code, the rows that did not go through grouped by cause
 with what to do about each, requests and limit refusals over time as an inline SVG chart,
 and the run's settings. Inline CSS and SVG only: no script, no network (a Content Security
-Policy in the page forbids both). Every value is escaped: row values come from
-spreadsheets, and a `<script>` typed into a reaction cell must stay text.
+Policy in the page forbids both). The page is a jinja2 template (templates/run.html.j2)
+with autoescaping on: row values come from spreadsheets, and a `<script>` typed into a
+reaction cell must stay text. This module prepares the figures; the template lays them out.
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from html import escape
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from cleanup.outputs.report import sidecar
+import jinja2
+
+from cleanup.outputs.commands import next_commands
+from cleanup.outputs.files import write_atomic
+from cleanup.outputs.report import iter_records
 from cleanup.redact import redact
 from cleanup.version import __version__
 
@@ -28,6 +31,7 @@ _LISTED = ("failed", "invalid", "skipped")
 _STATUS_ORDER = ("removed", "failed", "invalid", "duplicate", "skipped")
 _STATUS_TEXT = {
     "removed": "removed (or found already absent on a retry)",
+    "restored": "added back (or found there again: REACTION_ALREADY_SET)",
     "failed": "the portal refused or the job gave up",
     "invalid": "not sent: the row is not valid",
     "duplicate": "not sent: the same row appears earlier",
@@ -154,7 +158,7 @@ def collect_causes(report: Path, limit: int = ROWS_PER_CAUSE) -> list[Cause]:
 
     Streams the report, so a report of millions of rows costs little memory."""
     causes: dict[tuple[str, str], Cause] = {}
-    for rec in _records(report):
+    for rec in iter_records(report):
         status = str(rec.get("status") or "")
         if status not in _LISTED:
             continue
@@ -167,40 +171,6 @@ def collect_causes(report: Path, limit: int = ROWS_PER_CAUSE) -> list[Cause]:
     return sorted(causes.values(), key=lambda c: (order[c.status], -c.count, c.code))
 
 
-def _records(report: Path) -> Iterator[dict[str, Any]]:
-    suffix = report.suffix.lower()
-    if suffix == ".parquet":
-        partial = sidecar(report, ".partial.jsonl")
-        if partial.exists():
-            yield from _jsonl(partial)
-            return
-        if not report.exists():
-            return
-        import pyarrow.parquet as pq
-
-        for batch in pq.ParquetFile(report).iter_batches(batch_size=65536):
-            yield from batch.to_pylist()
-        return
-    if not report.exists():
-        return
-    if suffix == ".jsonl":
-        yield from _jsonl(report)
-        return
-    with report.open(encoding="utf-8", newline="") as fh:
-        yield from csv.DictReader(fh)
-
-
-def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue  # a line cut by a crash
-            if isinstance(rec, dict):
-                yield rec
-
-
 def write_html(
     summary: Mapping[str, Any],
     report: Path,
@@ -211,23 +181,35 @@ def write_html(
     """Write the review page for a run. `summary` is the summary JSON's content (with
     `settings`); `report` is the per-row report whose failed rows are listed."""
     page = render_html(summary, collect_causes(report), context=context, report=report)
-    tmp = sidecar(out, ".tmp")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
+    write_atomic(out, page)
     return out
 
 
 # --------------------------------------------------------------------------- rendering
 
 
-def _e(value: Any) -> str:
-    return escape(str(value), quote=True)
+@cache
+def environment() -> jinja2.Environment:
+    """The templates beside this module, every value escaped unless marked safe."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("cleanup.outputs", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,  # a misspelt name fails the tests, not the page
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["n"] = _n
+    return env
 
 
 def _n(value: Any) -> str:
     """A count as shown: digits grouped with a thin space, easy to read and to parse back."""
-    return f"{int(value):,}".replace(",", "\u2009")
+    return f"{int(value or 0):,}".replace(",", "\u2009")
+
+
+def _utc(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
 
 
 def render_html(
@@ -239,157 +221,60 @@ def render_html(
 ) -> str:
     s = summary
     by_status = {k: int(v) for k, v in dict(s.get("by_status") or {}).items()}
-    by_error = {k: int(v) for k, v in dict(s.get("by_error") or {}).items()}
     rows = int(s.get("rows") or 0)
     settings = dict(s.get("settings") or {})
     label = settings.get("label") or (context or {}).get("job") or ""
-    title = (
-        f"reaction-cleanup: {label + ' – ' if label else ''}{Path(str(s.get('input', ''))).name}"
+    input_name = Path(str(s.get("input", ""))).name
+    # An undo's summary lists its own statuses (restored, failed, skipped).
+    order = tuple(by_status) if s.get("undo_of") else _STATUS_ORDER
+    kind = "undo of " if s.get("undo_of") else ""
+    template = environment().get_template("run.html.j2")
+    page = template.render(
+        title=f"reaction-cleanup: {label + ' – ' if label else ''}{kind}{input_name}",
+        version=__version__,
+        written=_utc(time.time()),
+        run=_run(s, by_status),
+        tiles=[("rows", rows)] + [(st, by_status.get(st, 0)) for st in order],
+        statuses=[_status_row(st, by_status.get(st, 0), rows) for st in order],
+        done="restored" if s.get("undo_of") else "removed",
+        commands=next_commands(s),
+        errors=_errors(s, causes),
+        causes=[_cause(c) for c in causes],
+        report=report.name if report is not None else None,
+        requests=_requests(s),
+        bars=chart(list(s.get("timeline") or [])),
+        context=list((context or {}).items()),
+        settings=[(key, _setting(settings[key])) for key in sorted(settings)],
     )
-    started = float(s.get("started_at") or 0)
-    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started)) if started else "?"
-    state, state_class = _state(s, by_status)
-    elapsed = float(s.get("elapsed_s") or 0)
-    rate = float(s.get("rate") or 0)
-
-    parts: list[str] = []
-    add = parts.append
-    add('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n')
-    add(
-        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
-        "style-src 'unsafe-inline'; img-src data:\">\n"
-    )
-    add('<meta name="viewport" content="width=device-width, initial-scale=1">\n')
-    add(f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n<main>\n")
-    add(f"<header><h1>{_e(title)}</h1>\n")
-    add(
-        f'<p class="meta">Run <code data-testid="run-id">{_e(s.get("run_id", ""))}</code> · started {_e(when)}'
-        f" · {elapsed:.1f} s · {_e(s.get('mode', ''))} mode, "
-        f"{_e(s.get('auth_mode', ''))} auth</p>\n"
-    )
-    add(
-        f'<p class="state {state_class}" data-testid="state">{_e(state)} '
-        f'<span class="exit">exit code <b data-testid="exit-code">{_e(s.get("exit_code", ""))}</b></span></p>\n'
-    )
-    if s.get("aborted"):
-        add(f'<p class="why">Aborted: {_e(s["aborted"])}</p>\n')
-    if s.get("fallback_to_single"):
-        add(f'<p class="why">Fell back to single calls: {_e(s["fallback_to_single"])}</p>\n')
-    add("</header>\n")
-
-    # Tiles: the numbers at a glance.
-    add('<section class="tiles" aria-label="Totals">\n')
-    add(_tile("rows", rows, "rows"))
-    for status in _STATUS_ORDER:
-        add(_tile(status, by_status.get(status, 0), status))
-    add("</section>\n")
-
-    # Totals by status.
-    add('<section><h2>By status</h2>\n<table class="totals" data-testid="by-status">\n')
-    add(
-        '<thead><tr><th>status</th><th class="num">rows</th><th class="num">share</th><th>meaning</th></tr></thead><tbody>\n'
-    )
-    for status in _STATUS_ORDER:
-        count = by_status.get(status, 0)
-        share = 100.0 * count / rows if rows else 0.0
-        add(
-            f'<tr data-status="{_e(status)}"><td><span class="dot s-{_e(status)}"></span>{_e(status)}</td>'
-            f'<td class="num" data-count="{count}">{_n(count)}</td>'
-            f'<td class="num">{share:.1f} %<span class="bar"><span class="s-{_e(status)}" style="width:{share:.1f}%"></span></span></td>'
-            f"<td>{_e(_STATUS_TEXT[status])}</td></tr>\n"
-        )
-    add("</tbody></table></section>\n")
-
-    # Totals by error code.
-    add("<section><h2>By error code</h2>\n")
-    if by_error:
-        add(
-            '<table class="totals" data-testid="by-error">\n<thead><tr><th>error</th><th class="num">rows</th><th>meaning</th><th>what to do</th></tr></thead><tbody>\n'
-        )
-        statuses = {c.code: c.status for c in causes}
-        for code, count in by_error.items():
-            meaning, todo = advice(statuses.get(code, "failed"), code)
-            add(
-                f'<tr data-error="{_e(code)}"><td><code>{_e(code)}</code></td>'
-                f'<td class="num" data-count="{count}">{_n(count)}</td><td>{_e(meaning)}</td><td>{_e(todo)}</td></tr>\n'
-            )
-        add("</tbody></table>\n")
-    else:
-        add("<p>No row has an error code.</p>\n")
-    add("</section>\n")
-
-    # The rows that did not go through, by cause.
-    add('<section data-testid="causes"><h2>Rows not removed, by cause</h2>\n')
-    if not causes:
-        add("<p>None: every row was removed or was a duplicate.</p>\n")
-    for i, cause in enumerate(causes):
-        meaning, todo = advice(cause.status, cause.code)
-        name = cause.code or ("not sent" if cause.status == "skipped" else "(no code)")
-        add(
-            f'<details class="cause"{" open" if i < 3 else ""} data-cause="{_e(cause.code)}" data-status="{_e(cause.status)}">\n'
-            f'<summary><span class="dot s-{_e(cause.status)}"></span><code>{_e(name)}</code> · '
-            f'<span data-count="{cause.count}">{_n(cause.count)}</span> row{"s" if cause.count != 1 else ""} {_e(cause.status)}</summary>\n'
-            f'<p class="advice"><b>What it means:</b> {_e(meaning)}<br><b>What to do:</b> {_e(todo)}</p>\n'
-        )
-        add(
-            '<table class="rows"><thead><tr><th class="num">row</th><th>botId</th><th>messageId</th><th>reaction</th><th>description</th><th class="num">attempts</th></tr></thead><tbody>\n'
-        )
-        for rec in cause.rows:
-            add(
-                f'<tr><td class="num">{_e(rec.get("row", ""))}</td><td>{_e(rec.get("botId", ""))}</td>'
-                f"<td>{_e(rec.get('messageId', ''))}</td><td>{_e(rec.get('reaction', ''))}</td>"
-                f'<td>{_e(rec.get("error_description", ""))}</td><td class="num">{_e(rec.get("attempts", ""))}</td></tr>\n'
-            )
-        add("</tbody></table>\n")
-        if cause.count > len(cause.rows):
-            more = cause.count - len(cause.rows)
-            where = f" in {_e(report.name)}" if report is not None else ""
-            add(
-                f'<p class="more">… and {_n(more)} more row{"s" if more != 1 else ""} with this cause: '
-                f"filter the report{where} on status = {_e(cause.status)}"
-                f"{f', error = {_e(cause.code)}' if cause.code else ''}.</p>\n"
-            )
-        add("</details>\n")
-    add("</section>\n")
-
-    # Requests over time.
-    add("<section><h2>Requests over time</h2>\n")
-    add(
-        f'<p class="meta" data-testid="requests"><b data-count="{int(s.get("requests") or 0)}">{_n(s.get("requests") or 0)}</b> requests '
-        f"({_n(s.get('batch_requests') or 0)} batch, {_n(s.get('single_requests') or 0)} single) · "
-        f'<b data-count="{int(s.get("limit_refusals") or 0)}">{_n(s.get("limit_refusals") or 0)}</b> refused for the rate limit · '
-        f"{_n(s.get('operating_refusals') or 0)} for the operating-time limit · "
-        f"waited <b>{float(s.get('limit_wait_s') or 0):.1f} s</b> on limits · {_n(s.get('retries') or 0)} retries · "
-        f"{float(s.get('rows_per_s') or 0):.1f} rows/s at {rate:g} req/s (burst {_e(s.get('burst', ''))})</p>\n"
-    )
-    add(_chart(list(s.get("timeline") or [])))
-    add("</section>\n")
-
-    # Settings and files.
-    add('<section><h2>Settings</h2>\n<table class="settings" data-testid="settings"><tbody>\n')
-    for key, value in (context or {}).items():
-        add(f"<tr><th>{_e(key)}</th><td><code>{_e(value)}</code></td></tr>\n")
-    for key in sorted(settings):
-        value = settings[key]
-        shown = (
-            "–"
-            if value is None
-            else json.dumps(value, ensure_ascii=False)
-            if isinstance(value, (dict, list, bool))
-            else value
-        )
-        add(
-            f'<tr data-setting="{_e(key)}"><th>{_e(key)}</th><td><code>{_e(shown)}</code></td></tr>\n'
-        )
-    add("</tbody></table></section>\n")
-    add(
-        f"<footer>Written by reaction-cleanup {_e(__version__)} on "
-        f"{_e(time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime()))}. "
-        "The per-row report and the summary JSON hold the full data.</footer>\n"
-    )
-    add("</main>\n</body>\n</html>\n")
     # Belt and braces: nothing that looks like a webhook code or token leaves the process.
-    return redact("".join(parts))
+    return redact(page)
+
+
+def _run(s: Mapping[str, Any], by_status: Mapping[str, int]) -> dict[str, Any]:
+    started = float(s.get("started_at") or 0)
+    state, state_class = _state(s, by_status)
+    return {
+        "run_id": s.get("run_id", ""),
+        "when": _utc(started) if started else "?",
+        "elapsed": f"{float(s.get('elapsed_s') or 0):.1f}",
+        "mode": s.get("mode", ""),
+        "auth_mode": s.get("auth_mode", ""),
+        "state": state,
+        "state_class": state_class,
+        "exit_code": s.get("exit_code", ""),
+        "aborted": s.get("aborted"),
+        "fallback_to_single": s.get("fallback_to_single"),
+    }
+
+
+def _errors(s: Mapping[str, Any], causes: list[Cause]) -> list[dict[str, Any]]:
+    """Totals by error code, each with what it means and what to do."""
+    statuses = {c.code: c.status for c in causes}
+    out = []
+    for code, count in dict(s.get("by_error") or {}).items():
+        meaning, todo = advice(statuses.get(code, "failed"), code)
+        out.append({"code": code, "count": int(count), "meaning": meaning, "todo": todo})
+    return out
 
 
 def _state(s: Mapping[str, Any], by_status: Mapping[str, int]) -> tuple[str, str]:
@@ -397,124 +282,106 @@ def _state(s: Mapping[str, Any], by_status: Mapping[str, int]) -> tuple[str, str
         return "Aborted by the portal: rows not done were skipped", "bad"
     if s.get("interrupted"):
         return f"Interrupted ({s['interrupted']}): rows not done were skipped", "bad"
+    done = "restored" if s.get("undo_of") else "removed"
     if by_status.get("failed") or by_status.get("invalid") or by_status.get("skipped"):
-        return "Finished: some rows were not removed", "warn"
-    return "Finished: every row removed", "good"
+        return f"Finished: some rows were not {done}", "warn"
+    return f"Finished: every row {done}", "good"
 
 
-def _tile(key: str, count: int, label: str) -> str:
-    return (
-        f'<div class="tile t-{_e(key)}" data-testid="tile-{_e(key)}">'
-        f'<span class="n" data-count="{int(count)}">{_n(count)}</span>'
-        f'<span class="l">{_e(label)}</span></div>\n'
-    )
+def _status_row(status: str, count: int, rows: int) -> dict[str, Any]:
+    share = 100.0 * count / rows if rows else 0.0
+    return {
+        "status": status,
+        "count": count,
+        "share": f"{share:.1f}",
+        "meaning": _STATUS_TEXT[status],
+    }
 
 
-def _chart(timeline: list[Mapping[str, Any]]) -> str:
-    """Requests per time bucket as bars; refusals (429/503) in red on top of each bar."""
+def _cause(cause: Cause) -> dict[str, Any]:
+    meaning, todo = advice(cause.status, cause.code)
+    return {
+        "status": cause.status,
+        "code": cause.code,
+        "name": cause.code or ("not sent" if cause.status == "skipped" else "(no code)"),
+        "count": cause.count,
+        "meaning": meaning,
+        "todo": todo,
+        "rows": [{c: rec.get(c, "") for c in _ROW_COLUMNS} for rec in cause.rows],
+        "more": cause.count - len(cause.rows),
+    }
+
+
+_ROW_COLUMNS = ("row", "botId", "messageId", "reaction", "error_description", "attempts")
+
+
+def _requests(s: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "requests": int(s.get("requests") or 0),
+        "batch": int(s.get("batch_requests") or 0),
+        "single": int(s.get("single_requests") or 0),
+        "limit_refusals": int(s.get("limit_refusals") or 0),
+        "operating_refusals": int(s.get("operating_refusals") or 0),
+        "waited": f"{float(s.get('limit_wait_s') or 0):.1f}",
+        "retries": int(s.get("retries") or 0),
+        "rows_per_s": f"{float(s.get('rows_per_s') or 0):.1f}",
+        "rate": f"{float(s.get('rate') or 0):g}",
+        "burst": s.get("burst", ""),
+    }
+
+
+def _setting(value: Any) -> Any:
+    if value is None:
+        return "–"
+    if isinstance(value, (dict, list, bool)):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def chart(timeline: list[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The geometry of the requests chart: one bar per time bucket of the timeline."""
     if not timeline:
-        return '<p data-testid="chart-empty">No requests were made.</p>\n'
+        return None
     w, h, left, bottom, top, right = 760, 200, 44, 28, 12, 12
     plot_w, plot_h = w - left - right, h - top - bottom
     bucket = float(timeline[0]["width"]) or 1.0
     # At least ten buckets wide, so a short run shows bars, not one block.
     span = max(max(float(b["t"]) + float(b["width"]) for b in timeline), 10 * bucket)
     peak = max(int(b["requests"]) for b in timeline) or 1
-    out = [
-        f'<svg class="chart" data-testid="chart" viewBox="0 0 {w} {h}" role="img" '
-        f'aria-label="Requests per {float(timeline[0]["width"]):g} s over the run; refusals in red" '
-        'xmlns="http://www.w3.org/2000/svg">\n'
-    ]
-    # Grid and axes.
+    grid = []
     for frac in (0.0, 0.5, 1.0) if peak >= 2 and peak % 2 == 0 else (0.0, 1.0):
         y = top + plot_h * (1 - frac)
-        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{w - right}" y2="{y:.1f}" class="grid"/>')
-        out.append(
-            f'<text x="{left - 6}" y="{y + 4:.1f}" class="axis" text-anchor="end">{_e(round(peak * frac))}</text>'
-        )
-    for frac in (0.0, 0.25, 0.5, 0.75, 1.0):
-        x = left + plot_w * frac
-        out.append(
-            f'<text x="{x:.1f}" y="{h - 8}" class="axis" text-anchor="middle">{_e(_secs(span * frac))}</text>'
-        )
+        grid.append({"y": f"{y:.1f}", "label_y": f"{y + 4:.1f}", "label": round(peak * frac)})
+    ticks = [
+        {"x": f"{left + plot_w * frac:.1f}", "label": _secs(span * frac)}
+        for frac in (0.0, 0.25, 0.5, 0.75, 1.0)
+    ]
+    bars = []
     for b in timeline:
         t, width = float(b["t"]), float(b["width"])
         n, refused = int(b["requests"]), int(b.get("refused", 0))
-        x = left + plot_w * t / span
-        bw = max(plot_w * width / span - 1.0, 1.0)
         bh = plot_h * n / peak
-        rh = plot_h * refused / peak
-        tip = (
-            f"{_secs(t)}–{_secs(t + width)}: {n} request{'s' if n != 1 else ''}, "
-            f"{refused} refused, mean latency {float(b.get('latency', 0)):.2f} s"
+        bars.append(
+            {
+                "x": f"{left + plot_w * t / span:.1f}",
+                "y": f"{top + plot_h - bh:.1f}",
+                "w": f"{max(plot_w * width / span - 1.0, 1.0):.1f}",
+                "h": f"{bh:.1f}",
+                "refused": f"{plot_h * refused / peak:.1f}" if refused else None,
+                "tip": f"{_secs(t)}–{_secs(t + width)}: {n} request{'s' if n != 1 else ''}, "
+                f"{refused} refused, mean latency {float(b.get('latency', 0)):.2f} s",
+            }
         )
-        out.append(
-            f"<g><title>{_e(tip)}</title>"
-            f'<rect x="{x:.1f}" y="{top + plot_h - bh:.1f}" width="{bw:.1f}" height="{bh:.1f}" class="req"/>'
-            + (
-                f'<rect x="{x:.1f}" y="{top + plot_h - bh:.1f}" width="{bw:.1f}" height="{rh:.1f}" class="refused"/>'
-                if refused
-                else ""
-            )
-            + "</g>"
-        )
-    out.append("</svg>\n")
-    out.append(
-        '<p class="legend"><span class="key req"></span>requests answered '
-        '<span class="key refused"></span>refused for a limit (429/503); hover a bar for its numbers</p>\n'
-    )
-    return "\n".join(out)
+    return {
+        "w": w, "h": h, "left": left, "right": w - right, "bucket": f"{float(timeline[0]['width']):g}",
+        "grid": grid, "ticks": ticks, "bars": bars,
+    }  # fmt: skip
 
 
 def _secs(value: float) -> str:
     if value >= 120:
         return f"{value / 60:.3g} min"
     return f"{value:.3g} s"
-
-
-_CSS = """
-:root{--removed:#2e7d32;--failed:#c62828;--invalid:#ef6c00;--duplicate:#757575;--skipped:#5c6bc0;
---ink:#1f2328;--muted:#59636e;--line:#d0d7de;--bg:#fff;--soft:#f6f8fa}
-*{box-sizing:border-box}
-body{margin:0;background:var(--soft);color:var(--ink);font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
-main{max-width:1100px;margin:0 auto;padding:24px}
-header,section{background:var(--bg);border:1px solid var(--line);border-radius:8px;padding:16px 20px;margin-bottom:16px}
-h1{font-size:22px;margin:0 0 4px;word-break:break-all}h2{font-size:17px;margin:0 0 10px}
-.meta{color:var(--muted);margin:4px 0}
-.state{font-weight:600;margin:10px 0 0;padding:8px 12px;border-radius:6px}
-.state.good{background:#e8f5e9;color:#1b5e20}.state.warn{background:#fff3e0;color:#8a4b00}.state.bad{background:#ffebee;color:#b71c1c}
-.exit{font-weight:400;float:right}.why{margin:8px 0 0;color:var(--failed)}
-.tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(130px,1fr));gap:10px;padding:12px}
-.tile{border:1px solid var(--line);border-radius:8px;padding:10px 12px;border-top:5px solid var(--muted)}
-.tile .n{display:block;font-size:26px;font-weight:650;font-variant-numeric:tabular-nums}
-.tile .l{color:var(--muted)}
-.t-removed{border-top-color:var(--removed)}.t-failed{border-top-color:var(--failed)}.t-invalid{border-top-color:var(--invalid)}
-.t-duplicate{border-top-color:var(--duplicate)}.t-skipped{border-top-color:var(--skipped)}.t-rows{border-top-color:var(--ink)}
-table{border-collapse:collapse;width:100%}
-th,td{text-align:left;padding:5px 8px;border-bottom:1px solid var(--line);vertical-align:top;overflow-wrap:anywhere}
-th{font-weight:600;background:var(--soft);overflow-wrap:normal;white-space:nowrap}
-td code{overflow-wrap:anywhere}td:first-child code{white-space:nowrap}
-table.settings th{white-space:normal}
-.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-.bar{display:inline-block;width:80px;height:8px;background:var(--soft);margin-left:8px;border-radius:4px;overflow:hidden;vertical-align:middle}
-.bar span{display:block;height:100%}
-.dot{display:inline-block;width:10px;height:10px;border-radius:50%;margin-right:6px;vertical-align:baseline}
-.s-removed{background:var(--removed)}.s-failed{background:var(--failed)}.s-invalid{background:var(--invalid)}
-.s-duplicate{background:var(--duplicate)}.s-skipped{background:var(--skipped)}
-details.cause{border:1px solid var(--line);border-radius:6px;margin:10px 0;padding:0 12px}
-details.cause>summary{cursor:pointer;padding:8px 0;font-weight:600}
-.advice{background:var(--soft);padding:8px 10px;border-radius:6px;margin:4px 0 10px}
-table.rows{font-size:13px;margin-bottom:10px}.more{color:var(--muted)}
-table.settings th{width:28%}
-svg.chart{width:100%;height:auto;display:block}
-svg .grid{stroke:var(--line);stroke-width:1}svg .axis{fill:var(--muted);font-size:11px}
-svg .req{fill:#4f7fbf}svg .refused{fill:var(--failed)}
-.legend{color:var(--muted);font-size:13px}.key{display:inline-block;width:12px;height:12px;margin:0 4px 0 12px;vertical-align:middle}
-.key.req{background:#4f7fbf}.key.refused{background:var(--failed)}
-code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:13px}
-footer{color:var(--muted);font-size:13px;text-align:center;padding:8px}
-@media print{body{background:#fff}details.cause{break-inside:avoid}}
-"""
 
 
 __all__ = ["ADVICE", "advice", "collect_causes", "render_html", "write_html"]

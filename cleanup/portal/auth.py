@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
-from cleanup.errors import EXIT_USAGE, AuthRefreshError, ConfigError, FatalAPIError
+from cleanup.errors import AuthRefreshError, ConfigError, FatalAPIError
+from cleanup.exits import EXIT_USAGE
+from cleanup.outputs.files import write_atomic
 from cleanup.redact import redact, register_secret
 
 log = logging.getLogger("cleanup")
@@ -138,6 +139,9 @@ class WebhookAuth(_RestEndpoint):
     def replaced(self, used: str | None) -> bool:
         return False
 
+    def renew(self, used: str | None, *, refresh: bool) -> bool:
+        return False
+
 
 @dataclass
 class OAuthTokens:
@@ -215,24 +219,8 @@ class TokenStore:
         keep = self._from_file | {"access_token", "refresh_token"}
         data = {**tokens.extra, **{k: getattr(tokens, k) for k in self.FILE_KEYS if k in keep}}
         target = self.path.resolve()  # a symlinked token file: update the file it points to
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(data, fh, indent=2)
-                fh.write("\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        # The rename itself must survive a crash: the old refresh token is already dead.
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        # Durably, rename included: the old refresh token is already dead.
+        write_atomic(target, json.dumps(data, indent=2) + "\n", mode=0o600)
 
 
 class OAuthAuth(_RestEndpoint):
@@ -277,6 +265,13 @@ class OAuthAuth(_RestEndpoint):
         """Whether `used` is no longer the current token, once any refresh in progress ends."""
         with self._lock:
             return used is not None and used != self.tokens.access_token
+
+    def renew(self, used: str | None, *, refresh: bool) -> bool:
+        """Whether a request that carried `used`, refused as expired, can be sent again with
+        another token: refresh it (once per expiry, shared by all workers) or, when the
+        caller already refreshed for this work (`refresh` False), only take one another
+        worker made. Raises AuthRefreshError when the refresh fails."""
+        return self.refresh(used) if refresh else self.replaced(used)
 
     def refresh(self, used: str | None) -> bool:
         """Get a new token pair. If another worker already did (the token we used is no

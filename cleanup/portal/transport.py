@@ -19,6 +19,7 @@ from urllib.parse import urljoin
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NewConnectionError
 
 from cleanup.errors import ConfigError
 from cleanup.pacing.budget import OperatingBudget
@@ -239,32 +240,8 @@ class Transport:
                 timeout=self.timeout,
                 allow_redirects=False,
             )
-        except requests.exceptions.ConnectTimeout as exc:
-            raise NetworkError("connect_timeout", str(exc), maybe_sent=False) from None
-        except requests.exceptions.SSLError as exc:
-            raise NetworkError("ssl", str(exc), maybe_sent=False) from None
-        except requests.exceptions.ConnectionError as exc:
-            text = str(exc)
-            # "Connection refused"/DNS failures never reached the portal; a reset or a
-            # dropped connection after the request went out may have been acted upon.
-            never = any(
-                s in text
-                for s in (
-                    "Connection refused",
-                    "Name or service not known",
-                    "Failed to resolve",
-                    "No route to host",
-                    "nodename nor servname",
-                    "Network is unreachable",
-                )
-            )
-            raise NetworkError(
-                "connect" if never else "connection_lost", text, maybe_sent=not never
-            ) from None
-        except requests.exceptions.Timeout as exc:
-            raise NetworkError("timeout", str(exc), maybe_sent=True) from None
         except requests.exceptions.RequestException as exc:
-            raise NetworkError("network", str(exc), maybe_sent=True) from None
+            raise _network_error(exc) from None
         elapsed = time.monotonic() - t0
         for callback in self.on_request:
             callback(kind, wall0, elapsed, resp.status_code)
@@ -277,6 +254,48 @@ class Transport:
             elapsed=elapsed,
         )
         return answer, location
+
+
+def _network_error(exc: requests.exceptions.RequestException) -> NetworkError:
+    """What a failed request tells: whether the portal may have seen it. Told apart by the
+    exception's type, as urllib3 and httpx do, never by its (OS- and locale-dependent) text."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return NetworkError("connect_timeout", str(exc), maybe_sent=False)
+    if isinstance(exc, requests.exceptions.SSLError):
+        return NetworkError("ssl", str(exc), maybe_sent=False)
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        # Refused, no route, no DNS name: the connection never opened. A reset or a dropped
+        # connection after the request went out may have been acted upon.
+        never = _never_connected(exc)
+        return NetworkError(
+            "connect" if never else "connection_lost", str(exc), maybe_sent=not never
+        )
+    if isinstance(exc, requests.exceptions.Timeout):
+        return NetworkError("timeout", str(exc), maybe_sent=True)
+    return NetworkError("network", str(exc), maybe_sent=True)
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """Whether urllib3's NewConnectionError (NameResolutionError is one) is in the chain
+    requests wraps it in: ConnectionError(MaxRetryError(reason=...)), or a proxy's error."""
+    todo: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while todo:
+        error = todo.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, NewConnectionError):
+            return True
+        linked = (
+            *error.args,
+            getattr(error, "reason", None),
+            getattr(error, "original_error", None),
+        )
+        todo += [
+            e for e in (*linked, error.__cause__, error.__context__) if isinstance(e, BaseException)
+        ]
+    return False
 
 
 def _command_count(payload: dict[str, Any], kind: str) -> int:

@@ -1,61 +1,282 @@
-"""RunConfig: everything a run needs, validated at once (every problem reported together)."""
+"""RunConfig: everything a run needs. Every option is declared here once (type, bounds,
+default, environment variable, help); the click options of `run` and the job-file keys are
+derived from these fields (`cleanup.cli.options`, `cleanup.jobs.schema`)."""
 
 from __future__ import annotations
 
 import csv
 import json
-import os
-from dataclasses import dataclass, field, fields
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+)
+from pydantic_core import PydanticCustomError
 
 from cleanup.errors import ConfigError
+from cleanup.inputs.columns import canonical_field, normalise_name
+from cleanup.inputs.select import RowChoice, RowRanges, split_values
+from cleanup.options import Option, problems_of, shown_value
 from cleanup.outputs.report import default_report_path, report_format
 from cleanup.pacing.throttle import PLANS
 from cleanup.portal.auth import Auth, OAuthAuth, TokenStore, WebhookAuth
 from cleanup.redact import register_secret
 from cleanup.run.planner import MAX_BATCH
 
-MODES = ("auto", "batch", "single")
-PROGRESS = ("auto", "bar", "log", "none")
+Mode = Literal["auto", "batch", "single"]
+ProgressMode = Literal["auto", "bar", "log", "none"]
+# The plans are the throttle's table; a Literal built from it keeps one list of names
+# (a type checker sees text).
+if TYPE_CHECKING:
+    PlanName = str
+else:
+    PlanName = Literal[tuple(PLANS)]
+MODES: tuple[str, ...] = get_args(Mode)
+PROGRESS: tuple[str, ...] = get_args(ProgressMode)
+# Files a run writes beside its report (see cleanup.outputs.report).
+SIDECARS = (".partial.jsonl", ".partial.jsonl.tmp", ".journal", ".summary.json", ".lock", ".tmp")
 
 
-@dataclass
-class RunConfig:
-    """Options of `reaction-cleanup run`; the job file keys have the same names."""
+def parse_column_options(values: tuple[str, ...]) -> dict[str, str]:
+    """`--column botId=Bot --column reaction=Emoji` -> {"botId": "Bot", "reaction": "Emoji"}."""
+    out: dict[str, str] = {}
+    problems = []
+    for value in values:
+        field, sep, name = value.partition("=")
+        canon = canonical_field(field)
+        if not sep or not name.strip() or canon is None:
+            problems.append(
+                f"--column {value!r}: expected botId=NAME, messageId=NAME or reaction=NAME"
+            )
+            continue
+        out[canon] = name.strip()
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+def _columns(value: Any) -> Any:
+    """A {field: column name} table: each field spelt as in FIELDS, each name given."""
+    if not isinstance(value, dict):
+        raise PydanticCustomError(
+            "problems",
+            "{problems}",
+            {"problems": ['columns must be a table such as columns = { botId = "Bot" }']},
+        )
+    out: dict[str, str] = {}
+    problems = []
+    for field, column in value.items():
+        canon = canonical_field(field)
+        if canon is None:
+            problems.append(f"columns.{field}: the fields are botId, messageId and reaction")
+        elif not isinstance(column, str) or not column.strip():
+            problems.append(f"columns.{field} must be a column name (text)")
+        else:
+            out[canon] = column.strip()
+    if problems:
+        raise PydanticCustomError("problems", "{problems}", {"problems": problems})
+    return out
+
+
+def _listed_option(flag: str, values: tuple[str, ...]) -> list[str]:
+    """`--only failed,invalid --only skipped` -> [failed, invalid, skipped]; not none."""
+    listed = split_values(values)
+    if not listed:
+        raise ConfigError(f"{flag}: give at least one value")
+    return listed
+
+
+def _listed(value: Any, info: ValidationInfo) -> Any:
+    """A list of text, or one text with commas (a job file's `only = "failed,skipped"`)."""
+    items = [value] if isinstance(value, str) else value
+    if isinstance(items, (list, tuple)) and all(isinstance(v, str) for v in items):
+        listed = split_values(items)
+        if listed or not items:
+            return listed
+    raise PydanticCustomError(
+        "problems",
+        "{problems}",
+        {
+            "problems": [
+                f'{info.field_name} must be a list of text such as ["failed"], not {shown_value(value)}'
+            ]
+        },
+    )
+
+
+# In a job file: a list of text, or one text with commas.
+_LISTED_SCHEMA = WithJsonSchema(
+    {"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}]}
+)
+
+
+def _sheet_number(value: Any) -> Any:
+    # sheet = 2 in a job file: the 1-based sheet number, as `--sheet 2` gives it.
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _zero_is_off(value: float | None) -> float | None:
+    return None if value == 0 else value
+
+
+class RunConfig(BaseModel):
+    """What a run of one input file needs. Constructing it checks every option's type and
+    bounds (ConfigError naming each problem); `check()` adds what needs them together."""
+
+    model_config = ConfigDict(extra="forbid")
 
     input: Path
-    report: Path | None = None
-    webhook: str | None = None
-    portal: str | None = None
-    oauth_file: Path | None = None
-    oauth_server: str | None = None
-    bot_tokens: Path | None = None
-    columns: dict[str, str] = field(default_factory=dict)
-    sheet: str | None = None
-    allow_unknown_reactions: bool = False
-    mode: str = "auto"
-    batch_size: int = MAX_BATCH
-    plan: str | None = None
-    rate: float | None = None
-    burst: int | None = None
-    concurrency: int | None = None  # None: chosen from the rate and observed latency
-    max_retries: int = 5
-    max_wait: float = 900.0
-    timeout: float = 75.0
-    operating_limit: float | None = 480.0
-    dry_run: bool = False
-    resume: bool = False
-    allow_insecure_http: bool = False
-    progress: str = "auto"
-    stop_timeout: float = 30.0
-    chunk_rows: int = 200_000
+    report: Annotated[Path | None, Option(job=False)] = Field(
+        None,
+        description="Report path; format by extension: .csv, .jsonl, .parquet. Default: INPUT's name + .report.csv, next to it.",
+    )
+    webhook: Annotated[str | None, Option(job=False, env="B24_WEBHOOK_URL")] = Field(
+        None, description="Inbound webhook URL https://PORTAL/rest/USER_ID/CODE/ (a secret)."
+    )
+    portal: Annotated[str | None, Option(env="B24_PORTAL")] = Field(
+        None, description="Portal address for OAuth mode, e.g. https://example.bitrix24.com."
+    )
+    oauth_file: Annotated[Path | None, Option(env="B24_OAUTH_FILE")] = Field(
+        None,
+        description="JSON token file: client_id, client_secret, access_token, refresh_token (rewritten on refresh).",
+    )
+    oauth_server: Annotated[str | None, Option(env="B24_OAUTH_SERVER")] = Field(
+        None,
+        description="OAuth server for refresh (default: the token file's server_endpoint, else https://oauth.bitrix.info).",
+    )
+    # The job file names the file with bot_tokens_file (cleanup.jobs.schema).
+    bot_tokens: Annotated[Path | None, Option(job=False, env="B24_BOT_TOKENS_FILE")] = Field(
+        None,
+        description='Webhook mode: botId -> botToken, JSON {"456": "token"} or CSV botId,botToken.',
+    )
+    columns: Annotated[
+        dict[str, str],
+        BeforeValidator(_columns),
+        Option(flag="--column", metavar="FIELD=NAME", parse=parse_column_options),
+    ] = Field(
+        default_factory=dict,
+        description='Map a field to a differently named column: --column botId=Bot (repeatable); in a job file columns = { botId = "Bot" }.',
+    )
+    sheet: Annotated[str | None, BeforeValidator(_sheet_number), Option()] = Field(
+        None,
+        description="XLSX sheet name or 1-based number (default: the first sheet with the columns).",
+        json_schema_extra={"type": ["string", "integer"]},
+    )
+    # Re-run a report's rows: those whose status / error is one of these (see inputs.select).
+    only: Annotated[
+        list[str],
+        BeforeValidator(_listed),
+        _LISTED_SCHEMA,
+        Option(metavar="STATUS[,STATUS...]", parse=partial(_listed_option, "--only")),
+    ] = Field(
+        default_factory=list,
+        description="Re-run a report: send only its rows whose status is one of these (removed, failed, invalid, duplicate, skipped); each keeps its row number.",
+    )
+    only_error: Annotated[
+        list[str],
+        BeforeValidator(_listed),
+        _LISTED_SCHEMA,
+        Option(metavar="CODE[,CODE...]", parse=partial(_listed_option, "--only-error")),
+    ] = Field(
+        default_factory=list,
+        description="Re-run a report: send only its rows whose error is one of these codes (with --only: rows matching both).",
+    )
+    allow_unknown_reactions: Annotated[bool, Option()] = Field(
+        False,
+        description="Send reaction codes that are not in the documented list (the portal's list may grow).",
+    )
+    mode: Annotated[Mode, Option()] = Field(
+        "auto",
+        description="batch, single calls, or auto: batch, falling back to single on ERROR_BATCH_METHOD_NOT_ALLOWED.",
+    )
+    batch_size: Annotated[int, Option()] = Field(
+        MAX_BATCH, ge=1, le=MAX_BATCH, description="Commands per batch request."
+    )
+    plan: Annotated[PlanName | None, Option(shown_default="standard")] = Field(
+        None,
+        description="Preset rate/burst: standard 2/s burst 50, enterprise 5/s burst 250.",
+    )
+    rate: Annotated[float | None, Option()] = Field(
+        None,
+        ge=0.01,
+        description="Requests per second the client allows itself (overrides --plan).",
+    )
+    burst: Annotated[int | None, Option()] = Field(
+        None, ge=1, description="Bucket size: requests allowed in a burst (overrides --plan)."
+    )
+    concurrency: Annotated[
+        int | None, Option(shown_default="from the rate and observed latency")
+    ] = Field(None, ge=1, le=64, description="Requests in flight at once.")
+    max_retries: Annotated[int, Option()] = Field(
+        5, ge=0, description="Re-sends after network errors, 5xx and garbled answers."
+    )
+    max_wait: Annotated[float, Option()] = Field(
+        900.0,
+        ge=0,
+        description="Seconds one batch may spend waiting (backoff and limits) before its rows fail.",
+    )
+    timeout: Annotated[float, Option()] = Field(
+        75.0, ge=1, description="Seconds to wait for an answer."
+    )
+    stop_timeout: Annotated[float, Option()] = Field(
+        30.0,
+        ge=0,
+        description="On Ctrl-C/SIGTERM, seconds to let requests in flight finish before their rows are reported skipped.",
+    )
+    # 0 means off: here, once, for the command line, job files and Python alike.
+    operating_limit: Annotated[float | None, AfterValidator(_zero_is_off), Option()] = Field(
+        480.0,
+        ge=0,
+        description="The portal's operating-time budget per method, seconds per 10 min; 0 turns the tracking off.",
+    )
+    dry_run: Annotated[bool, Option()] = Field(
+        False, description="Validate and plan only: no calls to the portal."
+    )
+    resume: Annotated[bool, Option()] = Field(
+        False,
+        description="Continue a stopped run: keep the report's final rows and send the rest.",
+    )
+    allow_insecure_http: Annotated[bool, Option()] = Field(
+        False,
+        description="Allow plain http:// to a non-loopback host (an on-premise test portal).",
+    )
+    progress: Annotated[
+        ProgressMode, Option(shown_default="auto: a bar on a terminal, log lines otherwise")
+    ] = Field("auto", description="Progress display.")
+    chunk_rows: Annotated[int, Option(cli=False)] = Field(
+        200_000,
+        ge=1,
+        description="Rows read and validated at a time (memory vs. speed; rarely worth changing).",
+    )
     run_id: str | None = None
-    label: str | None = None  # shown in logs/HTML (a job's name)
+    label: str | None = None  # shown in logs/HTML (a job file's name)
+    # Not options of `run`: an undo chooses rows by number (--rows), and continues its
+    # report with some rows sent again, their lines replaced (--only-error); see run.undo.
+    rows: tuple[RowRanges, ...] = ()
+    resend: frozenset[int] = frozenset()
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigError(problems_of(exc)) from None
 
     @property
     def report_path(self) -> Path:
         return self.report or default_report_path(self.input)
+
+    @property
+    def choice(self) -> RowChoice:
+        return RowChoice(tuple(self.only), tuple(self.only_error), self.rows)
 
     @property
     def effective_rate(self) -> tuple[float, int]:
@@ -66,27 +287,10 @@ class RunConfig:
         )
 
     def check(self) -> None:
-        """Raise ConfigError listing every problem found."""
+        """What a run needs beyond each option's own rules, checked when constructed:
+        credentials of one kind, a report format, the rows a re-run chooses, a report that is
+        not the input. Raises ConfigError listing every problem."""
         problems: list[str] = []
-        if self.mode not in MODES:
-            problems.append(f"mode must be one of {', '.join(MODES)}")
-        if not 1 <= self.batch_size <= MAX_BATCH:
-            problems.append(
-                f"batch size must be 1..{MAX_BATCH} (the portal runs at most {MAX_BATCH} commands per batch)"
-            )
-        if self.plan is not None and self.plan not in PLANS:
-            problems.append(f"plan must be one of {', '.join(PLANS)}")
-        rate, burst = self.effective_rate
-        if rate <= 0:
-            problems.append("rate must be above 0 requests per second")
-        if burst < 1:
-            problems.append("burst must be at least 1")
-        if self.concurrency is not None and not 1 <= self.concurrency <= 64:
-            problems.append("concurrency must be 1..64")
-        if self.max_retries < 0:
-            problems.append("max retries must be 0 or more")
-        if self.progress not in PROGRESS:
-            problems.append(f"progress must be one of {', '.join(PROGRESS)}")
         if self.webhook and (self.portal or self.oauth_file):
             problems.append("give either a webhook or OAuth (portal + token file), not both")
         if not self.dry_run and not (self.webhook or self.portal):
@@ -98,6 +302,12 @@ class RunConfig:
             report_format(self.report_path)
         except ConfigError as exc:
             problems.extend(exc.problems)
+        problems.extend(self.choice.problems())
+        if not self.dry_run and _writes_over(self.report_path, self.input):
+            problems.append(
+                f"the report {self.report_path} would overwrite the input {self.input};"
+                " give another --report"
+            )
         if problems:
             raise ConfigError(problems)
 
@@ -117,16 +327,29 @@ class RunConfig:
     def settings(self) -> dict[str, Any]:
         """For the summary and the HTML report: no secrets, just what was chosen."""
         rate, burst = self.effective_rate
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            if f.name in ("webhook",):
-                continue
-            value = getattr(self, f.name)
-            out[f.name] = str(value) if isinstance(value, Path) else value
+        out: dict[str, Any] = self.model_dump(mode="json", exclude={"webhook"})
         out["auth"] = "webhook" if self.webhook else "oauth" if self.portal else "none"
         out["rate"], out["burst"] = rate, burst
         out["report"] = str(self.report_path)
+        out["rows"] = [str(r) for r in self.rows]
+        out["resend"] = len(self.resend)  # how many: the rows are in the report
         return out
+
+
+def _writes_over(report: Path, input_path: Path) -> bool:
+    """Whether the report, or a file written beside it, is the input (a report re-run
+    with --report set to its own name)."""
+    written = [report, *(report.with_name(report.name + s) for s in SIDECARS)]
+    target = input_path.resolve()
+    for path in written:
+        if path.resolve() == target:
+            return True
+        try:
+            if path.exists() and input_path.exists() and path.samefile(input_path):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def load_bot_tokens(path: Path) -> dict[int, str]:
@@ -151,10 +374,7 @@ def load_bot_tokens(path: Path) -> dict[int, str]:
     else:
         items = []
         reader = csv.DictReader(text.splitlines(), dialect=_sniff(text))
-        norm = {
-            (h or "").replace("_", "").replace(" ", "").casefold(): h
-            for h in reader.fieldnames or []
-        }
+        norm = {normalise_name(h or ""): h for h in reader.fieldnames or []}
         bot_col, tok_col = norm.get("botid"), norm.get("bottoken")
         if not bot_col or not tok_col:
             raise ConfigError(
@@ -184,8 +404,3 @@ def _sniff(text: str) -> type[csv.Dialect] | csv.Dialect:
         return csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
     except csv.Error:
         return csv.excel
-
-
-def env_default(name: str) -> str | None:
-    value = os.environ.get(name)
-    return value if value else None

@@ -1,9 +1,12 @@
 """Send one unit of work (up to 50 rows) until every row has a final status.
 
-The engine knows the method and the batch protocol; the transport knows HTTP. Each row
-keeps its true attempt count and whether an earlier attempt may already have removed
-its reaction (a lost reply, a 5xx, a crash before the answer was recorded), so that a
-REACTION_NOT_FOUND on a re-send is reported as `removed`, not as a failure.
+The engine knows batching, pacing, retries and lost replies; the `Action` knows the method
+(what to send for a row and what an answer means for it); the transport knows HTTP. What
+each kind of answer leads to is declared once, in the decision tables below. Each row keeps
+its true attempt count (requests that reached the method, not those refused at the door)
+and whether an earlier attempt may already have acted (a lost reply, a 5xx, a crash before
+the answer was recorded), so that the action can read a REACTION_NOT_FOUND on a re-send
+as the earlier attempt's work.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import random
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from enum import Enum
+from typing import NamedTuple
 
 from cleanup.clock import Clock
 from cleanup.errors import FatalAPIError
@@ -22,30 +26,73 @@ from cleanup.outputs.report import Journal
 from cleanup.pacing.budget import OperatingBudget
 from cleanup.pacing.retry import RetryPolicy
 from cleanup.pacing.throttle import Throttle
-from cleanup.portal.classify import (
-    OPERATION_TIME_LIMIT,
-    Kind,
-    Outcome,
-    classify_answer,
-    classify_error,
-    classify_result,
-)
+from cleanup.portal.auth import Auth
+from cleanup.portal.classify import OPERATION_TIME_LIMIT, Kind, Outcome
+from cleanup.portal.envelope import BatchEnvelope, call_outcome, single_result
 from cleanup.portal.transport import Answer, NetworkError, Stopped, Transport
 from cleanup.redact import redact
 from cleanup.results import RowResult, Status, gave_up
-from cleanup.run.planner import MAX_BATCH, METHOD, command_key, delete_command, delete_params
+from cleanup.run.actions import DELETE, Action, Doubt, failed
+from cleanup.run.planner import MAX_BATCH, Batch, plan
 
 log = logging.getLogger("cleanup")
 
-ALREADY_ABSENT = "already absent on retry: an earlier attempt, whose answer was lost, removed it"
-ALREADY_ABSENT_EARLIER_RUN = (
-    "already absent on retry: an earlier run sent it and stopped before recording the answer,"
-    " so that run removed it"
-)
-
-
 MAX_WAIT_REACHED = ": --max-wait reached"
 MAX_RESENDS = 20  # rounds of ERROR_BATCH_LENGTH_EXCEEDED without progress before giving up
+
+
+# ---------------------------------------------------------------------- decision tables
+
+
+class Step(Enum):
+    """What the engine does with the rows an answer names. Declared in the order a round
+    takes them: rows are settled before an abort (rows after a fatal command may have been
+    acted on), and waits come last."""
+
+    SETTLE = "settle"  # the answer is the row's: the action gives its verdict
+    FAIL = "fail"  # the row cannot be done this way: failed with this outcome
+    ABORT = "abort"  # the run cannot go on (credentials, plan, blocked portal)
+    REFRESH = "refresh"  # the token expired: renew it, then send again
+    SHRINK = "shrink"  # more commands than the portal runs: smaller batches, send again
+    FALL_BACK = "fall_back"  # the method is not allowed in a batch: single calls from now on
+    WAIT_OPERATING = "wait_operating"  # the method's operating time is spent: wait for reset
+    WAIT_RATE = "wait_rate"  # refused for the rate limit: wait, send again
+    RETRY = "retry"  # the outcome is unknown: back off, send again (--max-retries)
+
+
+class Rule(NamedTuple):
+    step: Step
+    ran: bool  # the method ran, or may have: an attempt at the row (else the journal forgets it)
+
+
+# One command's entry in a batch answer.
+COMMAND_RULES: Mapping[Kind, Rule] = {
+    Kind.OK: Rule(Step.SETTLE, ran=True),
+    Kind.ROW_FAILED: Rule(Step.SETTLE, ran=True),
+    Kind.BOT_FAILED: Rule(Step.SETTLE, ran=True),
+    Kind.NOT_FOUND: Rule(Step.SETTLE, ran=True),
+    Kind.TRANSIENT: Rule(Step.RETRY, ran=True),
+    Kind.RATE_LIMITED: Rule(Step.WAIT_RATE, ran=False),
+    Kind.OPERATING_LIMIT: Rule(Step.WAIT_OPERATING, ran=False),
+    Kind.RESEND: Rule(Step.SHRINK, ran=False),
+    Kind.BATCH_NOT_ALLOWED: Rule(Step.FALL_BACK, ran=False),
+    Kind.EXPIRED_TOKEN: Rule(Step.REFRESH, ran=False),
+    Kind.FATAL: Rule(Step.ABORT, ran=False),
+}
+# The answer to a whole batch request, for every row it carried. An expired token here
+# survived the transport's own refresh of the call: final.
+BATCH_RULES: Mapping[Kind, Rule] = {
+    **COMMAND_RULES,
+    Kind.EXPIRED_TOKEN: Rule(Step.ABORT, ran=False),
+}
+# A single call of the method: refused even singly, there is nothing left to fall back to.
+SINGLE_RULES: Mapping[Kind, Rule] = {
+    **BATCH_RULES,
+    Kind.BATCH_NOT_ALLOWED: Rule(Step.FAIL, ran=False),
+}
+
+
+# ---------------------------------------------------------------------- state
 
 
 @dataclass
@@ -73,22 +120,48 @@ class _RowState:
     def __init__(self, row: Row, earlier: int) -> None:
         self.row = row
         # Requests of an earlier, stopped run that carried the row (from the journal): they
-        # count as attempts, and any of them may have removed the reaction.
+        # count as attempts, and any of them may have acted.
         self.earlier = earlier
         self.attempts = earlier
         self.maybe_done = earlier > 0
 
+    @property
+    def doubt(self) -> Doubt:
+        if not self.maybe_done:
+            return Doubt.NONE
+        # Only this answer in this run: the doubt comes from the earlier run's journal.
+        return Doubt.EARLIER_RUN if self.attempts - self.earlier <= 1 else Doubt.THIS_RUN
+
 
 class _Unit:
-    """Budgets of one unit: transient retries and total waiting."""
+    """One unit's rows that have their result, and its budgets: retries and waiting."""
 
     def __init__(self) -> None:
+        self.done: dict[int, RowResult] = {}
         self.retries = 0
         self.resends = 0
         self.waited = 0.0
         self.refusals = 0
         self.operating_refusals = 0
-        self.refreshed = False  # an expired token per command was refreshed for this unit
+        self.refreshed = False  # an expired token per command was renewed for this unit
+
+    def open(self, states: Iterable[_RowState]) -> list[_RowState]:
+        return [s for s in states if s.row.row not in self.done]
+
+
+Group = list[tuple[_RowState, Outcome]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Round:
+    """The answer a step acts on."""
+
+    answer: Answer
+    whole_call: bool  # one outcome for the whole request, not one per command
+    carried: int  # rows the request carried
+
+
+# ---------------------------------------------------------------------- engine
 
 
 class Engine:
@@ -96,16 +169,20 @@ class Engine:
         self,
         transport: Transport,
         *,
+        auth: Auth,
         bot_tokens: dict[int, str] | None,
         policy: RetryPolicy,
         mode: str,
         clock: Clock,
         throttle: Throttle,
         budget: OperatingBudget,
+        action: Action = DELETE,
         journal: Journal | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.transport = transport
+        self.auth = auth
+        self.action = action
         self.bot_tokens = bot_tokens
         self.policy = policy
         self.single = mode == "single"
@@ -125,10 +202,10 @@ class Engine:
 
     def bot_failure(self, row: Row) -> RowResult | None:
         """Rows of a bot the portal already rejected fail the same way, unsent."""
-        failed = self.failed_bots.get(row.bot_id)
-        if failed is None:
+        failed_bot = self.failed_bots.get(row.bot_id)
+        if failed_bot is None:
             return None
-        code, description, first = failed
+        code, description, first = failed_bot
         note = f"{description} (not sent: bot {row.bot_id} was rejected on row {first})"
         return row.result(Status.FAILED, code, redact(note.strip()), 0)  # the portal's text
 
@@ -142,288 +219,218 @@ class Engine:
             states = [_RowState(r, previously_sent.get(r.row, 0)) for r in rows]
         else:
             states = [_RowState(r, int(r.row in previously_sent)) for r in rows]
-        done: dict[int, RowResult] = {}
         unit = _Unit()
         fatal: FatalAPIError | None = None
         try:
-            pending = self._drop_failed_bots(states, done)
-            while pending:
-                if self.single:
-                    for state in pending:
-                        self._single(state, unit, done)
-                    pending = []
-                else:
-                    size = self.batch_limit
-                    pending = self._batch_round(pending[:size], unit, done) + pending[size:]
-                pending = self._drop_failed_bots(pending, done)
+            self._send_all(states, unit)
         except Stopped:
             pass
         except FatalAPIError as exc:
             fatal = exc
-        for state in states:
-            if state.row.row not in done:
-                why = f"run aborted ({fatal.code})" if fatal else "job stopped"
-                if state.maybe_done:
-                    why += " before its outcome was known; an earlier attempt may have removed it"
-                else:
-                    why = f"not sent: {why}"
-                done[state.row.row] = state.row.result(Status.SKIPPED, "", why, state.attempts)
-        return UnitResult([done[s.row.row] for s in states], fatal)
-
-    # ------------------------------------------------------------------ batch
-
-    def _batch_round(
-        self, pending: list[_RowState], unit: _Unit, done: dict[int, RowResult]
-    ) -> list[_RowState]:
-        commands = {command_key(s.row): delete_command(s.row, self._token(s.row)) for s in pending}
-        try:
-            answer = self.transport.batch(
-                commands, before_send=self._journal_sent([s.row.row for s in pending])
-            )
-        except NetworkError as exc:
-            return self._network_failure(exc, pending, unit, done)
-        except Stopped:
-            self._unsent(pending, counted=False)  # stopped before it left
-            raise
-        for s in pending:
-            s.attempts += 1
-        outcome = classify_answer(answer.status, answer.body, context="batch")
-        if outcome.kind is not Kind.OK:
-            return self._call_failure(outcome, answer, pending, unit, done)
-        body = answer.body
-        self.budget.observe(body.get("time"), "batch")  # the batch method's own budget
-        outer = body.get("result")
-        if not isinstance(outer, dict):
-            outer = {}
-        results = _as_map(outer.get("result"))
-        errors = _as_map(outer.get("result_error"))
-        for timing in _as_map(outer.get("result_time")).values():
-            self.budget.observe(timing)
-
-        again: list[_RowState] = []
-        unsure: list[_RowState] = []
-        blocked: list[_RowState] = []  # refused for the operating-time limit
-        refused = False
-        last: Outcome | None = None
-        fatal: Outcome | None = None
-        expired: Outcome | None = None
-        for s in pending:
-            key = command_key(s.row)
-            if key in errors:
-                code, text = _error_entry(errors[key])
-                outcome = classify_error(code, text, status=None, context="command")
-            elif key in results:
-                outcome = classify_result(results[key])
+        for state in unit.open(states):
+            why = f"run aborted ({fatal.code})" if fatal else "job stopped"
+            if state.maybe_done:
+                why += f" before its outcome was known; an earlier attempt may have {self.action.did} it"
             else:
-                # Neither map names it: the portal may or may not have run it.
-                outcome = Outcome(
-                    Kind.TRANSIENT,
-                    "MISSING_RESULT",
-                    "the batch answer did not mention this command",
-                )
-            kind = outcome.kind
-            if kind in (Kind.OK, Kind.ROW_FAILED, Kind.BOT_FAILED, Kind.NOT_FOUND):
-                done[s.row.row] = self._settle(s, outcome)
-            elif kind is Kind.RESEND:
-                self._unsent([s])  # never ran: the portal cut the batch at its limit
-                if unit.resends > MAX_RESENDS:
-                    done[s.row.row] = self._fail(s, outcome)
-                else:
-                    again.append(s)
-            elif kind is Kind.RATE_LIMITED:
-                self._unsent([s])  # refused for the rate limit: nothing ran, not an attempt
-                refused = True
-                again.append(s)
-            elif kind is Kind.OPERATING_LIMIT:
-                self._unsent([s])  # the method was blocked: nothing ran, not an attempt
-                blocked.append(s)
-                again.append(s)
-            elif kind is Kind.BATCH_NOT_ALLOWED:
-                self._unsent([s])  # refused unrun: not an attempt
-                if not self._fall_back(outcome):
-                    done[s.row.row] = self._fail(s, outcome)
-                else:
-                    again.append(s)  # the single call is its first real try
-            elif kind is Kind.EXPIRED_TOKEN:
-                self._unsent([s])  # refused unrun
-                expired = expired or outcome
-                again.append(s)
-            elif kind is Kind.FATAL:
-                # Settle the rest of the answer first: rows after this one may have been
-                # removed, and must not be reported as unsent.
-                self._unsent([s])
-                fatal = fatal or outcome
-            else:  # TRANSIENT
-                s.maybe_done = True
-                unsure.append(s)
-                again.append(s)
-                last = outcome
-        if expired is not None and fatal is None:
-            # One refresh for the whole answer, shared with other workers (by the token the
-            # batch carried); a unit whose commands expire again after it is aborted.
-            auth = self.transport.auth
-            if unit.refreshed:
-                renewed = auth.replaced(answer.token)
+                why = f"not sent: {why}"
+            unit.done[state.row.row] = state.row.result(Status.SKIPPED, "", why, state.attempts)
+        return UnitResult([unit.done[s.row.row] for s in states], fatal)
+
+    def _send_all(self, states: list[_RowState], unit: _Unit) -> None:
+        pending = self._drop_failed_bots(states, unit)
+        while pending:
+            if self.single:
+                for state in pending:
+                    while state.row.row not in unit.done:
+                        self._single_round(state, unit)
+                pending = []
             else:
-                unit.refreshed = True
-                renewed = auth.refresh(answer.token)
-            if not renewed:
-                fatal = expired
-        if fatal is not None:
-            raise FatalAPIError(fatal.error, fatal.description, fatal.hint)
-        overflow = sum(
-            1
-            for s in pending
-            if command_key(s.row) in errors
-            and _error_entry(errors[command_key(s.row)])[0] == "ERROR_BATCH_LENGTH_EXCEEDED"
+                batch = next(plan((s.row for s in pending), self.batch_limit))
+                sent, rest = pending[: len(batch)], pending[len(batch) :]
+                pending = self._batch_round(batch, sent, unit) + rest
+            pending = self._drop_failed_bots(pending, unit)
+
+    # ------------------------------------------------------------------ sending
+
+    def _batch_round(self, batch: Batch, states: list[_RowState], unit: _Unit) -> list[_RowState]:
+        commands = {
+            key: self.action.command(row, self._token(row)) for key, row in batch.commands.items()
+        }
+        answer = self._send(
+            states, unit, lambda before: self.transport.batch(commands, before_send=before)
         )
-        if overflow:
-            self._lower_batch_limit(len(pending) - overflow)
-        if any(s.row.row not in done for s in again) and len(again) == len(pending):
-            unit.resends += 1  # a round that settled nothing: bound it
-        if blocked:
-            self._operating_wait(unit, blocked, done)
-        if refused:
-            self._limit_wait(unit, None, again, done, sent_ago=answer.elapsed)
-        if unsure and last is not None:
-            self._transient_wait(unit, last, unsure, done, unreachable=False)
-        return [s for s in again if s.row.row not in done]
+        if answer is None:
+            return unit.open(states)
+        outcome = call_outcome(answer, context="batch")
+        if outcome.kind is not Kind.OK:
+            return self._apply(BATCH_RULES, [(s, outcome) for s in states], answer, unit)
+        envelope = BatchEnvelope.parse(answer.body)
+        self.budget.observe(envelope.time, "batch")  # the batch method's own budget
+        for timing in envelope.timings():
+            self.budget.observe(timing)
+        outcomes = [
+            (s, envelope.outcome(key)) for key, s in zip(batch.commands, states, strict=True)
+        ]
+        return self._apply(COMMAND_RULES, outcomes, answer, unit, whole_call=False)
 
-    # ------------------------------------------------------------------ single
+    def _single_round(self, state: _RowState, unit: _Unit) -> None:
+        params = self.action.params(state.row, self._token(state.row))
+        method = self.action.method
+        answer = self._send(
+            [state], unit, lambda before: self.transport.call(method, params, before_send=before)
+        )
+        if answer is None:
+            return
+        outcome = call_outcome(answer, context="single")
+        if outcome.kind is Kind.OK:
+            outcome, timing = single_result(answer)
+            self.budget.observe(timing)
+        self._apply(SINGLE_RULES, [(state, outcome)], answer, unit)
 
-    def _single(self, state: _RowState, unit: _Unit, done: dict[int, RowResult]) -> None:
-        params = delete_params(state.row, self._token(state.row))
-        while state.row.row not in done:
-            try:
-                answer = self.transport.call(
-                    METHOD, params, before_send=self._journal_sent([state.row.row])
-                )
-            except NetworkError as exc:
-                self._network_failure(exc, [state], unit, done)
-                continue
-            except Stopped:
-                self._unsent([state], counted=False)  # stopped before it left
-                raise
-            state.attempts += 1
-            outcome = classify_answer(answer.status, answer.body, context="single")
-            if outcome.kind is Kind.OK:
-                self.budget.observe(answer.body.get("time"))
-                outcome = classify_result(answer.body.get("result"))
-            if outcome.kind in (Kind.OK, Kind.ROW_FAILED, Kind.BOT_FAILED, Kind.NOT_FOUND):
-                done[state.row.row] = self._settle(state, outcome)
-            elif outcome.kind is Kind.BATCH_NOT_ALLOWED:
-                self._unsent([state])  # refused unrun: not an attempt
-                done[state.row.row] = self._fail(state, outcome)  # not even singly: give up
-            else:
-                self._call_failure(outcome, answer, [state], unit, done)
-
-    # ------------------------------------------------------------------ outcomes
-
-    def _settle(self, s: _RowState, outcome: Outcome) -> RowResult:
-        kind = outcome.kind
-        if kind is Kind.OK:
-            return s.row.result(Status.REMOVED, attempts=s.attempts)
-        if kind is Kind.NOT_FOUND and s.maybe_done:
-            # Only this answer in this run: the doubt comes from the earlier run's journal.
-            why = ALREADY_ABSENT_EARLIER_RUN if s.attempts - s.earlier <= 1 else ALREADY_ABSENT
-            return s.row.result(Status.REMOVED, "", why, s.attempts)
-        if kind is Kind.BOT_FAILED:
-            with self._lock:
-                self.failed_bots.setdefault(
-                    s.row.bot_id, (outcome.error, outcome.description, s.row.row)
-                )
-        return self._fail(s, outcome)
-
-    def _fail(self, s: _RowState, outcome: Outcome) -> RowResult:
-        return s.row.result(Status.FAILED, outcome.error, redact(outcome.description), s.attempts)
-
-    def _call_failure(
+    def _send(
         self,
-        outcome: Outcome,
-        answer: Answer,
-        pending: list[_RowState],
+        states: list[_RowState],
         unit: _Unit,
-        done: dict[int, RowResult],
-    ) -> list[_RowState]:
-        """An error for the whole call: nothing or everything in it is affected alike."""
-        kind = outcome.kind
-        if kind is Kind.RATE_LIMITED:
-            self._unsent(pending)  # refused at the door: not an attempt at the row
-            self._limit_wait(unit, answer.retry_after, pending, done, sent_ago=answer.elapsed)
-        elif kind is Kind.OPERATING_LIMIT:
-            self._unsent(pending)  # the method was blocked: nothing ran, not an attempt
-            self._operating_wait(unit, pending, done, answer.retry_after)
-        elif kind is Kind.RESEND:
-            # The whole batch refused as too long (the docs' HTTP 400): nothing ran. Halve
-            # it until the portal takes it; bounded, so a portal that never does ends it.
-            self._unsent(pending)
-            unit.resends += 1
-            if unit.resends > MAX_RESENDS:
-                for s in pending:
-                    done[s.row.row] = self._fail(s, outcome)
-            else:
-                self._lower_batch_limit(len(pending) // 2)
-        elif kind is Kind.BATCH_NOT_ALLOWED:
-            self._unsent(pending)  # refused unrun: not an attempt (singly, the first real try)
-            if not self._fall_back(outcome):
-                for s in pending:
-                    done[s.row.row] = self._fail(s, outcome)
-        elif kind in (Kind.FATAL, Kind.EXPIRED_TOKEN):
-            self._unsent(pending)  # refused at the door (credentials, plan): nothing ran
-            raise FatalAPIError(outcome.error, outcome.description, outcome.hint)
-        elif kind is Kind.TRANSIENT:
-            for s in pending:
-                s.maybe_done = True
-            if outcome.error.startswith("HTTP_") and answer.snippet:
-                outcome = Outcome(
-                    outcome.kind, outcome.error, f"{outcome.description}: {answer.snippet[:120]}"
-                )
-            self._transient_wait(unit, outcome, pending, done, unreachable=False)
-        else:  # a method error for the whole call: every row gets it
-            for s in pending:
-                done[s.row.row] = self._settle(s, outcome)
-        return [s for s in pending if s.row.row not in done]
+        request: Callable[[Callable[[], None] | None], Answer],
+    ) -> Answer | None:
+        """The request's answer; None after a network failure (handled here)."""
+        try:
+            return request(self._journal_sent([s.row.row for s in states]))
+        except NetworkError as exc:
+            self._network_failure(exc, states, unit)
+            return None
+        except Stopped:
+            self._unsent(states)  # stopped before it left
+            raise
 
-    def _network_failure(
-        self, exc: NetworkError, pending: list[_RowState], unit: _Unit, done: dict[int, RowResult]
+    # ------------------------------------------------------------------ one answer
+
+    def _apply(
+        self,
+        rules: Mapping[Kind, Rule],
+        outcomes: Group,
+        answer: Answer,
+        unit: _Unit,
+        *,
+        whole_call: bool = True,
     ) -> list[_RowState]:
-        for s in pending:
-            if exc.maybe_sent:
+        """Look each row's outcome up in `rules`, count the attempts that reached the
+        method, then take the steps in their order. Returns the rows to send again."""
+        steps: dict[Step, Group] = {}
+        unrun: list[_RowState] = []
+        for state, outcome in outcomes:
+            rule = rules[outcome.kind]
+            if rule.ran:
+                state.attempts += 1
+            else:
+                unrun.append(state)
+            steps.setdefault(rule.step, []).append((state, outcome))
+        self._unsent(unrun)  # refused before the method ran: not an attempt
+        rnd = _Round(answer, whole_call, len(outcomes))
+        for step in Step:
+            group = steps.get(step)
+            if group:
+                self._steps[step](self, group, rnd, unit)
+        return unit.open(s for s, _ in outcomes)
+
+    def _settle(self, group: Group, rnd: _Round, unit: _Unit) -> None:
+        for s, outcome in group:
+            if outcome.kind is Kind.BOT_FAILED:
+                with self._lock:
+                    self.failed_bots.setdefault(
+                        s.row.bot_id, (outcome.error, outcome.description, s.row.row)
+                    )
+            verdict = self.action.settle(s.row, outcome, s.doubt)
+            unit.done[s.row.row] = s.row.result(*verdict, s.attempts)
+
+    def _fail(self, group: Group, rnd: _Round, unit: _Unit) -> None:
+        for s, outcome in group:
+            unit.done[s.row.row] = s.row.result(*failed(outcome), s.attempts)
+
+    def _abort(self, group: Group, rnd: _Round, unit: _Unit) -> None:
+        outcome = group[0][1]
+        raise FatalAPIError(outcome.error, outcome.description, outcome.hint)
+
+    def _refresh(self, group: Group, rnd: _Round, unit: _Unit) -> None:
+        # One renewal for the whole answer, shared with other workers (by the token the
+        # batch carried); a unit whose commands expire again after it is aborted.
+        renewed = self.auth.renew(rnd.answer.token, refresh=not unit.refreshed)
+        unit.refreshed = True
+        if not renewed:
+            self._abort(group, rnd, unit)
+
+    def _shrink(self, group: Group, rnd: _Round, unit: _Unit) -> None:
+        ran = rnd.carried - len(group)  # the portal ran the commands before its limit
+        if ran == 0:
+            unit.resends += 1  # bounded: a portal that never takes the batch ends it
+        if unit.resends > MAX_RESENDS:
+            self._fail(group, rnd, unit)
+        else:
+            # A whole request refused as too long (the docs' HTTP 400) says no number: halve.
+            self._lower_batch_limit(rnd.carried // 2 if rnd.whole_call else ran)
+
+    def _fall_back(self, group: Group, rnd: _Round, unit: _Unit) -> None:
+        """Switch the whole run to single calls; with --mode batch, the rows fail."""
+        if not self.may_fall_back:
+            self._fail(group, rnd, unit)
+            return
+        outcome = group[0][1]
+        with self._lock:
+            if not self.single:
+                self.single = True
+                self.stats.fallback = f"{outcome.error}: {outcome.description}".strip(": ")
+                log.warning(
+                    "the portal does not allow %s inside batch (%s); sending the rows one by one from now on",
+                    self.action.method,
+                    outcome.error,
+                )
+
+    def _wait_operating(self, group: Group, rnd: _Round, unit: _Unit) -> None:
+        retry_after = rnd.answer.retry_after if rnd.whole_call else None
+        self._operating_wait(unit, [s for s, _ in group], retry_after)
+
+    def _wait_rate(self, group: Group, rnd: _Round, unit: _Unit) -> None:
+        retry_after = rnd.answer.retry_after if rnd.whole_call else None
+        self._limit_wait(unit, retry_after, [s for s, _ in group], sent_ago=rnd.answer.elapsed)
+
+    def _retry(self, group: Group, rnd: _Round, unit: _Unit) -> None:
+        for s, _ in group:
+            s.maybe_done = True
+        self._transient_wait(unit, group[-1][1], [s for s, _ in group], unreachable=False)
+
+    _steps: Mapping[Step, Callable[[Engine, Group, _Round, _Unit], None]] = {
+        Step.SETTLE: _settle,
+        Step.FAIL: _fail,
+        Step.ABORT: _abort,
+        Step.REFRESH: _refresh,
+        Step.SHRINK: _shrink,
+        Step.FALL_BACK: _fall_back,
+        Step.WAIT_OPERATING: _wait_operating,
+        Step.WAIT_RATE: _wait_rate,
+        Step.RETRY: _retry,
+    }
+
+    def _network_failure(self, exc: NetworkError, states: list[_RowState], unit: _Unit) -> None:
+        if exc.maybe_sent:  # the request may have reached the method
+            for s in states:
                 s.attempts += 1
                 s.maybe_done = True
-        code = "NETWORK_ERROR" if exc.kind not in ("timeout",) else "TIMEOUT"
+        code = "TIMEOUT" if exc.kind == "timeout" else "NETWORK_ERROR"
         outcome = Outcome(Kind.TRANSIENT, code, str(exc))
-        self._transient_wait(unit, outcome, pending, done, unreachable=not exc.maybe_sent)
-        return [s for s in pending if s.row.row not in done]
+        self._transient_wait(unit, outcome, states, unreachable=not exc.maybe_sent)
 
     # ------------------------------------------------------------------ waiting
 
     def _transient_wait(
-        self,
-        unit: _Unit,
-        outcome: Outcome,
-        rows: list[_RowState],
-        done: dict[int, RowResult],
-        *,
-        unreachable: bool,
+        self, unit: _Unit, outcome: Outcome, rows: list[_RowState], *, unreachable: bool
     ) -> None:
         unit.retries += 1
         if unit.retries > self.policy.max_retries:
             if unreachable:
-                hint = (
-                    f"The portal did not accept connections after {self.policy.max_retries} "
-                    "retries; check the address and the network"
-                )
-                if outcome.description.startswith("ssl:"):
-                    # e.g. https:// to a plain-http port, or a certificate not trusted here
-                    hint += (
-                        " (the TLS handshake failed: does the portal speak https:// at this"
-                        " address, with a certificate trusted here?)"
-                    )
-                raise FatalAPIError("PORTAL_UNREACHABLE", redact(outcome.description), hint)
+                raise _unreachable(outcome, self.policy.max_retries)
             for s in rows:
                 why = f" after {s.attempts} attempts"
-                self._give_up(s, done, outcome.kind, outcome.error, outcome.description, why)
+                self._give_up(s, unit, outcome.kind, outcome.error, outcome.description, why)
             return
         self.stats.add(retries=1)
         delay = self.policy.backoff(unit.retries, self.rng)
@@ -431,26 +438,20 @@ class Engine:
         if not self._wait(unit, delay):
             for s in rows:
                 self._give_up(
-                    s, done, outcome.kind, outcome.error, outcome.description, MAX_WAIT_REACHED
+                    s, unit, outcome.kind, outcome.error, outcome.description, MAX_WAIT_REACHED
                 )
 
     def _give_up(
-        self,
-        s: _RowState,
-        done: dict[int, RowResult],
-        kind: Kind,
-        error: str,
-        description: str,
-        why: str,
+        self, s: _RowState, unit: _Unit, kind: Kind, error: str, description: str, why: str
     ) -> None:
-        done[s.row.row] = self._fail(s, Outcome(kind, error, gave_up(description, why)))
+        outcome = Outcome(kind, error, gave_up(description, why))
+        unit.done[s.row.row] = s.row.result(*failed(outcome), s.attempts)
 
     def _limit_wait(
         self,
         unit: _Unit,
         retry_after: float | None,
         rows: list[_RowState],
-        done: dict[int, RowResult],
         *,
         sent_ago: float | None = None,
     ) -> None:
@@ -462,7 +463,7 @@ class Engine:
             for s in rows:
                 self._give_up(
                     s,
-                    done,
+                    unit,
                     Kind.RATE_LIMITED,
                     "QUERY_LIMIT_EXCEEDED",
                     "the portal kept refusing for its rate limit",
@@ -470,11 +471,7 @@ class Engine:
                 )
 
     def _operating_wait(
-        self,
-        unit: _Unit,
-        rows: list[_RowState],
-        done: dict[int, RowResult],
-        retry_after: float | None = None,
+        self, unit: _Unit, rows: list[_RowState], retry_after: float | None = None
     ) -> None:
         unit.operating_refusals += 1
         self.stats.add(operating_refusals=1)
@@ -491,7 +488,7 @@ class Engine:
             for s in rows:
                 self._give_up(
                     s,
-                    done,
+                    unit,
                     Kind.OPERATING_LIMIT,
                     OPERATION_TIME_LIMIT,
                     "the portal's operating-time limit for the method stayed spent",
@@ -504,7 +501,7 @@ class Engine:
             log.warning(
                 "the portal's operating-time limit for %s is spent (OPERATION_TIME_LIMIT); "
                 "waiting %.0f s for it to reset, then re-sending",
-                METHOD,
+                self.action.method,
                 delay,
             )
 
@@ -525,37 +522,18 @@ class Engine:
 
     # ------------------------------------------------------------------ helpers
 
-    def _fall_back(self, outcome: Outcome) -> bool:
-        """Switch the whole run to single calls. False when --mode batch forbids it."""
-        if not self.may_fall_back:
-            return False
-        with self._lock:
-            if not self.single:
-                self.single = True
-                self.stats.fallback = f"{outcome.error}: {outcome.description}".strip(": ")
-                log.warning(
-                    "the portal does not allow %s inside batch (%s); sending the rows one by one from now on",
-                    METHOD,
-                    outcome.error,
-                )
-        return True
-
     def _journal_sent(self, rows: list[int]) -> Callable[[], None] | None:
         """Recorded as the request leaves (after its throttle slot), not before it waits:
-        a crash while it waits must not make these rows look possibly removed."""
+        a crash while it waits must not make these rows look possibly acted on."""
         journal = self.journal
         if journal is None:
             return None
         return lambda: journal.sent(rows)
 
-    def _unsent(self, states: Iterable[_RowState], *, counted: bool = True) -> None:
-        """The request that carried these rows never ran: take it back from the attempts
-        (`counted`: already added for it) and from the journal, so a resume agrees."""
-        states = list(states)
-        if counted:
-            for s in states:
-                s.attempts -= 1
-        if self.journal is not None:
+    def _unsent(self, states: list[_RowState]) -> None:
+        """The request that carried these rows never ran: take it back from the journal,
+        so a resume agrees (it was never counted as an attempt)."""
+        if self.journal is not None and states:
             self.journal.unsent(s.row.row for s in states)
 
     def _lower_batch_limit(self, size: int) -> None:
@@ -573,31 +551,28 @@ class Engine:
     def _token(self, row: Row) -> str | None:
         return None if self.bot_tokens is None else self.bot_tokens.get(row.bot_id)
 
-    def _drop_failed_bots(
-        self, states: list[_RowState], done: dict[int, RowResult]
-    ) -> list[_RowState]:
+    def _drop_failed_bots(self, states: list[_RowState], unit: _Unit) -> list[_RowState]:
         if not self.failed_bots:
             return states
         keep = []
         for s in states:
-            failed = self.bot_failure(s.row)
-            if failed is None:
+            failed_bot = self.bot_failure(s.row)
+            if failed_bot is None:
                 keep.append(s)
             else:
-                done[s.row.row] = failed
+                unit.done[s.row.row] = failed_bot
         return keep
 
 
-def _as_map(value: Any) -> dict[str, Any]:
-    """PHP json_encode: an empty map arrives as [], keys 0..n-1 as a list."""
-    if isinstance(value, dict):
-        return {str(k): v for k, v in value.items()}
-    if isinstance(value, list):
-        return {str(i): v for i, v in enumerate(value)}
-    return {}
-
-
-def _error_entry(entry: Any) -> tuple[str, str]:
-    if isinstance(entry, dict):
-        return str(entry.get("error") or ""), str(entry.get("error_description") or "")
-    return "", str(entry)
+def _unreachable(outcome: Outcome, retries: int) -> FatalAPIError:
+    hint = (
+        f"The portal did not accept connections after {retries} retries; check the address"
+        " and the network"
+    )
+    if outcome.description.startswith("ssl:"):
+        # e.g. https:// to a plain-http port, or a certificate not trusted here
+        hint += (
+            " (the TLS handshake failed: does the portal speak https:// at this address, with"
+            " a certificate trusted here?)"
+        )
+    return FatalAPIError("PORTAL_UNREACHABLE", redact(outcome.description), hint)

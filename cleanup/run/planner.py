@@ -1,15 +1,19 @@
-"""Rows -> batches: pure, no I/O, so its invariants are checked with hypothesis."""
+"""Rows -> batches: pure, no I/O, so its invariants are checked with hypothesis.
+
+The runner packs the input stream into units with a `Planner` (rows arrive one by one,
+and the batch size can drop mid-run: a fall-back to single calls, a portal that takes
+fewer commands); the engine splits what a unit still has to send with `plan`. Both are
+this module's one rule, which the property tests check.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from urllib.parse import urlencode
 
 from cleanup.inputs.validate import Row
 
 MAX_BATCH = 50  # the portal runs the first 50 commands of a batch and refuses the rest
-METHOD = "imbot.v2.Chat.Message.Reaction.delete"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,35 +34,49 @@ def command_key(row: Row) -> str:
     return f"r{row.row}"
 
 
+def clamp(size: int) -> int:
+    """A batch size the portal runs whole: 1..50."""
+    return max(1, min(size, MAX_BATCH))
+
+
+class Planner:
+    """Packs rows, in order, into batches of `size()` rows (clamped to 1..50), read when
+    a batch is cut: a size that drops mid-run applies to the rows still open."""
+
+    def __init__(self, size: Callable[[], int]) -> None:
+        self._size = size
+        self._open: list[Row] = []
+
+    def add(self, row: Row) -> list[Batch]:
+        """Take one row; the batches it completes, if any."""
+        self._open.append(row)
+        return self.flush() if len(self._open) >= clamp(self._size()) else []
+
+    def flush(self) -> list[Batch]:
+        """Every open row, in batches (the last may be short): sent early, or at the end."""
+        size = clamp(self._size())
+        rows, self._open = self._open, []
+        return [_batch(rows[i : i + size]) for i in range(0, len(rows), size)]
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+
 def plan(rows: Iterable[Row], max_per_batch: int = MAX_BATCH) -> Iterator[Batch]:
     """Group rows in order into batches of at most `max_per_batch` (clamped to 1..50)."""
-    size = max(1, min(max_per_batch, MAX_BATCH))
-    chunk: dict[str, Row] = {}
+    planner = Planner(lambda: max_per_batch)
     for row in rows:
-        chunk[command_key(row)] = row
-        if len(chunk) == size:
-            yield Batch(chunk)
-            chunk = {}
-    if chunk:
-        yield Batch(chunk)
+        yield from planner.add(row)
+    yield from planner.flush()
 
 
-def delete_params(row: Row, bot_token: str | None) -> dict[str, str | int]:
-    """The method's parameters; botToken only in webhook mode (OAuth matches by client_id)."""
-    params: dict[str, str | int] = {
-        "botId": row.bot_id,
-        "messageId": row.message_id,
-        "reaction": row.reaction,
-    }
-    if bot_token is not None:
-        params["botToken"] = bot_token
-    return params
+def count_batches(rows: int, size: int) -> int:
+    """How many batches `plan` makes of `rows` rows: for estimates, without the rows."""
+    return -(-max(rows, 0) // clamp(size))
 
 
-def delete_command(row: Row, bot_token: str | None) -> str:
-    """One batch command. Every value is URL-encoded, so `#`, `&` or `+` in a value
-    cannot cut the query, add a parameter or turn into a space."""
-    return f"{METHOD}?{urlencode(delete_params(row, bot_token))}"
+def _batch(rows: list[Row]) -> Batch:
+    return Batch({command_key(row): row for row in rows})
 
 
 def estimate_seconds(calls: int, rate: float, burst: int) -> float:

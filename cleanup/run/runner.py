@@ -1,24 +1,23 @@
 """run_file(config) -> RunSummary: the whole job, callable from Python without click.
 
-Pipeline: the input streams in chunks through validation; valid rows are packed into
-units (a batch of up to 50, or one row in single mode) and handed to worker threads that
+Pipeline: the input streams in chunks through validation; the planner packs valid rows
+into units (a batch of up to 50, or one row in single mode) handed to worker threads that
 share one throttle; results come back in any order and are written to the report in
 input order, flushed unit by unit. Every input row gets exactly one line.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
-import queue
 import random
 import statistics
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,27 +25,26 @@ from filelock import FileLock, Timeout
 
 from cleanup.clock import Clock, SystemClock
 from cleanup.errors import ConfigError, FatalAPIError, LockedError
-from cleanup.inputs.readers import Table, open_table
+from cleanup.inputs.readers import Table
+from cleanup.inputs.select import open_rows
 from cleanup.inputs.validate import Row, Validator
-from cleanup.outputs.report import (
-    Journal,
-    ReportWriter,
-    check_resumable,
-    compact,
-    fingerprint,
-    read_report,
-    sidecar,
-)
+from cleanup.outputs.files import sidecar
+from cleanup.outputs.journal import Journal, check_resumable, fingerprint
+from cleanup.outputs.report import ReportWriter, compact, read_report
+from cleanup.outputs.summary import write_summary
 from cleanup.pacing.budget import OperatingBudget
 from cleanup.pacing.retry import RetryPolicy
 from cleanup.pacing.throttle import Throttle, ideal_seconds
+from cleanup.portal.auth import Auth
 from cleanup.portal.transport import Transport
 from cleanup.redact import redact
 from cleanup.results import RowResult, RunSummary, Status
+from cleanup.run.actions import DELETE, Action
 from cleanup.run.config import RunConfig, load_bot_tokens
-from cleanup.run.engine import Engine, UnitResult
-from cleanup.run.planner import MAX_BATCH, estimate_seconds
-from cleanup.run.progress import Progress, choose_mode
+from cleanup.run.engine import Engine
+from cleanup.run.planner import MAX_BATCH, Batch, Planner, count_batches, estimate_seconds
+from cleanup.run.pool import WorkerPool
+from cleanup.run.progress import ProgressCallback, ProgressUpdate
 
 log = logging.getLogger("cleanup")
 
@@ -75,25 +73,22 @@ def run_file(
     config: RunConfig,
     *,
     stop: StopSignal | None = None,
-    quiet: bool = False,
     clock: Clock | None = None,
+    on_progress: ProgressCallback | None = None,
+    action: Action = DELETE,
 ) -> RunSummary:
     """Run the job described by `config`. Raises CleanupError subclasses for problems
     with the run as a whole (configuration, unreadable input, lock); row problems and
-    portal refusals end up in the report and the returned summary."""
+    portal refusals end up in the report and the returned summary. `on_progress` is
+    called as rows finish and while the run waits on a portal limit."""
     config.check()
     stop = stop or StopSignal()
     clock = clock or SystemClock(stop.event)
     auth = config.make_auth()
-    bot_tokens: dict[int, str] | None = None
-    if config.bot_tokens is not None and (auth is None or auth.needs_bot_tokens):
-        bot_tokens = load_bot_tokens(config.bot_tokens)
-    elif auth is not None and auth.needs_bot_tokens:
-        raise ConfigError(
-            "webhook mode needs each bot's botToken: give --bot-tokens FILE (or B24_BOT_TOKENS_FILE)"
-        )
-    table = open_table(
+    bot_tokens = _bot_tokens(config, auth)
+    table = open_rows(
         config.input,
+        choice=config.choice,
         column_overrides=config.columns,
         sheet=config.sheet,
         chunk_rows=config.chunk_rows,
@@ -113,11 +108,33 @@ def run_file(
         burst=burst,
         batch_size=config.batch_size,
         started_at=time.time(),
+        source_report=str(config.input) if config.choice else None,
+        undo_of=str(config.input) if action.undo else None,
     )
     if config.dry_run:
-        return _dry_run(config, table, validator, summary)
+        return _dry_run(config, table, validator, summary, stop, action)
     assert auth is not None
-    report = config.report_path
+    lock = lock_report(config.report_path)
+    try:
+        parts = _Parts.build(config, auth, bot_tokens, clock, action)
+        return _Run(config, table, validator, summary, parts, stop, on_progress).execute()
+    finally:
+        lock.release()
+
+
+def _bot_tokens(config: RunConfig, auth: Auth | None) -> dict[int, str] | None:
+    """botId -> botToken, which webhook mode needs (OAuth matches the bot by client_id)."""
+    if config.bot_tokens is not None and (auth is None or auth.needs_bot_tokens):
+        return load_bot_tokens(config.bot_tokens)
+    if auth is not None and auth.needs_bot_tokens:
+        raise ConfigError(
+            "webhook mode needs each bot's botToken: give --bot-tokens FILE (or B24_BOT_TOKENS_FILE)"
+        )
+    return None
+
+
+def lock_report(report: Path) -> FileLock:
+    """One run per report at a time (LockedError, exit 4, while another holds it)."""
     lock = FileLock(str(sidecar(report, ".lock")), timeout=0)
     report.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -127,50 +144,129 @@ def run_file(
             f"another reaction-cleanup run is working on {report} (lock {sidecar(report, '.lock').name});"
             " wait for it to finish"
         ) from None
-    try:
-        return _Run(
-            config, table, validator, summary, auth, bot_tokens, stop, clock, quiet
-        ).execute()
-    finally:
-        lock.release()
+    return lock
 
 
 def _dry_run(
-    config: RunConfig, table: Table, validator: Validator, summary: RunSummary
+    config: RunConfig,
+    table: Table,
+    validator: Validator,
+    summary: RunSummary,
+    stop: StopSignal,
+    action: Action,
 ) -> RunSummary:
     t0 = time.monotonic()
-    to_send = 0
     examples: list[str] = []
     for chunk in table.chunks():
         checked = validator.check(chunk)
         n_inv, n_dup = checked.n_invalid, checked.n_duplicate
         summary.rows += len(checked)
-        summary.by_status[Status.INVALID.value] += n_inv
-        summary.by_status[Status.DUPLICATE.value] += n_dup
-        to_send += checked.n_to_send
+        summary.by_status[action.recast.get(Status.INVALID, Status.INVALID)] += n_inv
+        summary.by_status[action.recast.get(Status.DUPLICATE, Status.DUPLICATE)] += n_dup
+        summary.to_send += checked.n_to_send
         for i, (error, description) in checked.problems.items():
             summary.by_error[error] += 1
             if len(examples) < 10:
-                examples.append(f"row {checked.first_row + i}: {description}")
+                examples.append(f"row {checked.row_at(i)}: {description}")
     rate, burst = config.effective_rate
     per_call = 1 if config.mode == "single" else config.batch_size
-    summary.planned_calls = math.ceil(to_send / per_call) if to_send else 0
+    summary.planned_calls = count_batches(summary.to_send, per_call)
     summary.estimated_s = estimate_seconds(summary.planned_calls, rate, burst)
-    summary.by_status["to_send"] = to_send
     summary.elapsed_s = time.monotonic() - t0
-    summary.exit_code = 1 if summary.by_status[Status.INVALID.value] else 0
+    summary.conclude(stopped_by=stop.reason)
     summary.examples = examples
+    summary.left_out = int(table.detected.get("left_out", 0))
     return summary
 
 
+# ---------------------------------------------------------------------- collaborators
+
+
+@dataclass
+class _Parts:
+    """What a run sends with, built in one place; and what an earlier run left (--resume)."""
+
+    auth: Auth
+    throttle: Throttle
+    budget: OperatingBudget
+    transport: Transport
+    journal: Journal
+    engine: Engine
+    finals: dict[int, RowResult]  # rows the report already has
+    journaled: dict[int, tuple[Status, str, str, int]]  # outcomes only the journal has
+
+    @classmethod
+    def build(
+        cls,
+        config: RunConfig,
+        auth: Auth,
+        bot_tokens: dict[int, str] | None,
+        clock: Clock,
+        action: Action,
+    ) -> _Parts:
+        rate, burst = config.effective_rate
+        budget = OperatingBudget(config.operating_limit, clock=clock)
+        # A spent operating-time budget leaves the throttle no burst to offer.
+        throttle = Throttle(rate, burst, clock=clock, budget=budget)
+        transport = Transport(
+            auth,
+            throttle,
+            budget,
+            timeout=config.timeout,
+            pool_size=MAX_WORKERS,
+            allow_insecure_http=config.allow_insecure_http,
+        )
+        report = config.report_path
+        if config.resume:
+            check_resumable(report)
+        identity: dict[str, Any] = {"input": str(config.input), **fingerprint(config.input)}
+        if config.choice:  # --resume must choose the same rows
+            identity["only"] = [
+                sorted({v.casefold() for v in vs}) for vs in (config.only, config.only_error)
+            ]
+        journal = Journal(sidecar(report, ".journal"), identity, resume=config.resume)
+        finals = read_report(report) if config.resume else {}
+        for row in config.resend:  # their lines are replaced by this run's
+            finals.pop(row, None)
+        engine = Engine(
+            transport,
+            auth=auth,
+            action=action,
+            bot_tokens=bot_tokens,
+            policy=RetryPolicy(max_retries=config.max_retries, max_wait=config.max_wait),
+            mode=config.mode,
+            clock=clock,
+            throttle=throttle,
+            budget=budget,
+            journal=journal,
+            rng=random.Random(),
+        )
+        # Results the earlier run knew but had not yet written to the report (it writes in
+        # input order): taken as they are, not re-sent.
+        journaled = {
+            r: o for r, o in journal.outcomes.items() if r not in finals and r not in config.resend
+        }
+        return cls(auth, throttle, budget, transport, journal, engine, finals, journaled)
+
+    def close(self) -> None:
+        self.journal.close()
+        self.transport.close()
+
+
 class _Emitter:
-    """Writes results in input order; holds the ones that finish early."""
+    """Writes results in input order; holds the ones that finish early.
+
+    Row numbers may skip (blank rows, rows a --only left out): `expect` is told each
+    chunk's numbers in order, and a result is written once those before it are."""
 
     def __init__(self, writer: ReportWriter, on_result: Callable[[RowResult], None]) -> None:
         self.writer = writer
         self.on_result = on_result
-        self.next_row = 1
+        self.order: deque[int] = deque()
         self.held: dict[int, tuple[RowResult, bool]] = {}
+
+    def expect(self, rows: Iterable[int]) -> None:
+        self.order.extend(rows)
 
     def put(self, result: RowResult, *, write: bool = True) -> None:
         self.held[result.row] = (result, write)
@@ -178,12 +274,11 @@ class _Emitter:
     def release(self) -> int:
         released = 0
         ready: list[RowResult] = []
-        while self.next_row in self.held:
-            result, write = self.held.pop(self.next_row)
+        while self.order and self.order[0] in self.held:
+            result, write = self.held.pop(self.order.popleft())
             if write:
                 ready.append(result)
             self.on_result(result)
-            self.next_row += 1
             released += 1
         if ready:
             self.writer.write(ready)
@@ -194,6 +289,9 @@ class _Emitter:
         return len(self.held)
 
 
+# ---------------------------------------------------------------------- the run
+
+
 class _Run:
     def __init__(
         self,
@@ -201,57 +299,26 @@ class _Run:
         table: Table,
         validator: Validator,
         summary: RunSummary,
-        auth: Any,
-        bot_tokens: dict[int, str] | None,
+        parts: _Parts,
         stop: StopSignal,
-        clock: Clock,
-        quiet: bool,
+        on_progress: ProgressCallback | None,
     ) -> None:
         self.config, self.table, self.validator, self.summary = config, table, validator, summary
-        self.stop, self.clock = stop, clock
-        rate, burst = config.effective_rate
-        self.budget = OperatingBudget(config.operating_limit, clock=clock)
-        self.throttle = Throttle(rate, burst, clock=clock, budget=self.budget)
-        self.transport = Transport(
-            auth,
-            self.throttle,
-            self.budget,
-            timeout=config.timeout,
-            pool_size=MAX_WORKERS,
-            allow_insecure_http=config.allow_insecure_http,
+        self.parts, self.stop = parts, stop
+        self.engine, self.throttle = parts.engine, parts.throttle
+        self.previously_sent = parts.journal.previously_sent
+        self.planner = Planner(lambda: 1 if self.engine.single else config.batch_size)
+        self.pool = WorkerPool(
+            lambda rows: self.engine.run_unit(rows, self.previously_sent),
+            config.concurrency or MAX_WORKERS,
         )
-        self.identity = {"input": str(config.input), **fingerprint(config.input)}
-        report = config.report_path
-        self.finals: dict[int, RowResult] = {}
-        if config.resume:
-            check_resumable(report)
-        self.journal = Journal(sidecar(report, ".journal"), self.identity, resume=config.resume)
-        if config.resume:
-            self.finals = read_report(report)
-        # Results the earlier run knew but had not yet written to the report (it writes in
-        # input order): taken as they are, not re-sent.
-        self.journaled = {r: o for r, o in self.journal.outcomes.items() if r not in self.finals}
-        self.previously_sent = self.journal.previously_sent
-        self.engine = Engine(
-            self.transport,
-            bot_tokens=bot_tokens,
-            policy=RetryPolicy(max_retries=config.max_retries, max_wait=config.max_wait),
-            mode=config.mode,
-            clock=clock,
-            throttle=self.throttle,
-            budget=self.budget,
-            journal=self.journal,
-            rng=random.Random(),
-        )
-        self.progress = Progress(choose_mode(config.progress, quiet), _estimate_rows(table))
+        self.on_progress = on_progress
+        self.total = _estimate_rows(table) if on_progress else None
+        self.failed = 0
+        self.waiting = ""  # what the run waits for, as last asked
         self.latency = 1.0  # seconds, EWMA of request round trips; sizes auto-concurrency
         self.timeline: list[tuple[float, float, int]] = []
-        self.transport.on_request.append(self._observe_request)
-        self._results: queue.Queue[tuple[int, UnitResult]] = queue.Queue()
-        self._tasks: queue.Queue[tuple[int, list[Row]] | None] = queue.Queue()
-        self._inflight: dict[int, list[Row]] = {}
-        self._next_unit = 0
-        self._workers: list[threading.Thread] = []
+        parts.transport.on_request.append(self._observe_request)
         self.aborted: FatalAPIError | None = None
 
     # ------------------------------------------------------------------ main loop
@@ -270,89 +337,66 @@ class _Run:
             self.throttle.rate,
             self.throttle.burst,
         )
+        self._progress()
         t0 = time.monotonic()
         complete = False
         try:
-            self._start_workers()
-            open_rows: list[Row] = []
+            self.pool.start()
             for chunk in self.table.chunks():
                 checked = self.validator.check(chunk)
+                emitter.expect(checked.rows.tolist())
                 for item in checked.items():
-                    if isinstance(item, RowResult):
-                        emitter.put(item)
-                    elif item.row in self.finals:
-                        emitter.put(self.finals[item.row], write=False)
-                        self.summary.resumed_rows += 1
-                    elif (known := self.journaled.get(item.row)) is not None:
-                        emitter.put(item.result(*known))
-                        self.summary.resumed_rows += 1
-                    elif self.stop.is_set:
-                        emitter.put(item.result(Status.SKIPPED, "", self._skip_reason(item.row)))
-                    elif (failed := self.engine.bot_failure(item)) is not None:
-                        emitter.put(failed)
-                    else:
-                        open_rows.append(item)
-                        if len(open_rows) >= self._unit_size():
-                            open_rows = self._submit(open_rows, emitter)
-                    if emitter.backlog > _BACKLOG_ROWS and emitter.release() == 0:
-                        # Rows wait for an earlier unit: send the open one and wait for results.
-                        open_rows = self._submit(open_rows, emitter)
-                        if self._inflight:
-                            self._drain(emitter, block=True)
+                    self._take(item, emitter)
                 self._drain(emitter, block=False)
                 emitter.release()
-            self._submit(open_rows, emitter)
+            self._submit(self.planner.flush(), emitter)
             self._finish_inflight(emitter)
             emitter.release()
             complete = emitter.backlog == 0
         finally:
-            self._stop_workers()
+            self.pool.stop()
             writer.close(complete=complete and not self.stop.is_set)
-            self.journal.close()
-            self.progress.close()
-            self.transport.close()
+            self.parts.close()
+            self._progress(finished=True)
         if cfg.resume:
             compact(cfg.report_path)
         return self._finish_summary(time.monotonic() - t0)
 
-    def _unit_size(self) -> int:
-        return 1 if self.engine.single else self.config.batch_size
+    def _take(self, item: Row | RowResult, emitter: _Emitter) -> None:
+        """One validated input row: its result is known, or it goes to the planner."""
+        if isinstance(item, RowResult):
+            emitter.put(self.engine.action.adopt(item))
+        elif item.row in self.parts.finals:
+            emitter.put(self.parts.finals[item.row], write=False)
+            self.summary.resumed_rows += 1
+        elif (known := self.parts.journaled.get(item.row)) is not None:
+            emitter.put(item.result(*known))
+            self.summary.resumed_rows += 1
+        elif self.stop.is_set:
+            emitter.put(item.result(Status.SKIPPED, "", self._skip_reason(item.row)))
+        elif (failed := self.engine.bot_failure(item)) is not None:
+            emitter.put(failed)
+        else:
+            self._submit(self.planner.add(item), emitter)
+        if emitter.backlog > _BACKLOG_ROWS and emitter.release() == 0:
+            # Rows wait for an earlier unit: send the open one and wait for results.
+            self._submit(self.planner.flush(), emitter)
+            if self.pool.inflight:
+                self._drain(emitter, block=True)
 
-    def _submit(self, rows: list[Row], emitter: _Emitter) -> list[Row]:
-        if not rows:
-            return []
-        if self.stop.is_set:
-            for row in rows:
-                emitter.put(row.result(Status.SKIPPED, "", self._skip_reason(row.row)))
-            return []
-        # Fell back to single calls meanwhile: hand them out one per unit, for parallelism.
-        units = [rows] if not self.engine.single else [[r] for r in rows]
-        for unit in units:
-            while len(self._inflight) >= self._concurrency() and not self.stop.is_set:
+    def _submit(self, batches: list[Batch], emitter: _Emitter) -> None:
+        for batch in batches:
+            while len(self.pool.inflight) >= self._concurrency() and not self.stop.is_set:
                 self._drain(emitter, block=True)
             if self.stop.is_set:
-                for row in unit:
+                for row in batch.rows:
                     emitter.put(row.result(Status.SKIPPED, "", self._skip_reason(row.row)))
                 continue
-            unit_id = self._next_unit
-            self._next_unit += 1
-            self._inflight[unit_id] = unit
-            self._tasks.put((unit_id, unit))
-        return []
+            self.pool.submit(batch.rows)
 
     def _drain(self, emitter: _Emitter, *, block: bool, timeout: float = 0.2) -> None:
-        while True:
-            try:
-                unit_id, result = (
-                    self._results.get(timeout=timeout) if block else self._results.get_nowait()
-                )
-            except queue.Empty:
-                # A long wait on a limit finishes no unit: keep the bar's countdown moving.
-                self.progress.note_wait(self.throttle.waiting_note())
-                return
-            if self._inflight.pop(unit_id, None) is None:
-                continue  # given up on at the stop timeout; already reported skipped
-            self.journal.done(result.results)
+        while (result := self.pool.result(block=block, timeout=timeout)) is not None:
+            self.parts.journal.done(result.results)
             for r in result.results:
                 emitter.put(r)
             if result.fatal is not None and self.aborted is None:
@@ -361,55 +405,27 @@ class _Run:
                 self.stop.stop("abort")
             emitter.release()
             emitter.writer.flush()
-            self.progress.note_wait(self.throttle.waiting_note())
             block = False  # got one; take whatever else is ready without waiting
+        # A long wait on a limit finishes no unit: keep the countdown moving.
+        self._progress()
 
     def _finish_inflight(self, emitter: _Emitter) -> None:
         deadline: float | None = None
-        while self._inflight:
+        while self.pool.inflight:
             if self.stop.is_set and deadline is None:
                 deadline = time.monotonic() + self.config.stop_timeout
             if deadline is not None and time.monotonic() > deadline:
                 log.warning(
                     "%d request(s) still in flight after %.0f s; reporting their rows skipped",
-                    len(self._inflight),
+                    len(self.pool.inflight),
                     self.config.stop_timeout,
                 )
-                for unit in self._inflight.values():
+                for unit in self.pool.abandon():
                     for row in unit:
                         note = self._skip_reason(row.row) + "; its request was still in flight"
                         emitter.put(row.result(Status.SKIPPED, "", note, 1))
-                self._inflight.clear()
                 break
             self._drain(emitter, block=True)
-
-    # ------------------------------------------------------------------ workers
-
-    def _start_workers(self) -> None:
-        n = self.config.concurrency or MAX_WORKERS
-        for i in range(n):
-            # Daemon threads: a request hung past the stop timeout must not keep the job alive.
-            t = threading.Thread(target=self._work, name=f"cleanup-worker-{i}", daemon=True)
-            t.start()
-            self._workers.append(t)
-
-    def _stop_workers(self) -> None:
-        for _ in self._workers:
-            self._tasks.put(None)
-
-    def _work(self) -> None:
-        while True:
-            task = self._tasks.get()
-            if task is None:
-                return
-            unit_id, rows = task
-            try:
-                result = self.engine.run_unit(rows, self.previously_sent)
-            except Exception as exc:  # a bug must not lose rows: report them, keep going
-                log.exception("internal error while sending rows %d..%d", rows[0].row, rows[-1].row)
-                text = redact(f"{type(exc).__name__}: {exc}")
-                result = UnitResult([r.result(Status.FAILED, "CLIENT_ERROR", text) for r in rows])
-            self._results.put((unit_id, result))
 
     def _concurrency(self) -> int:
         if self.config.concurrency:
@@ -429,7 +445,17 @@ class _Run:
 
     def _count(self, result: RowResult) -> None:
         self.summary.add(result)
-        self.progress.advance(1, 1 if result.status is Status.FAILED else 0)
+        self.failed += result.status is Status.FAILED
+        self._progress(self.waiting)
+
+    def _progress(self, waiting: str | None = None, *, finished: bool = False) -> None:
+        """Tell the caller; `waiting` None: ask the throttle what the run waits for now."""
+        if self.on_progress is None:
+            return
+        if waiting is None:
+            waiting = self.waiting = "" if finished else self.throttle.waiting_note()
+        done = self.summary.rows
+        self.on_progress(ProgressUpdate(done, self.failed, self.total, waiting, finished))
 
     def _skip_reason(self, row: int) -> str:
         if self.aborted is not None:
@@ -437,7 +463,7 @@ class _Run:
         else:
             why = f"not sent: job stopped ({self.stop.reason or 'stop'})"
         if row in self.previously_sent:
-            why += "; an earlier run may have removed it"
+            why += f"; an earlier run may have {self.engine.action.did} it"
         return why
 
     def _finish_summary(self, elapsed: float) -> RunSummary:
@@ -445,7 +471,7 @@ class _Run:
         s.elapsed_s = elapsed
         s.mode = "single" if self.engine.single else "batch"
         s.fallback_to_single = self.engine.stats.fallback
-        t = self.transport.stats
+        t = self.parts.transport.stats
         s.requests, s.batch_requests, s.single_requests = (
             t.requests,
             t.batch_requests,
@@ -454,7 +480,7 @@ class _Run:
         s.limit_refusals = self.throttle.stats.refusals
         s.operating_refusals = self.engine.stats.operating_refusals
         s.limit_wait_s = self.throttle.waited_so_far()  # wall-clock, all limits together
-        sent = s.by_status[Status.REMOVED.value] + s.by_status[Status.FAILED.value]
+        sent = s.sent
         # The portal may have taught the engine a smaller batch than configured.
         per_request = (
             1 if self.engine.single else min(self.config.batch_size, self.engine.batch_limit)
@@ -462,23 +488,25 @@ class _Run:
         # A request's typical round trip, not the EWMA (seeded with a guess, it still carries
         # the guess after a short run and would put the "maximum" below what was achieved).
         typical = statistics.median(e for _, e, _ in self.timeline) if self.timeline else 0.0
-        s.ideal_s = ideal_seconds(math.ceil(sent / per_request), s.rate, s.burst, typical)
+        s.ideal_s = ideal_seconds(count_batches(sent, per_request), s.rate, s.burst, typical)
         s.retries = self.engine.stats.retries
-        s.token_refreshes = getattr(self.transport.auth, "refreshes", 0)
+        s.token_refreshes = getattr(self.parts.auth, "refreshes", 0)
         s.concurrency = self.config.concurrency or self._concurrency()
         s.timeline = _timeline(self.timeline, self.summary.started_at)
+        s.left_out = int(self.table.detected.get("left_out", 0))
         if self.aborted is not None:
             s.aborted = redact(str(self.aborted))
-        elif self.stop.reason in ("SIGINT", "SIGTERM"):
-            s.interrupted = self.stop.reason
-        s.exit_code = s.decide_exit_code()
-        if self.aborted is not None:
-            s.exit_code = self.aborted.exit_code  # 3, or 2 for a config problem found mid-run
-        _write_summary(self.config.report_path, s, self.config.settings())
+        s.conclude(
+            stopped_by=self.stop.reason,
+            aborted_code=None if self.aborted is None else self.aborted.exit_code,
+        )
+        write_summary(self.config.report_path, s, self.config.settings())
         return s
 
 
 def _estimate_rows(table: Table) -> int | None:
+    if "left_out" in table.detected:
+        return None  # a re-run of some of a report's rows: how many is known at the end
     rows = table.detected.get("rows")
     if isinstance(rows, int):
         return rows
@@ -520,15 +548,4 @@ def _timeline(events: list[tuple[float, float, int]], start: float) -> list[dict
     return out
 
 
-def _write_summary(report: Path, summary: RunSummary, settings: dict[str, Any]) -> None:
-    path = sidecar(report, ".summary.json")
-    data = summary.as_dict()
-    data["settings"] = settings
-    tmp = sidecar(path, ".tmp")
-    tmp.write_text(
-        redact(json.dumps(data, indent=2, ensure_ascii=False, default=str)) + "\n", encoding="utf-8"
-    )
-    os.replace(tmp, path)
-
-
-__all__ = ["MAX_BATCH", "StopSignal", "run_file"]
+__all__ = ["MAX_BATCH", "StopSignal", "lock_report", "run_file"]

@@ -142,8 +142,8 @@ def write_samples(folder: Path) -> dict[str, Path]:
 )
 def demo_command(out: Path, input_kind: str) -> None:
     """Run the real job on the sample data against the local sandbox portal."""
-    from cleanup.cli import summary_lines
     from cleanup.logs import setup_logging
+    from cleanup.outputs.console import summary_lines
     from cleanup.run.config import RunConfig
     from cleanup.run.runner import run_file
     from cleanup.sandbox import PortalConfig, PortalState, SandboxPortal
@@ -164,7 +164,7 @@ def demo_command(out: Path, input_kind: str) -> None:
             bot_tokens=paths["bot_tokens"],
             progress="none",
         )
-        summary = run_file(config, quiet=True)
+        summary = run_file(config)
         left = len(state.reactions)
     for line in summary_lines(summary, config):
         click.echo(line, err=True)

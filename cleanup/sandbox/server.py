@@ -1,8 +1,9 @@
 """The sandbox portal: a real local HTTP server that answers like a Bitrix24 portal for the
 calls reaction-cleanup makes, with limits and faults that tests can script.
 
-Protocol facts come from ``/work/shared/bitrix24-protocol.md``; where that sheet is unsure,
-the behaviour follows the server sources it cites (noted inline).
+It answers as the Bitrix24 REST documentation and the README's "How it talks to the portal"
+describe; where the documentation is unsure, the behaviour follows the portal's server
+sources (noted inline).
 """
 
 from __future__ import annotations
@@ -642,7 +643,7 @@ class SandboxPortal:
         halt = php.truthy(_upper_keys(params).get("HALT"))
         commands = _batch_commands(params)
         if cfg.batch_not_allowed == "call" and any(
-            isinstance(call, str) and _command_method(call) == METHOD_DELETE
+            isinstance(call, str) and _command_method(call) in REACTION_METHODS
             for call in list(commands.values())[: cfg.batch_max_length]
         ):
             return _error_reply(
@@ -693,7 +694,7 @@ class SandboxPortal:
                 if method is None:
                     error = MethodError("ERROR_METHOD_NOT_FOUND", "Method not found!")
                 elif method == METHOD_BATCH or (
-                    cfg.batch_not_allowed == "command" and method == METHOD_DELETE
+                    cfg.batch_not_allowed == "command" and method in REACTION_METHODS
                 ):
                     error = MethodError(
                         "ERROR_BATCH_METHOD_NOT_ALLOWED", "Method is not allowed for batch usage"

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from cleanup.outputs.files import write_atomic
 
 DEFAULT_WEBHOOK_CODE = "sandbox-webhook-code"
 
@@ -209,15 +210,5 @@ class PortalState:
 
     def to_file(self, path: str | os.PathLike[str]) -> None:
         """Write atomically, so a reader never sees half a file."""
-        target = Path(path)
         data = json.dumps(self.to_dict(), indent=1, ensure_ascii=False)
-        fd, tmp = tempfile.mkstemp(
-            prefix=target.name + ".", suffix=".tmp", dir=target.parent or "."
-        )
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(data + "\n")
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(Path(path), data + "\n")

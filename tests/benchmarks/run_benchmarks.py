@@ -416,7 +416,7 @@ if kind == "dry":
     from cleanup.run.config import RunConfig
     from cleanup.run.runner import run_file
     t = time.perf_counter()
-    summary = run_file(RunConfig(input=Path(path), dry_run=True), quiet=True)
+    summary = run_file(RunConfig(input=Path(path), dry_run=True))
     assert summary.rows > 0
 else:
     t = time.perf_counter()

@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 from collections.abc import Callable
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,7 @@ def test_values_from_the_spreadsheet_are_escaped(tmp_path: Path) -> None:
     assert "<script" not in page.lower()
     assert "<img" not in page.lower()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert "&quot;&gt;&lt;img src=x onerror=alert(2)&gt;" in page
+    assert "&#34;&gt;&lt;img src=x onerror=alert(2)&gt;" in page  # markupsafe's &#34;
 
 
 def test_the_page_needs_no_network(tmp_path: Path) -> None:
@@ -139,9 +140,68 @@ def test_a_jsonl_report_is_read_too(tmp_path: Path) -> None:
     assert (cause.code, cause.count) == ("ACCESS_DENIED", 1)
 
 
+def test_a_csv_line_cut_by_a_crash_is_left_out_as_for_resume(tmp_path: Path) -> None:
+    rows = [("456", "1", "like", "failed", "ACCESS_DENIED", "x")] * 2
+    report = write_report(tmp_path / "r.report.csv", rows)
+    text = report.read_text()
+    report.write_text(text[: text.rindex("ACCESS_DENIED")])  # row 2's line cut half way
+    [cause] = collect_causes(report)
+    assert (cause.code, cause.count) == ("ACCESS_DENIED", 1)
+
+
+class _Elements(HTMLParser):
+    """The page as a browser parses it: its elements, attributes and text."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: set[str] = set()
+        self.attributes: set[str] = set()
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+        self.attributes.update(name for name, _ in attrs)
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+HOSTILE = [
+    "<script>alert(1)</script>",
+    "\"'><img src=x onerror=alert(2)>",
+    "</textarea><svg onload=alert(3)>",
+]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE)
+def test_hostile_spreadsheet_text_is_text_everywhere_on_the_page(
+    tmp_path: Path, hostile: str
+) -> None:
+    # In a reaction, a description, a botId, an error code the portal sent back, the
+    # portal's abort message, the run's label and the job's context: never markup.
+    rows = [
+        ("456", "1", hostile, "invalid", "INVALID_REACTION", f"reaction {hostile} is unknown"),
+        (hostile, "2", "like", "failed", hostile, hostile),
+    ]
+    summary = summary_for(rows)
+    summary["aborted"] = hostile
+    summary["settings"]["label"] = hostile
+    summary["settings"][hostile] = hostile
+    report = write_report(tmp_path / "r.report.csv", rows)
+    page = write_html(summary, report, tmp_path / "r.html", context={hostile: hostile})
+    parsed = _Elements()
+    parsed.feed(page.read_text(encoding="utf-8"))
+    assert not parsed.tags & {"script", "img", "textarea"}
+    assert not {a for a in parsed.attributes if a.startswith("on")}
+    text = "".join(parsed.text)
+    assert text.count(hostile) >= 8  # shown as typed, where it was typed
+    assert f"reaction {hostile} is unknown" in text
+
+
 # --------------------------------------------------------------------------- in a browser
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_the_html_report_renders_in_chromium_with_the_summarys_numbers(
     portal_factory: Callable[..., SandboxPortal],

@@ -581,9 +581,10 @@ def test_invalid_row_is_not_the_first_of_a_duplicate(
     assert report[0]["error"] == "INVALID_ROW"
 
 
-def test_blank_lines_are_not_rows(
+def test_blank_lines_get_no_line_but_keep_their_place(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
 ) -> None:
+    # Issue 12: the row after two blank ones is row 4, as the spreadsheet shows it.
     portal = portal_factory([(BOT, 1001, "like"), (BOT, 1002, "like")])
     path = tmp_path / "in.csv"
     path.write_text("botId,messageId,reaction\n456,1001,like\n\n,,\n456,1002,like\n")
@@ -591,7 +592,7 @@ def test_blank_lines_are_not_rows(
     assert result.exit_code == 0, result.stderr
     assert [(r["row"], r["status"]) for r in default_report(path)] == [
         ("1", "removed"),
-        ("2", "removed"),
+        ("4", "removed"),
     ]
 
 

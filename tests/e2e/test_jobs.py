@@ -25,7 +25,11 @@ from conftest import read_report, write_rows
 from filelock import FileLock
 
 from cleanup.cli import main
-from cleanup.jobs.jobfile import JOB_KEYS, job_keys, list_sources, load_job, run_sources, worst
+from cleanup.exits import worst
+from cleanup.jobs.credentials import resolve_run_options
+from cleanup.jobs.inbox import list_sources
+from cleanup.jobs.process import run_job_file
+from cleanup.jobs.schema import JOB_KEYS, job_keys, load_job_file
 from cleanup.run.runner import StopSignal
 from cleanup.sandbox import PortalConfig, SandboxPortal
 
@@ -337,7 +341,7 @@ def test_a_file_that_changes_while_waited_for_is_left_for_the_next_run(
 ) -> None:
     s = setup(min_age=5)
     path = s.drop("growing.csv", likes(3))
-    job = load_job(s.job)
+    job = load_job_file(s.job)
 
     def still_copying(seconds: float) -> bool:
         assert seconds <= 5
@@ -360,10 +364,11 @@ def test_a_signal_before_any_file_is_taken_still_exits_as_interrupted(
     quiet success: the files not reached wait for the next run, and the exit code says so."""
     s = setup(min_age=5)
     s.drop("fresh.csv", likes(3))
-    job = load_job(s.job)
+    job = load_job_file(s.job)
     stop = StopSignal()
     stop.stop("SIGTERM")
-    result = run_sources(job, job.resolve({}, {}, environ=s.env), run_id="r1", stop=stop)
+    base = resolve_run_options(job, {}, {}, environ=s.env)
+    result = run_job_file(job, base, run_id="r1", stop=stop)
     assert result.files == []
     assert result.stopped == "SIGTERM"
     assert result.exit_code == 143
@@ -588,20 +593,11 @@ def test_every_run_option_has_a_job_file_key() -> None:
 
 
 def test_example_job_file_loads_and_documents_every_key() -> None:
-    job = load_job(EXAMPLES / "example.toml")
+    job = load_job_file(EXAMPLES / "example.toml")
     assert job.name == "nightly-cleanup" and job.webhook_env == "B24_WEBHOOK_URL"
     text = (EXAMPLES / "example.toml").read_text()
     for key in [*JOB_KEYS, *job_keys()]:
         assert re.search(rf"^#? ?{key} = ", text, re.M), f"{key} is not documented"
-
-
-def test_schedule_examples_run_the_example_job() -> None:
-    for name in ("crontab.example", "reaction-cleanup.service", "kubernetes-cronjob.yaml"):
-        text = (EXAMPLES / name).read_text()
-        assert "run-job" in text and "example.toml" in text, name
-    k8s = (EXAMPLES / "kubernetes-cronjob.yaml").read_text()
-    assert "concurrencyPolicy: Forbid" in k8s and "secretKeyRef" in k8s
-    assert "OnCalendar=" in (EXAMPLES / "reaction-cleanup.timer").read_text()
 
 
 def test_oauth_job_with_a_token_file_next_to_it(

@@ -41,6 +41,7 @@ def run_job_cli(
     return result, report, summary
 
 
+@pytest.mark.slow
 def test_steady_state_at_the_limit_is_almost_never_refused(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
 ) -> None:
@@ -84,6 +85,7 @@ class OtherApp:
         self._thread.join(5)
 
 
+@pytest.mark.slow
 def test_sharing_the_bucket_with_another_app_slows_down_and_stays_mostly_unrefused(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
 ) -> None:
@@ -125,6 +127,7 @@ def test_retry_after_is_honoured(
     assert summary["limit_wait_s"] >= 1.4
 
 
+@pytest.mark.slow
 def test_retry_after_holds_requests_already_waiting_for_their_slot(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
 ) -> None:
@@ -157,6 +160,7 @@ def operating_portal(
     return portal_factory(rows_of(n), config)
 
 
+@pytest.mark.slow
 def test_operation_time_limit_in_a_batch_waits_and_resends_without_failing_rows(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
 ) -> None:
@@ -180,6 +184,7 @@ def test_operation_time_limit_in_a_batch_waits_and_resends_without_failing_rows(
     assert "waiting: waiting" in result.stderr  # the progress log shows the wait
 
 
+@pytest.mark.slow
 def test_operation_time_limit_on_a_single_call(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
 ) -> None:
@@ -220,6 +225,7 @@ def test_operation_time_limit_with_retry_after_waits_what_the_portal_says(
     assert "OPERATION_TIME_LIMIT" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_known_budget_is_spared_before_the_portal_refuses(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
 ) -> None:
@@ -285,6 +291,7 @@ def test_a_run_inside_the_burst_never_beats_the_portals_maximum(
     assert summary["rows_per_s"] <= summary["ideal_rows_per_s"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("billing", ["method", "batch"])
 def test_an_unknown_operating_limit_is_learnt_from_the_first_refusal(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path, billing: str

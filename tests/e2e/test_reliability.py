@@ -25,7 +25,7 @@ import pytest
 from click.testing import Result
 
 from cleanup.pacing.retry import RetryPolicy
-from cleanup.run.engine import ALREADY_ABSENT, ALREADY_ABSENT_EARLIER_RUN
+from cleanup.run.actions import ALREADY_ABSENT, ALREADY_ABSENT_EARLIER_RUN
 from cleanup.sandbox import PortalConfig, PortalState, SandboxPortal
 
 RunCli = Callable[..., Result]
@@ -191,6 +191,7 @@ FAULTS = {"http500": 0.05, "reset": 0.03, "lost_reply": 0.02, "html502": 0.02, "
 @pytest.mark.parametrize(
     "mode, n, seed, batch", [("batch", 3000, 6, 10), ("single", 400, 7, 1)], ids=["batch", "single"]
 )
+@pytest.mark.slow
 def test_fault_mix_every_row_truthful(
     run_cli: RunCli, tmp_path: Path, mode: str, n: int, seed: int, batch: int
 ) -> None:
@@ -227,6 +228,7 @@ SMALL_ROWS = [(101, 1, "like"), (101, 2, "like"), (101, 3, "fire")]
 SMALL_EXISTING = [(101, 1, "like"), (101, 2, "like"), (101, 3, "like")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", ["http500", "html502", "reset", "lost_reply", "slow"])
 def test_transient_faults_retried_up_to_max_retries(
     run_cli: RunCli, tmp_path: Path, fault: str
@@ -422,6 +424,7 @@ def test_a_fatal_command_still_settles_the_rest_of_its_batch(
     assert {k for k, r in zip(rows, report, strict=True) if r["status"] == "removed"} == gone
 
 
+@pytest.mark.slow
 def test_operating_time_limit_waits_and_is_not_an_attempt(run_cli: RunCli, tmp_path: Path) -> None:
     # The portal blocks the method for a moment (OPERATION_TIME_LIMIT inside the batch
     # answer): nothing ran for those commands, so they are waited for and sent again,

@@ -34,7 +34,7 @@ from test_reliability import (
     write_input,
 )
 
-from cleanup.run.engine import ALREADY_ABSENT_EARLIER_RUN
+from cleanup.run.actions import ALREADY_ABSENT_EARLIER_RUN
 from cleanup.sandbox import PortalConfig, PortalState
 
 RunCli = Callable[..., Result]
@@ -110,6 +110,7 @@ KILL_POINTS = [
 @pytest.mark.parametrize(
     "fmt, when, at", KILL_POINTS, ids=[f"{f}-{w}-{n}" for f, w, n in KILL_POINTS]
 )
+@pytest.mark.slow
 def test_kill9_then_resume(run_cli: RunCli, tmp_path: Path, fmt: str, when: str, at: int) -> None:
     n = 1200
     rows, existing = workload(n)
@@ -185,6 +186,7 @@ def test_kill9_with_a_request_in_flight_then_resume(run_cli: RunCli, tmp_path: P
     ]
 
 
+@pytest.mark.slow
 def test_results_held_back_for_order_survive_a_kill(run_cli: RunCli, tmp_path: Path) -> None:
     # The report is written in input order: while the first request is slow, the batches
     # after it finish but wait. Their results are in the journal, so a resume neither

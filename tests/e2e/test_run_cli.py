@@ -18,8 +18,7 @@ import pytest
 from click.testing import Result
 from conftest import bot_tokens_file, portal_args, read_report, write_rows
 
-from cleanup.run import progress as progress_module
-from cleanup.run import runner as runner_module
+from cleanup.cli import progress as cli_progress
 from cleanup.sandbox import PortalConfig, SandboxPortal
 
 BOT, BOT2 = 456, 457
@@ -784,7 +783,7 @@ def test_log_lines_not_a_bar_when_stderr_is_not_a_terminal(
 ) -> None:
     # Log every row instead of every 10 s, so a short run shows the periodic lines.
     monkeypatch.setattr(
-        runner_module, "Progress", functools.partial(progress_module.Progress, interval=0.0)
+        cli_progress, "LogProgress", functools.partial(cli_progress.LogProgress, interval=0.0)
     )
     portal = portal_factory(likes(5))
     path = write_rows(tmp_path / "in.csv", likes(5))

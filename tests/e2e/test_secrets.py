@@ -121,6 +121,7 @@ def post_bug(message_id: int) -> Callable[..., Any]:
     return post
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("log_format", ["text", "json"])
 def test_webhook_secrets_never_leak(
     portal_factory: PortalFactory,

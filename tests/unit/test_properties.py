@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from hypothesis import assume, example, given
@@ -20,7 +21,8 @@ from cleanup.inputs.reactions import REACTION_CODES
 from cleanup.inputs.readers import RawChunk, open_table
 from cleanup.inputs.validate import Row, Validator
 from cleanup.results import RowResult, Status
-from cleanup.run.planner import MAX_BATCH, METHOD, command_key, delete_command, plan
+from cleanup.run.actions import DELETE, DELETE_METHOD
+from cleanup.run.planner import MAX_BATCH, Batch, Planner, command_key, count_batches, plan
 from cleanup.sandbox import php
 
 # ------------------------------------------------------------------------- planner
@@ -44,10 +46,52 @@ def test_planner_every_row_once_in_order_within_the_clamp(numbers: list[int], si
     assert all(len(b) == limit for b in batches[:-1])  # only the last may be short
     keys = [key for batch in batches for key in batch.commands]
     assert len(keys) == len(set(keys))
+    assert count_batches(len(rows), size) == len(batches)  # what a dry run estimates
     # Non-numeric keys: PHP would turn keys 0..n-1 into a JSON list.
     assert not any(re.fullmatch(r"-?\d+", key) for key in keys)
     for batch in batches:
         assert all(command_key(row) == key for key, row in batch.commands.items())
+
+
+# What the runner does: rows arrive one by one, a unit may be sent early (a long backlog,
+# the end of the input), and the size can drop mid-run (a fall-back to single calls).
+planner_steps = st.lists(
+    st.one_of(
+        st.just(("row", 0)),
+        st.just(("flush", 0)),
+        st.tuples(st.just("size"), st.integers(-5, 80)),
+    ),
+    max_size=300,
+)
+
+
+@given(steps=planner_steps)
+def test_planner_as_the_runner_feeds_it(steps: list[tuple[str, int]]) -> None:
+    size = MAX_BATCH
+    planner = Planner(lambda: size)
+    fed: list[Row] = []
+    cut: list[tuple[Batch, int]] = []  # each batch with the size in force when it was cut
+    for step, value in steps:
+        if step == "size":
+            size = value
+            continue
+        limit = max(1, min(size, MAX_BATCH))
+        if step == "row":
+            row = make_rows([len(fed) + 1])[0]
+            fed.append(row)
+            batches = planner.add(row)
+            # A batch is cut as soon as the open rows fill one, never before.
+            assert len(planner) == 0 if batches else len(planner) < limit
+            assert all(len(b) == limit for b in batches[:-1])
+        else:
+            batches = planner.flush()
+            assert len(planner) == 0
+        cut += [(b, limit) for b in batches]
+    cut += [(b, max(1, min(size, MAX_BATCH))) for b in planner.flush()]
+    assert [row for b, _ in cut for row in b.rows] == fed  # every row once, in order
+    assert all(1 <= len(b) <= limit for b, limit in cut)
+    keys = [key for b, _ in cut for key in b.commands]
+    assert len(keys) == len(set(keys))
 
 
 # ------------------------------------------------------------------------- command encoding
@@ -71,9 +115,9 @@ def test_command_round_trips_through_a_query_parser(
     bot: int, message: int, reaction: str, token: str | None
 ) -> None:
     row = Row(1, bot, message, reaction, ("", "", ""))
-    command = delete_command(row, token)
+    command = DELETE.command(row, token)
     method, _, query = command.partition("?")
-    assert method == METHOD
+    assert method == DELETE_METHOD
     # Nothing in a value may end the query for the portal's parse_url.
     assert urlsplit(command).query == query and "#" not in command
     expected = {"botId": str(bot), "messageId": str(message), "reaction": reaction}
@@ -231,6 +275,28 @@ def test_duplicates_across_chunk_boundaries(rows: list[tuple[str, str, str]], ch
             )
         )
     assert verdicts(check_chunks(chunks)) == reference_statuses(rows)
+
+
+@given(rows=small_rows, chunk=st.integers(1, 7), gaps=st.lists(st.integers(0, 3), max_size=60))
+def test_duplicates_name_row_numbers_with_gaps(
+    rows: list[tuple[str, str, str]], chunk: int, gaps: list[int]
+) -> None:
+    # Rows left out (blank, or not chosen by --only) leave gaps in the numbering: a
+    # duplicate still names the first row's own number, and every row keeps its number.
+    numbers, n = [], 0
+    for i in range(len(rows)):
+        n += 1 + (gaps[i] if i < len(gaps) else 0)
+        numbers.append(n)
+    chunks = []
+    for start in range(0, len(rows), chunk):
+        part, nums = rows[start : start + chunk], np.array(numbers[start : start + chunk])
+        arrays = [pa.array([r[k] for r in part]) for k in range(3)]
+        contiguous = nums[-1] - nums[0] + 1 == len(nums)
+        chunks.append(RawChunk(int(nums[0]), *arrays, rows=None if contiguous else nums))
+    items = check_chunks(chunks)
+    assert [item.row for item in items] == numbers
+    expected = [(s, numbers[d - 1] if d else 0) for s, d in reference_statuses(rows)]
+    assert verdicts(items) == expected
 
 
 @given(rows=small_rows, chunk=st.integers(1, 7))

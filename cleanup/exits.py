@@ -1,0 +1,90 @@
+"""Exit codes, the signals that stop a run, and how an outcome maps to a code.
+
+The codes are part of the CLI contract (README, "Exit codes"); every other module names them
+from here. Nothing here imports the rest of the package, so anything may import it.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterable
+
+EXIT_OK = 0
+EXIT_ROWS_FAILED = 1  # the run finished; some rows are failed, invalid or skipped
+EXIT_USAGE = 2  # bad usage, input or configuration
+EXIT_ABORTED = 3  # the portal refused the run as a whole
+EXIT_LOCKED = 4  # another run holds the lock
+EXIT_INTERNAL = 70  # a bug (EX_SOFTWARE); the message is masked like everything else
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT (128 + 2)
+EXIT_TERMINATED = 143  # SIGTERM, as shells report it (128 + 15)
+
+# The signals that stop a run gracefully, by name, and the code each ends it with.
+STOP_SIGNALS: dict[str, int] = {"SIGINT": EXIT_INTERRUPTED, "SIGTERM": EXIT_TERMINATED}
+
+# One word per code, for the one-line SUMMARY (`status=...`).
+_STATES = {
+    EXIT_OK: "ok",
+    EXIT_ROWS_FAILED: "failed",
+    EXIT_USAGE: "error",
+    EXIT_ABORTED: "aborted",
+    EXIT_LOCKED: "locked",
+    EXIT_INTERNAL: "error",
+    EXIT_INTERRUPTED: "interrupted",
+    EXIT_TERMINATED: "interrupted",
+}
+
+# How bad a code is when a job file's run has several (higher is worse): a signal first,
+# since the files not reached wait; then a bug, an abort, a configuration or input problem,
+# a busy report, and failed rows.
+_SEVERITY = (
+    EXIT_OK,
+    EXIT_ROWS_FAILED,
+    EXIT_LOCKED,
+    EXIT_USAGE,
+    EXIT_ABORTED,
+    EXIT_INTERNAL,
+)
+
+
+def signal_name(signum: int) -> str:
+    return signal.Signals(signum).name
+
+
+def signal_exit_code(name: str | None) -> int | None:
+    """130 for SIGINT, 143 for SIGTERM; None for any other reason a run stopped."""
+    return STOP_SIGNALS.get(name) if name else None
+
+
+def run_exit_code(*, stopped_by: str | None, aborted_code: int | None, rows_not_done: int) -> int:
+    """A run's code: a stopping signal wins (the user asked it to stop), then an abort (3, or
+    2 for a configuration problem found mid-run), then whether every row is done."""
+    code = signal_exit_code(stopped_by)
+    if code is not None:
+        return code
+    if aborted_code is not None:
+        return aborted_code
+    return EXIT_ROWS_FAILED if rows_not_done else EXIT_OK
+
+
+def severity(code: int) -> int:
+    if code in STOP_SIGNALS.values():
+        return len(_SEVERITY)
+    # An unknown code ranks as a bug: it should not exist.
+    return _SEVERITY.index(code) if code in _SEVERITY else _SEVERITY.index(EXIT_INTERNAL)
+
+
+def worst(codes: Iterable[int]) -> int:
+    """interrupted (130/143) > internal error (70) > aborted (3) > config/input (2) >
+    locked (4) > rows failed (1) > ok (0)."""
+    return max(codes, key=severity, default=EXIT_OK)
+
+
+def state_word(code: int) -> str:
+    """`ok`, `failed`, `error`, `aborted`, `locked` or `interrupted`."""
+    return _STATES.get(code, "error")
+
+
+def ends_a_job_run(code: int) -> bool:
+    """After a file ends with this code, a job file's run takes no further file: the next
+    file would be refused alike (an abort) or the user asked it to stop (a signal)."""
+    return code == EXIT_ABORTED or code in STOP_SIGNALS.values()

@@ -1,0 +1,353 @@
+"""A job file's run: each new (or unfinished) input file processed once, then archived.
+
+`run_job_file()` processes every spreadsheet it has not processed before. A file is known
+by its content (SHA-256), so a renamed copy is not done twice and an edited file is done
+again. Each file gets a dated report in the reports folder; the input moves to the
+archive only once its report is complete. A file whose run stopped early (abort, signal,
+crash) stays where it is and the next run resumes its report. The state file in the
+reports folder remembers which contents were processed, and a lock there keeps two
+scheduled runs of the same job file from taking the inbox together.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from cleanup.errors import CleanupError, InputError, LockedError, ReportMismatchError
+from cleanup.exits import (
+    EXIT_ABORTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    ends_a_job_run,
+    signal_exit_code,
+    worst,
+)
+from cleanup.jobs.inbox import NOTHING_TO_DO, html_path, list_sources, report_name, split_ext
+from cleanup.jobs.schema import JobFile
+from cleanup.jobs.state import JobState
+from cleanup.outputs.files import sidecar
+from cleanup.outputs.journal import fingerprint
+from cleanup.outputs.summary import summary_record
+from cleanup.redact import redact
+from cleanup.results import RunSummary, Status
+from cleanup.run.config import RunConfig
+from cleanup.run.progress import ProgressFactory
+from cleanup.run.runner import StopSignal, run_file
+
+log = logging.getLogger("cleanup")
+
+
+@dataclass
+class FileOutcome:
+    """What happened to one input file in a job file's run."""
+
+    source: Path
+    sha256: str
+    exit_code: int
+    report: Path | None = None
+    summary: RunSummary | None = None
+    config: RunConfig | None = None
+    resumed: bool = False
+    complete: bool = False
+    archived_to: Path | None = None
+    html: Path | None = None
+    error: str | None = None  # the file could not be processed at all
+    stops_job: bool = False  # a problem every later file would hit too
+
+
+@dataclass
+class JobFileResult:
+    job: str
+    run_id: str
+    files: list[FileOutcome] = field(default_factory=list)
+    already_done: int = 0  # known contents found again (renamed copies, unarchived inputs)
+    notes: list[str] = field(default_factory=list)
+    stopped: str | None = None  # why the loop ended early
+
+    @property
+    def exit_code(self) -> int:
+        codes = [f.exit_code for f in self.files]
+        # A signal between files (or while waiting for one) still ends the run as interrupted:
+        # the files not reached wait for the next run.
+        stopped = signal_exit_code(self.stopped)
+        if stopped is not None:
+            codes.append(stopped)
+        return worst(codes)
+
+    def totals(self) -> dict[str, int]:
+        out = {s.value: 0 for s in Status}
+        out["rows"] = 0
+        for f in self.files:
+            if f.summary is not None:
+                out["rows"] += f.summary.rows
+                for s in Status:
+                    out[s.value] += f.summary.by_status.get(s.value, 0)
+        return out
+
+
+@dataclass
+class _Context:
+    """What every file of one job file's run shares."""
+
+    job: JobFile
+    base: dict[str, Any]
+    state: JobState
+    run_id: str
+    stop: StopSignal
+    progress: ProgressFactory | None  # the display for a run's --progress
+    now: Callable[[], float]
+    dry: bool
+
+
+def run_job_file(
+    job: JobFile,
+    base: dict[str, Any],
+    *,
+    run_id: str,
+    stop: StopSignal | None = None,
+    progress: ProgressFactory | None = None,
+    on_file: Callable[[FileOutcome], None] | None = None,
+    now: Callable[[], float] = time.time,
+) -> JobFileResult:
+    """Process every new (or unfinished) input of `job`. `base` comes from
+    `resolve_run_options()`.
+
+    Raises LockedError when another run of this job file holds its lock; per-file problems
+    end up in the returned FileOutcomes. An abort (credentials, unreachable portal) or a
+    signal ends the loop: the files not reached wait for the next run.
+    """
+    stop = stop or StopSignal()
+    dry = bool(base.get("dry_run"))
+    lock = None if dry else _lock(job)
+    try:
+        ctx = _Context(job, base, JobState(job.state_path), run_id, stop, progress, now, dry)
+        return _run_sources(ctx, on_file)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _lock(job: JobFile) -> FileLock:
+    job.reports.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(job.lock_path), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise LockedError(
+            f"another run of job {job.name!r} is still working (lock {job.lock_path}); "
+            "this run leaves the inputs to it"
+        ) from None
+    return lock
+
+
+def _run_sources(ctx: _Context, on_file: Callable[[FileOutcome], None] | None) -> JobFileResult:
+    result = JobFileResult(ctx.job.name, ctx.run_id)
+    sources, notes = list_sources(
+        ctx.job, now=ctx.now(), settle=lambda seconds: not ctx.stop.event.wait(seconds)
+    )
+    result.notes.extend(notes)
+    _log_notes(notes)
+    if ctx.stop.is_set:
+        result.stopped = ctx.stop.reason
+    for source in sources:
+        if ctx.stop.is_set:
+            result.stopped = ctx.stop.reason
+            break
+        try:
+            sha = fingerprint(source.path)["sha256"]
+        except FileNotFoundError:
+            continue
+        entry = ctx.state.files.get(sha)
+        if entry is not None and entry.get("status") == "done":
+            result.already_done += 1
+            _already_done(ctx.job, source.path, entry, ctx.dry)
+            if not ctx.dry:
+                ctx.state.save()
+            continue
+        outcome = _process(ctx, source.path, sha)
+        result.files.append(outcome)
+        if on_file is not None:
+            on_file(outcome)
+        if outcome.stops_job or ends_a_job_run(outcome.exit_code):
+            aborted = outcome.exit_code == EXIT_ABORTED
+            result.stopped = "aborted" if aborted else ctx.stop.reason or "error"
+            break
+    return result
+
+
+def _log_notes(notes: list[str]) -> None:
+    for note in notes:
+        if note.startswith("ignoring"):
+            log.warning("%s", note)
+        elif note.endswith(NOTHING_TO_DO):
+            # The named input was archived by an earlier run, or has not come yet: a run
+            # that finds nothing prints nothing (check-job still says it).
+            log.debug("%s", note)
+        else:
+            log.info("%s", note)
+
+
+def _already_done(job: JobFile, path: Path, entry: dict[str, Any], dry: bool) -> None:
+    """A content this job file processed before: a renamed copy, or an input left in place."""
+    if job.archive is None or dry:
+        log.debug("skipping %s: already processed (report %s)", path, entry.get("report"))
+        return
+    target = _archive(path, job.archive)
+    log.info(
+        "%s was already processed on %s (report %s); moved it to %s",
+        path.name,
+        entry.get("finished", "?"),
+        entry.get("report", "?"),
+        target,
+    )
+
+
+def _process(ctx: _Context, path: Path, sha: str) -> FileOutcome:
+    """Run one input file into its report; archive it if the report is complete."""
+    job, state = ctx.job, ctx.state
+    entry = state.files.get(sha)
+    resumed = entry is not None and entry.get("status") == "running" and bool(entry.get("report"))
+    report = _take(ctx, path, sha, resumed)
+    outcome = FileOutcome(path, sha, EXIT_OK, report=None if ctx.dry else report, resumed=resumed)
+    config = RunConfig(
+        input=path, report=report, resume=resumed, run_id=ctx.run_id, label=job.name, **ctx.base
+    )
+    outcome.config = config
+    try:
+        on_progress = ctx.progress(config.progress) if ctx.progress else None
+        summary = run_file(config, stop=ctx.stop, on_progress=on_progress)
+    except CleanupError as exc:
+        outcome.exit_code, outcome.error = exc.exit_code, redact(exc)
+        # An unreadable file or a busy report concerns this file only; a configuration
+        # problem would hit every file alike.
+        outcome.stops_job = not isinstance(exc, (InputError, ReportMismatchError, LockedError))
+        log.error("%s: %s", path.name, redact(exc))
+        if not ctx.dry and not resumed and not report.exists():
+            state.files.pop(sha, None)  # nothing was written: the next run starts it afresh
+            state.save()
+        return outcome
+    outcome.summary = summary
+    outcome.exit_code = summary.exit_code
+    if not ctx.dry:
+        _finish(ctx, outcome, summary, config)
+    return outcome
+
+
+def _take(ctx: _Context, path: Path, sha: str, resumed: bool) -> Path:
+    """The file's report path, noted in the state file before anything is sent."""
+    entry = ctx.state.files.get(sha)
+    started = ctx.now()
+    if resumed:
+        assert entry is not None
+        report = ctx.job.reports / str(entry["report"])
+        log.info(
+            "resuming %s (sha256 %s…): its report %s is unfinished", path.name, sha[:8], report.name
+        )
+    else:
+        report = ctx.job.reports / report_name(path, sha, started, ctx.job.report_format)
+        log.info("processing %s (sha256 %s…) -> %s", path.name, sha[:8], report.name)
+    if ctx.dry:
+        return report
+    new_entry = dict(entry or {})
+    new_entry.update(
+        status="running",
+        input=path.name,
+        report=report.name,
+        started=new_entry.get("started") or _iso(started),
+        size=path.stat().st_size,
+    )
+    ctx.state.files[sha] = new_entry
+    ctx.state.save()  # before anything is sent: a crash now still resumes this report
+    return report
+
+
+def _finish(ctx: _Context, outcome: FileOutcome, summary: RunSummary, config: RunConfig) -> None:
+    """After a run: the HTML page, the state, and the move to the archive if complete."""
+    job, path, sha = ctx.job, outcome.source, outcome.sha256
+    outcome.complete = (
+        not summary.aborted
+        and not summary.interrupted
+        and summary.by_status.get(Status.SKIPPED.value, 0) == 0
+    )
+    assert outcome.report is not None
+    if job.html:
+        outcome.html = _write_html(job, config, summary, outcome.report, path, sha)
+    entry = ctx.state.files[sha]
+    entry.update(exit_code=summary.exit_code, counts=_counts(summary), run_id=ctx.run_id)
+    if not outcome.complete:
+        ctx.state.save()
+        log.warning(
+            "%s: its report is not complete (%s); the next run resumes it",
+            path.name,
+            summary.aborted or summary.interrupted or "rows left unsent",
+        )
+        return
+    entry.update(status="done", finished=_iso(ctx.now()))
+    ctx.state.save()  # done first: if the move below fails, the next run only finishes the move
+    if job.archive is None:
+        return
+    try:
+        outcome.archived_to = _archive(path, job.archive)
+    except OSError as exc:
+        log.error(
+            "%s: could not move it to the archive %s (%s)", path.name, job.archive, exc.strerror
+        )
+        outcome.exit_code = worst([outcome.exit_code, EXIT_USAGE])
+    else:
+        entry["archived_to"] = str(outcome.archived_to)
+        ctx.state.save()
+
+
+def _write_html(
+    job: JobFile, config: RunConfig, summary: RunSummary, report: Path, source: Path, sha: str
+) -> Path | None:
+    from cleanup.outputs.html import write_html
+
+    out = html_path(report)
+    data = summary_record(summary, config.settings())
+    context = {
+        "job": job.name,
+        "job file": str(job.path),
+        "input file": source.name,
+        "input sha256": sha,
+        "report file": report.name,
+        "summary file": sidecar(report, ".summary.json").name,
+    }
+    try:
+        write_html(data, report, out, context=context)
+    except Exception as exc:  # a review page must never cost the run its result
+        log.error("could not write the HTML report %s: %s", out, redact(exc))
+        return None
+    return out
+
+
+def _archive(path: Path, archive: Path) -> Path:
+    """Move `path` into `archive`, never overwriting: a clash gets the content's hash."""
+    archive.mkdir(parents=True, exist_ok=True)
+    target = archive / path.name
+    if target.exists():
+        sha8 = fingerprint(path)["sha256"][:8]
+        stem, ext = split_ext(path.name)
+        target = archive / f"{stem}_{sha8}{ext}"
+        n = 2
+        while target.exists():
+            target = archive / f"{stem}_{sha8}_{n}{ext}"
+            n += 1
+    shutil.move(str(path), str(target))
+    return target
+
+
+def _counts(summary: RunSummary) -> dict[str, int]:
+    return {s.value: summary.by_status.get(s.value, 0) for s in Status}
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

@@ -1,0 +1,121 @@
+"""The text a person reads at the end of a run: the console summary and the one-line
+SUMMARY for monitoring. Used by the CLI and by the demo; prints nothing itself."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cleanup.exits import state_word
+from cleanup.results import RUN_STATUSES, RunSummary, Status
+
+if TYPE_CHECKING:
+    from cleanup.jobs.process import JobFileResult
+    from cleanup.run.config import RunConfig
+
+
+def summary_lines(s: RunSummary, config: RunConfig) -> list[str]:
+    """The summary of one run, ending with its one-line SUMMARY."""
+    if s.dry_run:
+        return _dry_run_lines(s, config)
+    state = "aborted" if s.aborted else "interrupted" if s.interrupted else "done"
+    lines = [
+        f"reaction-cleanup: {state} in {s.elapsed_s:.1f} s ({s.mode} mode, {s.auth_mode} auth)"
+    ]
+    if s.aborted:
+        lines.append(f"  aborted: {s.aborted}")
+    for status in s.statuses:
+        count = s.by_status.get(status.value, 0)
+        lines.append(f"  {status.value:<10} {count:>8}")
+    if s.by_error:
+        lines.append("  by error: " + ", ".join(f"{k} {v}" for k, v in s.by_error.most_common(12)))
+    lines.append(
+        f"  requests {s.requests} ({s.batch_requests} batch, {s.single_requests} single), "
+        f"limit refusals {s.limit_refusals}, operating-limit refusals {s.operating_refusals}, "
+        f"waited {s.limit_wait_s:.1f} s on limits, retries {s.retries}"
+    )
+    lines.append(
+        f"  {s.rows_per_s:.1f} rows/s; the portal's maximum for these settings: "
+        f"{s.ideal_rows_per_s:.1f} rows/s ({s.rate:g} req/s x {s.batch_size if s.mode == 'batch' else 1} rows"
+        f" after a burst of {s.burst})"
+    )
+    if s.fallback_to_single:
+        lines.append(f"  fell back to single calls: {s.fallback_to_single}")
+    if s.resumed_rows:
+        lines.append(f"  kept from the earlier run: {s.resumed_rows} rows")
+    lines += _chosen_lines(s, config)
+    if s.report:
+        lines.append(f"report: {s.report}")
+        lines.append(f"summary: {s.report}.summary.json")
+    lines.append(one_line(s))
+    return lines
+
+
+def _dry_run_lines(s: RunSummary, config: RunConfig) -> list[str]:
+    single = config.mode == "single"
+    if s.undo_of:
+        head = (
+            f"dry run of the undo of {s.undo_of}: would send {s.to_send} add(s)"
+            f" (Reaction.add) to restore {s.rows} removed row(s)"
+        )
+    else:
+        head = (
+            f"dry run of {s.input}: {s.rows} rows: {s.to_send} to send, "
+            f"{s.by_status[Status.INVALID.value]} invalid, {s.by_status[Status.DUPLICATE.value]} duplicate"
+        )
+    lines = [
+        head,
+        f"would make {s.planned_calls} {'single' if single else 'batch'} call(s) of up to "
+        f"{1 if single else config.batch_size} rows: about {s.estimated_s:.0f} s at "
+        f"{s.rate:g} req/s (burst {s.burst})",
+    ]
+    if s.by_error:
+        lines.append(
+            "invalid rows by reason: " + ", ".join(f"{k} {v}" for k, v in s.by_error.most_common())
+        )
+    lines += [f"  {e}" for e in s.examples]
+    return lines + _chosen_lines(s, config)
+
+
+def _chosen_lines(s: RunSummary, config: RunConfig) -> list[str]:
+    """A re-run of a report's rows: which rows, and how many were left out."""
+    if s.undo_of:
+        shown = "; ".join(str(r) for r in config.rows)
+        rows = f" in rows {shown if len(shown) <= 60 else shown[:59] + '…'}" if shown else ""
+        return [
+            f"  undo of {s.undo_of}: {s.rows} removed row(s){rows};"
+            f" {s.left_out} other row(s) left out"
+        ]
+    if not s.source_report:
+        return []
+    chosen = [f"status {'/'.join(config.only)}" if config.only else ""]
+    chosen.append(f"error {'/'.join(config.only_error)}" if config.only_error else "")
+    return [
+        f"  re-run of {s.source_report}: {s.rows} row(s) with {' and '.join(c for c in chosen if c)};"
+        f" {s.left_out} other row(s) left out"
+    ]
+
+
+def one_line(s: RunSummary) -> str:
+    """One line for a monitoring alert or a log search."""
+    counts = " ".join(f"{st.value}={s.by_status.get(st.value, 0)}" for st in s.statuses)
+    state = (
+        "aborted"
+        if s.aborted
+        else "interrupted"
+        if s.interrupted
+        else "failed"
+        if s.exit_code
+        else "ok"
+    )
+    return f"SUMMARY run={s.run_id} status={state} exit={s.exit_code} rows={s.rows} {counts} elapsed={s.elapsed_s:.1f}s"
+
+
+def job_one_line(result: JobFileResult) -> str:
+    """The last line of a job file's run, for a monitoring alert: one line, key=value."""
+    code = result.exit_code
+    totals = result.totals()
+    counts = " ".join(f"{st.value}={totals[st.value]}" for st in RUN_STATUSES)
+    return (
+        f"SUMMARY job={result.job} run={result.run_id} status={state_word(code)} exit={code} "
+        f"files={len(result.files)} rows={totals['rows']} {counts}"
+    )

@@ -1,0 +1,198 @@
+"""The journal beside a report, `R.journal`, and what `--resume` sends again.
+
+It holds which input the report belongs to (SHA-256 and size); before each request, the
+rows it carries (fsynced before the request leaves); the rows of a request that never ran
+(stopped, or refused for a limit); and each row's final result as soon as it is known,
+before the report can take it in input order. After a crash, a row that was sent but has
+no result may already have been removed by the portal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from cleanup.errors import ReportMismatchError
+from cleanup.outputs.files import drop_cut_line, read_jsonl, sidecar
+from cleanup.results import FINAL_STATUSES, GAVE_UP, RowResult, Status
+
+# The journal's format: its first line says which one. A journal of another format is
+# refused on --resume rather than misread. 2: rows are numbered by their place in the
+# file, blank rows counted (format 1 did not count them: its numbers would point elsewhere).
+JOURNAL_VERSION = 2
+
+
+def _choice_text(choice: Any) -> str:
+    """[only, only_error] as recorded in a journal, as the options that give them."""
+    if not choice:
+        return "no --only"
+    only, only_error = choice
+    parts = [
+        f"--only {','.join(only)}" if only else "",
+        f"--only-error {','.join(only_error)}" if only_error else "",
+    ]
+    return " ".join(p for p in parts if p)
+
+
+def fingerprint(path: Path) -> dict[str, Any]:
+    """Identifies an input by content: a renamed copy matches, an edited file does not."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return {"sha256": digest.hexdigest(), "size": size}
+
+
+def resend_on_resume(status: Status, error: str, description: str) -> bool:
+    """Whether --resume sends the row again instead of keeping its line.
+
+    Skipped rows, and failed rows whose failure was not the portal's answer about the row:
+    the job gave up retrying (the portal was unreachable, kept failing or kept refusing
+    for its limits; the engine marks these with results.gave_up) or a bug in the job itself.
+    """
+    if status is Status.SKIPPED:
+        return True
+    return status is Status.FAILED and (GAVE_UP in description or error == "CLIENT_ERROR")
+
+
+class Journal:
+    """Records the input's identity, the rows each request carries, and final results."""
+
+    def __init__(self, path: Path, identity: dict[str, Any], *, resume: bool) -> None:
+        self.path = path
+        self.identity = identity
+        # From an earlier run, on --resume: row -> requests that carried it and may have
+        # run; row -> (status, error, description, attempts) of its final result.
+        self.previously_sent: dict[int, int] = {}
+        self.outcomes: dict[int, tuple[Status, str, str, int]] = {}
+        self._lock = threading.Lock()
+        header = self._load() if resume and path.exists() else {}
+        # An empty journal: the earlier run died before its first line was on disk, so
+        # before it sent anything. That is a fresh start, not another input.
+        if header or self.previously_sent or self.outcomes:
+            self._check(header)
+            drop_cut_line(path)  # else the next record would be glued to a cut one
+            self._fh = path.open("a", encoding="utf-8")
+            self._write({"resumed": True})
+        else:
+            self._fh = path.open("w", encoding="utf-8")
+            self._write({"version": JOURNAL_VERSION, **identity})
+
+    def _check(self, header: dict[str, Any]) -> None:
+        """The earlier run's journal must be one this version reads, of this input."""
+        report = self.path.name.removesuffix(".journal")
+        if "sha256" not in header:
+            raise ReportMismatchError(
+                f"cannot resume {report}: its journal {self.path.name} is damaged (no header),"
+                " so it cannot be matched to this input; run without --resume to start over"
+            )
+        if header.get("version") != JOURNAL_VERSION:
+            raise ReportMismatchError(
+                f"cannot resume {report}: its journal {self.path.name} has format"
+                f" {header.get('version')!r}, and this reaction-cleanup reads format"
+                f" {JOURNAL_VERSION}; resume it with the version that started it, or run"
+                " without --resume to start over"
+            )
+        if (
+            header["sha256"] != self.identity["sha256"]
+            or header.get("size") != self.identity["size"]
+        ):
+            was = str(header.get("input") or "?")
+            why = (
+                f"{was} has changed since that run started"
+                if was == self.identity.get("input")
+                else f"it was made from {was}, whose content differs from this input"
+            )
+            raise ReportMismatchError(
+                f"cannot resume {report}: {why}. Resuming would mix two inputs' rows; give"
+                " another --report, or run without --resume to start over"
+            )
+        if header.get("only") != self.identity.get("only"):
+            raise ReportMismatchError(
+                f"cannot resume {report}: that run chose its rows with"
+                f" {_choice_text(header.get('only'))}, this one with"
+                f" {_choice_text(self.identity.get('only'))}; give the same --only and"
+                " --only-error, or run without --resume to start over"
+            )
+
+    def _load(self) -> dict[str, Any]:
+        header: dict[str, Any] = {}
+        sent = self.previously_sent
+        for i, record in enumerate(read_jsonl(self.path)):
+            try:
+                if i == 0 and "sha256" in record:
+                    header = record
+                elif "sent" in record:
+                    for r in record["sent"]:
+                        sent[int(r)] = sent.get(int(r), 0) + 1
+                elif "unsent" in record:
+                    for r in record["unsent"]:
+                        if sent.get(int(r), 0) > 1:
+                            sent[int(r)] -= 1
+                        else:
+                            sent.pop(int(r), None)
+                elif "done" in record:
+                    for row, status, error, description, attempts in record["done"]:
+                        if resend_on_resume(Status(status), str(error), str(description)):
+                            self.outcomes.pop(int(row), None)
+                            continue
+                        self.outcomes[int(row)] = (
+                            Status(status), str(error), str(description), int(attempts)
+                        )  # fmt: skip
+            except (TypeError, ValueError):
+                continue  # a damaged record: the rows it named are simply re-sent
+        return header
+
+    def _write(self, record: dict[str, Any]) -> None:
+        self._fh.write(json.dumps(record) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def sent(self, rows: Iterable[int]) -> None:
+        """Durable before the request goes out: after a crash, these rows may be done."""
+        with self._lock:
+            self._write({"sent": list(rows)})
+
+    def unsent(self, rows: Iterable[int]) -> None:
+        """The last request that carried these rows never ran (stopped, or refused unrun)."""
+        rows = list(rows)
+        if rows:
+            with self._lock:
+                self._write({"unsent": rows})
+
+    def done(self, results: Iterable[RowResult]) -> None:
+        """Final results as soon as they are known: the report holds them back until the
+        rows before them are done, and a crash must not turn them back into guesses."""
+        records = [
+            [r.row, str(r.status), r.error, r.error_description, r.attempts]
+            for r in results
+            if r.status in FINAL_STATUSES
+        ]
+        if records:
+            with self._lock:
+                self._write({"done": records})
+
+    def close(self) -> None:
+        with self._lock:
+            self._fh.close()
+
+
+def check_resumable(report: Path) -> None:
+    """A report without its journal cannot be matched to an input: refuse to resume it."""
+    journal = sidecar(report, ".journal")
+    has_report = report.exists() or sidecar(report, ".partial.jsonl").exists()
+    if has_report and not journal.exists():
+        raise ReportMismatchError(
+            f"{report} has no journal ({journal.name}), so it cannot be matched to this input;"
+            " run without --resume to start over"
+        )
+
+
+__all__ = ["JOURNAL_VERSION", "Journal", "check_resumable", "fingerprint", "resend_on_resume"]
