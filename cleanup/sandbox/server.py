@@ -202,6 +202,7 @@ class SandboxPortal:
         self._shape_rng = random.Random(None if seed is None else seed + 1)
         self._bucket = LeakyBucket(self.clock)
         self._operating = OperatingClock(self.clock)
+        self._batch_billed = threading.local()  # .on: a command of a batch billed as a whole
         self._access: dict[str, _AccessToken] = {}
         self._refresh: dict[str, _RefreshToken] = {}
         self._expire_batches_left = self.config.expire_during_batches
@@ -574,12 +575,11 @@ class SandboxPortal:
                 shape = self._shape_rng.choice(("nested", "flat"))
         return {"result": True} if shape == "nested" else True
 
-    def _run(
-        self, caller: Caller, method: str, params: dict[str, Any], billed: bool = True
-    ) -> _Outcome:
-        """One method call under the operating-time limit, single or inside a batch.
-        `billed`: charged to its own method (False inside a batch billed as a whole)."""
+    def _run(self, caller: Caller, method: str, params: dict[str, Any]) -> _Outcome:
+        """One method call under the operating-time limit, single or inside a batch (then
+        charged to its own method unless the whole batch is billed to `batch`)."""
         cfg = self.config
+        billed = not getattr(self._batch_billed, "on", False)
         key = (caller.entity, method.lower())
         window = cfg.operating_window
         if cfg.operating_limit is not None and billed:
@@ -700,7 +700,11 @@ class SandboxPortal:
                         "ERROR_BATCH_METHOD_NOT_ALLOWED", "Method is not allowed for batch usage"
                     )
                 else:
-                    outcome = self._run(caller, method, sub_params, billed=not whole)
+                    self._batch_billed.on = whole
+                    try:
+                        outcome = self._run(caller, method, sub_params)
+                    finally:
+                        self._batch_billed.on = False
                     spent += outcome.cost
                     error = outcome.error
             if error is not None:
