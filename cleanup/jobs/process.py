@@ -136,7 +136,7 @@ def run_job_file(
 
 
 def _lock(job: JobFile) -> FileLock:
-    job.reports.mkdir(parents=True, exist_ok=True)
+    job.lock_path.parent.mkdir(parents=True, exist_ok=True)  # the reports folder too
     lock = FileLock(str(job.lock_path), timeout=0)
     try:
         lock.acquire()

@@ -23,10 +23,20 @@ from typing import IO, Any
 
 _BLOCK = 1 << 20
 
+# The hidden folder beside the reports that holds the job's own files (a report's journal and
+# lock, a job file's lock): a reports folder shows only what people read.
+STATE_FOLDER = ".reaction-cleanup"
+
 
 def sidecar(path: Path, suffix: str) -> Path:
-    """A file beside `path` named after it: `r.csv` + `.journal` -> `r.csv.journal`."""
+    """A file beside `path` named after it: `r.csv` + `.summary.json` -> `r.csv.summary.json`."""
     return path.with_name(path.name + suffix)
+
+
+def state_file(report: Path, suffix: str) -> Path:
+    """The job's own file about `report`, out of sight in the state folder beside it:
+    `reports/r.csv` + `.journal` -> `reports/.reaction-cleanup/r.csv.journal`."""
+    return report.parent / STATE_FOLDER / (report.name + suffix)
 
 
 def fsync_folder(folder: Path) -> None:
@@ -153,6 +163,7 @@ def whole_records(path: Path, *, csv_quotes: bool = False) -> int:
 
 
 __all__ = [
+    "STATE_FOLDER",
     "drop_cut_line",
     "fsync_folder",
     "open_replacing",
@@ -160,6 +171,7 @@ __all__ = [
     "read_jsonl",
     "replacing",
     "sidecar",
+    "state_file",
     "whole_records",
     "write_atomic",
 ]

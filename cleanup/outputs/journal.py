@@ -1,4 +1,4 @@
-"""The journal beside a report, `R.journal`, and what `--resume` sends again.
+"""A report's journal, `.reaction-cleanup/R.journal` beside it, and what `--resume` sends again.
 
 It holds which input the report belongs to (SHA-256 and size); before each request, the
 rows it carries (fsynced before the request leaves); the rows of a request that never ran
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cleanup.errors import ReportMismatchError
-from cleanup.outputs.files import drop_cut_line, read_jsonl, sidecar
+from cleanup.outputs.files import drop_cut_line, read_jsonl, sidecar, state_file
 from cleanup.results import FINAL_STATUSES, GAVE_UP, RowResult, Status
 
 # The journal's format: its first line says which one. A journal of another format is
@@ -82,6 +82,7 @@ class Journal:
             self._fh = path.open("a", encoding="utf-8")
             self._write({"resumed": True})
         else:
+            path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = path.open("w", encoding="utf-8")
             self._write({"version": JOURNAL_VERSION, **identity})
 
@@ -184,15 +185,41 @@ class Journal:
             self._fh.close()
 
 
+def journal_path(report: Path) -> Path:
+    """`reports/.reaction-cleanup/R.journal`: kept after the run, out of sight (a finished
+    report resumed sends nothing, and is still matched to its input by it)."""
+    return state_file(report, ".journal")
+
+
+def find_journal(report: Path) -> Path:
+    """The report's journal for --resume. One an older version left beside the report
+    (`R.journal`) is moved into the state folder first, so its run is resumed all the same."""
+    journal = journal_path(report)
+    legacy = sidecar(report, ".journal")
+    if not journal.exists() and legacy.exists():
+        journal.parent.mkdir(parents=True, exist_ok=True)
+        legacy.replace(journal)
+    return journal
+
+
 def check_resumable(report: Path) -> None:
     """A report without its journal cannot be matched to an input: refuse to resume it."""
-    journal = sidecar(report, ".journal")
+    journal = find_journal(report)
     has_report = report.exists() or sidecar(report, ".partial.jsonl").exists()
     if has_report and not journal.exists():
+        where = journal.relative_to(report.parent)
         raise ReportMismatchError(
-            f"{report} has no journal ({journal.name}), so it cannot be matched to this input;"
+            f"{report} has no journal ({where}), so it cannot be matched to this input;"
             " run without --resume to start over"
         )
 
 
-__all__ = ["JOURNAL_VERSION", "Journal", "check_resumable", "fingerprint", "resend_on_resume"]
+__all__ = [
+    "JOURNAL_VERSION",
+    "Journal",
+    "check_resumable",
+    "find_journal",
+    "fingerprint",
+    "journal_path",
+    "resend_on_resume",
+]

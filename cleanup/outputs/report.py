@@ -1,13 +1,14 @@
 """The per-row report: written in input order as rows finish, read back by --resume and
 by the HTML page.
 
-Files next to the report `R`:
+Files next to the report `R` (what people read):
 - `R` itself: one line per input row, in input order, appended and flushed as rows finish
   (CSV or JSONL; a Parquet report is written from `R.partial.jsonl` when the run ends,
   because a Parquet file is unreadable until it is closed).
+- `R.summary.json` (cleanup.outputs.summary): the run's summary.
+In the hidden state folder beside it, `.reaction-cleanup/` (the job's own files):
 - `R.journal` (cleanup.outputs.journal): the input's identity and what each request carried.
-- `R.summary.json` (cleanup.outputs.summary): the run's summary; `R.lock`: held while a run
-  works on `R`.
+- `R.lock` (`lock_path`): held while a run works on `R`.
 A crash can cut the last line of `R`; readers stop before it (cleanup.outputs.files).
 """
 
@@ -28,6 +29,7 @@ from cleanup.outputs.files import (
     read_jsonl,
     replacing,
     sidecar,
+    state_file,
 )
 from cleanup.outputs.journal import Journal, resend_on_resume
 from cleanup.results import FINAL_STATUSES, REPORT_COLUMNS, RowResult, Status
@@ -43,6 +45,12 @@ def report_format(path: Path) -> str:
             f" {', '.join('.' + f for f in REPORT_FORMATS)}"
         )
     return fmt
+
+
+def lock_path(report: Path) -> Path:
+    """The lock a run holds while it writes `report` (an flock: released when its holder
+    dies): `reports/.reaction-cleanup/R.lock`. An undo of `report` takes it too."""
+    return state_file(report, ".lock")
 
 
 def default_report_path(input_path: Path) -> Path:
@@ -210,6 +218,7 @@ __all__ = [
     "compact",
     "default_report_path",
     "iter_records",
+    "lock_path",
     "read_report",
     "report_format",
     "sidecar",

@@ -28,9 +28,8 @@ from cleanup.errors import ConfigError, FatalAPIError, LockedError
 from cleanup.inputs.readers import Table
 from cleanup.inputs.select import open_rows
 from cleanup.inputs.validate import Row, Validator
-from cleanup.outputs.files import sidecar
-from cleanup.outputs.journal import Journal, check_resumable, fingerprint
-from cleanup.outputs.report import ReportWriter, compact, read_report
+from cleanup.outputs.journal import Journal, check_resumable, fingerprint, journal_path
+from cleanup.outputs.report import ReportWriter, compact, lock_path, read_report
 from cleanup.outputs.summary import write_summary
 from cleanup.pacing.retry import RetryPolicy
 from cleanup.pacing.throttle import OperatingBudget, Throttle, ideal_seconds
@@ -133,14 +132,15 @@ def _bot_tokens(config: RunConfig, auth: Auth | None) -> dict[int, str] | None:
 
 def _lock(report: Path) -> FileLock:
     """One run per report at a time."""
-    lock = FileLock(str(sidecar(report, ".lock")), timeout=0)
-    report.parent.mkdir(parents=True, exist_ok=True)
+    path = lock_path(report)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path), timeout=0)
     try:
         lock.acquire()
     except Timeout:
         raise LockedError(
-            f"another reaction-cleanup run is working on {report} (lock {sidecar(report, '.lock').name});"
-            " wait for it to finish"
+            f"another reaction-cleanup run is working on {report} (lock"
+            f" {path.relative_to(report.parent)}); wait for it to finish"
         ) from None
     return lock
 
@@ -217,7 +217,7 @@ class _Parts:
             identity["only"] = [
                 sorted({v.casefold() for v in vs}) for vs in (config.only, config.only_error)
             ]
-        journal = Journal(sidecar(report, ".journal"), identity, resume=config.resume)
+        journal = Journal(journal_path(report), identity, resume=config.resume)
         finals = read_report(report) if config.resume else {}
         engine = Engine(
             transport,
