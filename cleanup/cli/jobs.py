@@ -44,7 +44,7 @@ def run_job_command(
     into the job's reports folder, and moves the input to the archive once its report is
     complete; an unfinished one is resumed by the next run. Options given here override
     the job file. Nothing to do: exit 0 and no output. Otherwise the exit code is the worst
-    of the files' (130/143 > 70 > 3 > 2 > 4 > 1 > 0); 4 also when another run of the job
+    of the files' (130/143 > 70 > 5 > 3 > 2 > 4 > 1 > 0); 4 also when another run of the job
     is still going.
     """
     from cleanup.jobs.credentials import resolve_run_options

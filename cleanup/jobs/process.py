@@ -33,7 +33,7 @@ from cleanup.exits import (
 from cleanup.jobs.inbox import NOTHING_TO_DO, html_path, list_sources, report_name, split_ext
 from cleanup.jobs.schema import JobFile
 from cleanup.jobs.state import JobState
-from cleanup.outputs.files import sidecar
+from cleanup.outputs.files import sidecar, writing
 from cleanup.outputs.journal import fingerprint
 from cleanup.outputs.summary import summary_record
 from cleanup.redact import redact
@@ -136,10 +136,11 @@ def run_job_file(
 
 
 def _lock(job: JobFile) -> FileLock:
-    job.lock_path.parent.mkdir(parents=True, exist_ok=True)  # the reports folder too
     lock = FileLock(str(job.lock_path), timeout=0)
     try:
-        lock.acquire()
+        with writing(job.lock_path):  # a read-only or full reports folder: exit 5
+            job.lock_path.parent.mkdir(parents=True, exist_ok=True)  # the reports folder too
+            lock.acquire()
     except Timeout:
         raise LockedError(
             f"another run of job {job.name!r} is still working (lock {job.lock_path}); "

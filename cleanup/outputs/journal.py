@@ -14,11 +14,12 @@ import json
 import os
 import threading
 from collections.abc import Iterable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 from cleanup.errors import ReportMismatchError
-from cleanup.outputs.files import drop_cut_line, read_jsonl, sidecar, state_file
+from cleanup.outputs.files import drop_cut_line, read_jsonl, sidecar, state_file, writing
 from cleanup.results import FINAL_STATUSES, GAVE_UP, RowResult, Status
 
 # The journal's format: its first line says which one. A journal of another format is
@@ -78,12 +79,14 @@ class Journal:
         # before it sent anything. That is a fresh start, not another input.
         if header or self.previously_sent or self.outcomes:
             self._check(header)
-            drop_cut_line(path)  # else the next record would be glued to a cut one
-            self._fh = path.open("a", encoding="utf-8")
+            with writing(path):
+                drop_cut_line(path)  # else the next record would be glued to a cut one
+                self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
             self._write({"resumed": True})
         else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = path.open("w", encoding="utf-8")
+            with writing(path):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o666)
             self._write({"version": JOURNAL_VERSION, **identity})
 
     def _check(self, header: dict[str, Any]) -> None:
@@ -152,9 +155,14 @@ class Journal:
         return header
 
     def _write(self, record: dict[str, Any]) -> None:
-        self._fh.write(json.dumps(record) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        """Durable before it returns. A write the disk refuses raises OutputError: a `sent`
+        record that is not on disk must stop its request from leaving. Unbuffered, so a
+        refused record is not written later by a flush, after its request never left."""
+        data = memoryview((json.dumps(record) + "\n").encode("utf-8"))
+        with writing(self.path):
+            while data:
+                data = data[os.write(self._fd, data) :]
+            os.fsync(self._fd)
 
     def sent(self, rows: Iterable[int]) -> None:
         """Durable before the request goes out: after a crash, these rows may be done."""
@@ -181,8 +189,10 @@ class Journal:
                 self._write({"done": records})
 
     def close(self) -> None:
-        with self._lock:
-            self._fh.close()
+        with self._lock, suppress(OSError):
+            # Every record was fsynced when written; one the disk refused was reported then,
+            # and its stray bytes are a cut line that readers skip.
+            os.close(self._fd)
 
 
 def journal_path(report: Path) -> Path:

@@ -18,10 +18,11 @@ import csv
 import json
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import suppress
 from pathlib import Path
 from typing import IO, Any
 
-from cleanup.errors import ConfigError
+from cleanup.errors import ConfigError, OutputError
 from cleanup.outputs.files import (
     drop_cut_line,
     open_replacing,
@@ -30,6 +31,7 @@ from cleanup.outputs.files import (
     replacing,
     sidecar,
     state_file,
+    writing,
 )
 from cleanup.outputs.journal import Journal, resend_on_resume
 from cleanup.results import FINAL_STATUSES, REPORT_COLUMNS, RowResult, Status
@@ -64,13 +66,22 @@ def default_report_path(input_path: Path) -> Path:
 
 
 class ReportWriter:
-    """Appends result lines in the order given; `flush()` makes them durable."""
+    """Appends result lines in the order given; `flush()` makes them durable.
+
+    A write the disk refuses (full, read-only) raises OutputError naming the file, and the
+    report is left with whole lines only (`abandon`), for --resume to continue from."""
 
     def __init__(self, path: Path, *, append: bool = False) -> None:
         self.path = path
         self.format = report_format(path)
         self.target = sidecar(path, ".partial.jsonl") if self.format == "parquet" else path
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with writing(self.target):
+            self._open(append)
+        self.count = 0
+
+    def _open(self, append: bool) -> None:
+        path = self.path
+        path.parent.mkdir(parents=True, exist_ok=True)
         if self.format == "parquet" and append and not self.target.exists() and path.exists():
             # A finished Parquet report being resumed: continue from its rows. (Read them
             # before the JSONL exists: read_report prefers it to the Parquet file.)
@@ -88,29 +99,46 @@ class ReportWriter:
             self._csv = csv.writer(self._fh)
             if not existing:
                 self._csv.writerow(REPORT_COLUMNS)
-        self.count = 0
 
     def write(self, results: Iterable[RowResult]) -> None:
-        for result in results:
-            record = result.as_record()
-            if self._csv is not None:
-                self._csv.writerow([record[c] for c in REPORT_COLUMNS])
-            else:
-                self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-            self.count += 1
+        with writing(self.target):
+            for result in results:
+                record = result.as_record()
+                if self._csv is not None:
+                    self._csv.writerow([record[c] for c in REPORT_COLUMNS])
+                else:
+                    self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+                self.count += 1
 
     def flush(self) -> None:
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        with writing(self.target):
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
 
     def close(self, *, complete: bool) -> None:
-        self.flush()
-        self._fh.close()
-        if self.format == "parquet":
-            compact(self.path)
-            _jsonl_to_parquet(self.target, self.path)
-            if complete:  # an unfinished run keeps the JSONL: --resume reads it
-                self.target.unlink()
+        try:
+            self.flush()
+            with writing(self.target):
+                self._fh.close()
+            if self.format == "parquet":
+                compact(self.path)
+                with writing(self.path):
+                    _jsonl_to_parquet(self.target, self.path)
+                if complete:  # an unfinished run keeps the JSONL: --resume reads it
+                    self.target.unlink()
+        except OutputError:
+            self.abandon()
+            raise
+
+    def abandon(self) -> None:
+        """After a write the disk refused: close without caring whether the rest reaches
+        the disk, and cut a line the refusal left half-written (it would be glued to the
+        next line a --resume appends; readers skip it anyway). Never raises."""
+        with suppress(OSError):
+            self._fh.close()  # its flush may fail again; the file is closed all the same
+        with suppress(OSError):
+            if self.target.is_file():  # not a device or a pipe the report was sent to
+                drop_cut_line(self.target, csv_quotes=self.format == "csv")
 
 
 def _jsonl_to_parquet(source: Path, dest: Path) -> None:
