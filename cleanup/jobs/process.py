@@ -175,6 +175,8 @@ def _run_sources(ctx: _Context, on_file: Callable[[FileOutcome], None] | None) -
             continue
         outcome = _process(ctx, source.path, sha)
         result.files.append(outcome)
+        if not ctx.dry and ctx.job.html:
+            _write_index(ctx.job)
         if on_file is not None:
             on_file(outcome)
         if outcome.stops_job or ends_a_job_run(outcome.exit_code):
@@ -328,6 +330,16 @@ def _write_html(
         log.error("could not write the HTML report %s: %s", out, redact(exc))
         return None
     return out
+
+
+def _write_index(job: JobFile) -> None:
+    """The reports folder's index.html, rebuilt from the summaries on disk after each file."""
+    from cleanup.outputs.index import write_index
+
+    try:
+        write_index(job.reports, title=f"reaction-cleanup: {job.name}")
+    except Exception as exc:  # a review page must never cost the run its result
+        log.error("could not write the index page in %s: %s", job.reports, redact(exc))
 
 
 def _archive(path: Path, archive: Path) -> Path:
