@@ -209,8 +209,7 @@ def test_the_job_files_load_and_name_only_mounted_secrets(
         job = tmp_path / Path(path).name
         assert set(keys) <= known, set(keys) - known
         job.write_text(
-            text.replace('"/secrets/', f'"{tmp_path}/')
-            .replace('"/data/', f'"{tmp_path}/')
+            text.replace('"/secrets/', f'"{tmp_path}/').replace('"/data/', f'"{tmp_path}/')
         )
         for key in ("webhook_file", "bot_tokens_file"):
             (tmp_path / Path(keys[key]).name).write_text('{"456": "token"}')
