@@ -14,6 +14,7 @@ class Status(StrEnum):
     """The report's documented statuses, and nothing else."""
 
     REMOVED = "removed"
+    RESTORED = "restored"  # an undo added the reaction back (or found it there again)
     FAILED = "failed"
     INVALID = "invalid"
     DUPLICATE = "duplicate"
@@ -21,7 +22,14 @@ class Status(StrEnum):
 
 
 # Statuses a --resume keeps; a skipped row is still to do.
-FINAL_STATUSES = frozenset({Status.REMOVED, Status.FAILED, Status.INVALID, Status.DUPLICATE})
+FINAL_STATUSES = frozenset(
+    {Status.REMOVED, Status.RESTORED, Status.FAILED, Status.INVALID, Status.DUPLICATE}
+)
+# The statuses each kind of report uses, in the order summaries and pages list them.
+RUN_STATUSES = (Status.REMOVED, Status.FAILED, Status.INVALID, Status.DUPLICATE, Status.SKIPPED)
+UNDO_STATUSES = (Status.RESTORED, Status.FAILED, Status.SKIPPED)
+# Rows a request reached the portal for and that have their answer.
+SENT_STATUSES = (Status.REMOVED, Status.RESTORED, Status.FAILED)
 
 # Marks a failure where the job stopped trying (not the portal's answer about the row), so
 # that --resume sends the row again. Part of the report's text, hence kept stable.
@@ -111,6 +119,8 @@ class RunSummary:
     # its rows were not chosen (they get no line in this run's report).
     source_report: str | None = None
     left_out: int = 0
+    # An undo: the report whose removed rows it adds back (its statuses are UNDO_STATUSES).
+    undo_of: str | None = None
     timeline: list[dict[str, float]] = field(default_factory=list)
     examples: list[str] = field(default_factory=list)  # dry run: the first invalid rows
     exit_code: int = EXIT_OK
@@ -122,15 +132,23 @@ class RunSummary:
             self.by_error[result.error] += 1
 
     @property
+    def statuses(self) -> tuple[Status, ...]:
+        return UNDO_STATUSES if self.undo_of is not None else RUN_STATUSES
+
+    @property
+    def sent(self) -> int:
+        return sum(self.by_status[s] for s in SENT_STATUSES)
+
+    @property
     def rows_per_s(self) -> float:
-        done = self.by_status[Status.REMOVED] + self.by_status[Status.FAILED]
+        done = self.sent
         return done / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     @property
     def ideal_rows_per_s(self) -> float:
         """What a client keeping the portal's bucket exactly full would reach on this run:
         the burst at the start counts, so a short run may beat rate x rows per request."""
-        done = self.by_status[Status.REMOVED] + self.by_status[Status.FAILED]
+        done = self.sent
         if self.ideal_s > 0 and done:
             return done / self.ideal_s
         per_request = self.batch_size if self.mode == "batch" else 1
@@ -160,7 +178,7 @@ class RunSummary:
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["by_status"] = {s.value: self.by_status.get(s.value, 0) for s in Status}
+        data["by_status"] = {s.value: self.by_status.get(s.value, 0) for s in self.statuses}
         data["by_error"] = dict(self.by_error.most_common())
         data["rows_per_s"] = round(self.rows_per_s, 3)
         data["ideal_rows_per_s"] = round(self.ideal_rows_per_s, 3)

@@ -10,6 +10,7 @@ import click
 
 from cleanup.cli.jobs import check_job_command, run_job_command
 from cleanup.cli.run import run_command
+from cleanup.cli.undo import undo_command
 from cleanup.version import __version__
 
 # name -> "module:attribute" of a command imported only when it is used.
@@ -52,3 +53,4 @@ def main() -> None:
 main.add_command(run_command)
 main.add_command(run_job_command)
 main.add_command(check_job_command)
+main.add_command(undo_command)

@@ -60,9 +60,9 @@ def run_command(
             )
         extra = []
         if html_path is not None and not summary.dry_run and summary.report:
-            _write_html(summary, config, html_path)
+            write_html(summary, config, html_path)
             extra.append(f"html: {html_path}")
-        _print_summary(summary, config, quiet, log_format, extra)
+        print_summary(summary, config, quiet, log_format, extra)
         if config.metrics_file is not None or config.pushgateway:
             _publish_metrics(summary, config)
         sys.exit(summary.exit_code)
@@ -90,13 +90,13 @@ def _publish_metrics(summary: RunSummary, config: RunConfig) -> None:
     publish([summary_figures(job, summary)], files, config.pushgateway)
 
 
-def _write_html(summary: RunSummary, config: RunConfig, path: Path) -> None:
-    from cleanup.outputs.html import write_html
+def write_html(summary: RunSummary, config: RunConfig, path: Path) -> None:
+    from cleanup.outputs.html import write_html as write_page
 
-    write_html(summary_record(summary, config.settings()), config.report_path, path)
+    write_page(summary_record(summary, config.settings()), config.report_path, path)
 
 
-def _print_summary(
+def print_summary(
     summary: RunSummary, config: RunConfig, quiet: bool, fmt: str, extra: list[str]
 ) -> None:
     if quiet and summary.exit_code == 0:

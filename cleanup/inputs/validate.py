@@ -195,7 +195,8 @@ class Validator:
                 why = f"{column}: {_clip(raw)!r} is not a positive integer"
             problems.setdefault(i, []).append((code, why))
         values[bad] = 0
-        return values
+        checked: np.ndarray = values
+        return checked
 
     def _reactions(self, arr: pa.Array, problems: dict[int, list[tuple[str, str]]]) -> pa.Array:
         """The canonical spelling per row, as a dictionary array: a file has few distinct
@@ -401,7 +402,8 @@ class _Deduplicator:
         lookup = np.array(
             [ids.setdefault(v, len(ids)) for v in encoded.dictionary.to_pylist()], dtype=np.int64
         )
-        return lookup[encoded.indices.to_numpy(zero_copy_only=False)]
+        found: np.ndarray = lookup[encoded.indices.to_numpy(zero_copy_only=False)]
+        return found
 
     def _same_key(
         self, firsts: np.ndarray, bot_id: np.ndarray, message_id: np.ndarray, rid: np.ndarray
@@ -434,7 +436,8 @@ def _ids_by_rule(arr: pa.Array) -> np.ndarray:
     text = pc.utf8_trim_whitespace(arr)
     ok = pc.match_substring_regex(text, _ID_PATTERN)
     digits = pc.if_else(ok, pc.replace_substring_regex(text, r"\.0*$", ""), "0")
-    return pc.cast(digits, pa.int64()).to_numpy(zero_copy_only=False)
+    ids: np.ndarray = pc.cast(digits, pa.int64()).to_numpy(zero_copy_only=False)
+    return ids
 
 
 def _merge_sorted(

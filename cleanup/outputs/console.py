@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cleanup.exits import state_word
-from cleanup.results import RunSummary, Status
+from cleanup.results import RUN_STATUSES, RunSummary, Status
 
 if TYPE_CHECKING:
     from cleanup.jobs.process import JobFileResult
@@ -23,7 +23,7 @@ def summary_lines(s: RunSummary, config: RunConfig) -> list[str]:
     ]
     if s.aborted:
         lines.append(f"  aborted: {s.aborted}")
-    for status in Status:
+    for status in s.statuses:
         count = s.by_status.get(status.value, 0)
         lines.append(f"  {status.value:<10} {count:>8}")
     if s.by_error:
@@ -52,9 +52,18 @@ def summary_lines(s: RunSummary, config: RunConfig) -> list[str]:
 
 def _dry_run_lines(s: RunSummary, config: RunConfig) -> list[str]:
     single = config.mode == "single"
+    if s.undo_of:
+        head = (
+            f"dry run of the undo of {s.undo_of}: would send {s.to_send} add(s)"
+            f" (Reaction.add) to restore {s.rows} removed row(s)"
+        )
+    else:
+        head = (
+            f"dry run of {s.input}: {s.rows} rows: {s.to_send} to send, "
+            f"{s.by_status[Status.INVALID.value]} invalid, {s.by_status[Status.DUPLICATE.value]} duplicate"
+        )
     lines = [
-        f"dry run of {s.input}: {s.rows} rows: {s.to_send} to send, "
-        f"{s.by_status[Status.INVALID.value]} invalid, {s.by_status[Status.DUPLICATE.value]} duplicate",
+        head,
         f"would make {s.planned_calls} {'single' if single else 'batch'} call(s) of up to "
         f"{1 if single else config.batch_size} rows: about {s.estimated_s:.0f} s at "
         f"{s.rate:g} req/s (burst {s.burst})",
@@ -69,6 +78,13 @@ def _dry_run_lines(s: RunSummary, config: RunConfig) -> list[str]:
 
 def _chosen_lines(s: RunSummary, config: RunConfig) -> list[str]:
     """A re-run of a report's rows: which rows, and how many were left out."""
+    if s.undo_of:
+        shown = "; ".join(str(r) for r in config.rows)
+        rows = f" in rows {shown if len(shown) <= 60 else shown[:59] + '…'}" if shown else ""
+        return [
+            f"  undo of {s.undo_of}: {s.rows} removed row(s){rows};"
+            f" {s.left_out} other row(s) left out"
+        ]
     if not s.source_report:
         return []
     chosen = [f"status {'/'.join(config.only)}" if config.only else ""]
@@ -81,7 +97,7 @@ def _chosen_lines(s: RunSummary, config: RunConfig) -> list[str]:
 
 def one_line(s: RunSummary) -> str:
     """One line for a monitoring alert or a log search."""
-    counts = " ".join(f"{st.value}={s.by_status.get(st.value, 0)}" for st in Status)
+    counts = " ".join(f"{st.value}={s.by_status.get(st.value, 0)}" for st in s.statuses)
     state = (
         "aborted"
         if s.aborted
@@ -98,7 +114,7 @@ def job_one_line(result: JobFileResult) -> str:
     """The last line of a job file's run, for a monitoring alert: one line, key=value."""
     code = result.exit_code
     totals = result.totals()
-    counts = " ".join(f"{st.value}={totals[st.value]}" for st in Status)
+    counts = " ".join(f"{st.value}={totals[st.value]}" for st in RUN_STATUSES)
     not_done = sum(totals[st.value] for st in (Status.FAILED, Status.INVALID, Status.SKIPPED))
     state = state_word(code, rows_not_done=not_done)
     return (

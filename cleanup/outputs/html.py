@@ -20,6 +20,7 @@ from typing import Any
 
 import jinja2
 
+from cleanup.outputs.commands import next_commands
 from cleanup.outputs.files import write_atomic
 from cleanup.outputs.report import iter_records
 from cleanup.redact import redact
@@ -30,6 +31,7 @@ _LISTED = ("failed", "invalid", "skipped")
 _STATUS_ORDER = ("removed", "failed", "invalid", "duplicate", "skipped")
 _STATUS_TEXT = {
     "removed": "removed (or found already absent on a retry)",
+    "restored": "added back (or found there again: REACTION_ALREADY_SET)",
     "failed": "the portal refused or the job gave up",
     "invalid": "not sent: the row is not valid",
     "duplicate": "not sent: the same row appears earlier",
@@ -223,14 +225,19 @@ def render_html(
     settings = dict(s.get("settings") or {})
     label = settings.get("label") or (context or {}).get("job") or ""
     input_name = Path(str(s.get("input", ""))).name
+    # An undo's summary lists its own statuses (restored, failed, skipped).
+    order = tuple(by_status) if s.get("undo_of") else _STATUS_ORDER
+    kind = "undo of " if s.get("undo_of") else ""
     template = environment().get_template("run.html.j2")
     page = template.render(
-        title=f"reaction-cleanup: {label + ' – ' if label else ''}{input_name}",
+        title=f"reaction-cleanup: {label + ' – ' if label else ''}{kind}{input_name}",
         version=__version__,
         written=_utc(time.time()),
         run=_run(s, by_status),
-        tiles=[("rows", rows)] + [(st, by_status.get(st, 0)) for st in _STATUS_ORDER],
-        statuses=[_status_row(st, by_status.get(st, 0), rows) for st in _STATUS_ORDER],
+        tiles=[("rows", rows)] + [(st, by_status.get(st, 0)) for st in order],
+        statuses=[_status_row(st, by_status.get(st, 0), rows) for st in order],
+        done="restored" if s.get("undo_of") else "removed",
+        commands=next_commands(s),
         errors=_errors(s, causes),
         causes=[_cause(c) for c in causes],
         report=report.name if report is not None else None,
@@ -275,9 +282,10 @@ def _state(s: Mapping[str, Any], by_status: Mapping[str, int]) -> tuple[str, str
         return "Aborted by the portal: rows not done were skipped", "bad"
     if s.get("interrupted"):
         return f"Interrupted ({s['interrupted']}): rows not done were skipped", "bad"
+    done = "restored" if s.get("undo_of") else "removed"
     if by_status.get("failed") or by_status.get("invalid") or by_status.get("skipped"):
-        return "Finished: some rows were not removed", "warn"
-    return "Finished: every row removed", "good"
+        return f"Finished: some rows were not {done}", "warn"
+    return f"Finished: every row {done}", "good"
 
 
 def _status_row(status: str, count: int, rows: int) -> dict[str, Any]:

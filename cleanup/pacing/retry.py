@@ -28,7 +28,7 @@ class RetryPolicy:
 
     def backoff(self, retry: int, rng: random.Random | None = None) -> float:
         """Capped exponential backoff with jitter for the `retry`-th re-send (1-based)."""
-        delay = min(self.backoff_max, self.backoff_base * (2 ** max(retry - 1, 0)))
+        delay = min(self.backoff_max, self.backoff_base * 2.0 ** max(retry - 1, 0))
         if self.jitter:
             spread = delay * self.jitter
             delay += (rng or random).uniform(-spread, spread)
@@ -44,7 +44,7 @@ class RetryPolicy:
             return min(max(retry_after, self.backoff_base), self.operating_backoff_max)
         if reset_in is not None and reset_in > 0:
             return min(reset_in + 0.5, self.operating_backoff_max)
-        return min(self.operating_backoff_max, self.operating_backoff * (2 ** max(refusals - 1, 0)))
+        return min(self.operating_backoff_max, self.operating_backoff * 2.0 ** max(refusals - 1, 0))
 
     def limit_wait(self, refusals: int, retry_after: float | None) -> float:
         """Wait after QUERY_LIMIT_EXCEEDED: Retry-After if sent, else short capped backoff.
@@ -52,4 +52,4 @@ class RetryPolicy:
         must cost some of --max-wait, or a portal that keeps refusing would be retried forever."""
         if retry_after is not None and retry_after >= 0:
             return min(max(retry_after, self.backoff_base), 120.0)
-        return min(10.0, 0.5 * (2 ** max(refusals - 1, 0)))
+        return min(10.0, 0.5 * 2.0 ** max(refusals - 1, 0))

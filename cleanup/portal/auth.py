@@ -19,7 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
-from cleanup.errors import EXIT_USAGE, AuthRefreshError, ConfigError, FatalAPIError
+from cleanup.errors import AuthRefreshError, ConfigError, FatalAPIError
+from cleanup.exits import EXIT_USAGE
 from cleanup.outputs.files import write_atomic
 from cleanup.redact import redact, register_secret
 

@@ -7,8 +7,8 @@ another `Action` through the same engine.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import NamedTuple
 from urllib.parse import urlencode
@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from cleanup.inputs.validate import Row
 from cleanup.portal.classify import Kind, Outcome
 from cleanup.redact import redact
-from cleanup.results import Status
+from cleanup.results import RowResult, Status
 
 Params = dict[str, str | int]
 
@@ -51,6 +51,14 @@ class Action:
     params: Callable[[Row, str | None], Params]
     settle: Callable[[Row, Outcome, Doubt], Verdict]
     did: str  # what a request that ran did, for notes: "removed" (it)
+    undo: bool = False  # adds back what a run removed: its report has the undo statuses
+    # Statuses the validator gives that this action's report shows otherwise.
+    recast: Mapping[Status, Status] = field(default_factory=dict)
+
+    def adopt(self, result: RowResult) -> RowResult:
+        """A result the validator gave, in this action's statuses."""
+        status = self.recast.get(result.status)
+        return result if status is None else replace(result, status=status)
 
     def command(self, row: Row, bot_token: str | None) -> str:
         """One batch command. Every value is URL-encoded, so `#`, `&` or `+` in a value
@@ -90,3 +98,40 @@ def settle_delete(row: Row, outcome: Outcome, doubt: Doubt) -> Verdict:
 
 
 DELETE = Action(DELETE_METHOD, reaction_params, settle_delete, did="removed")
+
+
+# ---------------------------------------------------------------------- add (undo)
+
+ADD_METHOD = "imbot.v2.Chat.Message.Reaction.add"
+
+# Not in the method's documented list of errors: the sandbox answers it, a portal may not
+# (then a second add simply succeeds). Either way the reaction is there, which is what an
+# undo wants.
+REACTION_ALREADY_SET = "REACTION_ALREADY_SET"
+ALREADY_SET = "REACTION_ALREADY_SET: the reaction was already there"
+ALREADY_SET_ON_RETRY = (
+    "REACTION_ALREADY_SET on retry: an earlier attempt, whose answer was lost, added it"
+)
+
+
+def settle_add(row: Row, outcome: Outcome, doubt: Doubt) -> Verdict:
+    """Added, or already there (after a lost reply: the earlier attempt added it):
+    `restored`. REACTION_NOT_FOUND from an add means an unknown reaction code: failed."""
+    if outcome.kind is Kind.OK:
+        return Verdict(Status.RESTORED)
+    if outcome.error == REACTION_ALREADY_SET:
+        why = ALREADY_SET_ON_RETRY if doubt is Doubt.THIS_RUN else ALREADY_SET
+        return Verdict(Status.RESTORED, "", why)
+    return failed(outcome)
+
+
+ADD = Action(
+    ADD_METHOD,
+    reaction_params,
+    settle_add,
+    did="restored",
+    undo=True,
+    # A removed row the validator refuses now (its bot has no token in this tokens file)
+    # was not restored; a repeated one is restored by its first line.
+    recast={Status.INVALID: Status.FAILED, Status.DUPLICATE: Status.SKIPPED},
+)

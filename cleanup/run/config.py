@@ -24,7 +24,7 @@ from pydantic_core import PydanticCustomError
 
 from cleanup.errors import ConfigError
 from cleanup.inputs.columns import canonical_field, normalise_name
-from cleanup.inputs.select import RowChoice, split_values
+from cleanup.inputs.select import RowChoice, RowRanges, split_values
 from cleanup.options import Option, problems_of, shown_value
 from cleanup.outputs.report import default_report_path, report_format
 from cleanup.pacing.throttle import PLANS
@@ -276,6 +276,10 @@ class RunConfig(BaseModel):
     )
     run_id: str | None = None
     label: str | None = None  # shown in logs/HTML (a job file's name)
+    # Not options of `run`: an undo chooses rows by number (--rows), and continues its
+    # report with some rows sent again, their lines replaced (--only-error); see run.undo.
+    rows: tuple[RowRanges, ...] = ()
+    resend: frozenset[int] = frozenset()
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -289,7 +293,7 @@ class RunConfig(BaseModel):
 
     @property
     def choice(self) -> RowChoice:
-        return RowChoice(tuple(self.only), tuple(self.only_error))
+        return RowChoice(tuple(self.only), tuple(self.only_error), self.rows)
 
     @property
     def effective_rate(self) -> tuple[float, int]:
@@ -344,6 +348,8 @@ class RunConfig(BaseModel):
         out["auth"] = "webhook" if self.webhook else "oauth" if self.portal else "none"
         out["rate"], out["burst"] = rate, burst
         out["report"] = str(self.report_path)
+        out["rows"] = [str(r) for r in self.rows]
+        out["resend"] = len(self.resend)  # how many: the rows are in the report
         return out
 
 

@@ -130,11 +130,12 @@ def run_file(
         batch_size=config.batch_size,
         started_at=time.time(),
         source_report=str(config.input) if config.choice else None,
+        undo_of=str(config.input) if action.undo else None,
     )
     if config.dry_run:
-        return _dry_run(config, table, validator, summary, stop)
+        return _dry_run(config, table, validator, summary, stop, action)
     assert auth is not None
-    lock = _lock(config.report_path)
+    lock = lock_report(config.report_path)
     try:
         with sleeping_on(stop.event):
             parts = _Parts.build(config, auth, bot_tokens, clock, action, pacing)
@@ -154,8 +155,8 @@ def _bot_tokens(config: RunConfig, auth: Auth | None) -> dict[int, str] | None:
     return None
 
 
-def _lock(report: Path) -> FileLock:
-    """One run per report at a time."""
+def lock_report(report: Path) -> FileLock:
+    """One run per report at a time (LockedError, exit 4, while another holds it)."""
     lock = FileLock(str(sidecar(report, ".lock")), timeout=0)
     report.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -169,7 +170,12 @@ def _lock(report: Path) -> FileLock:
 
 
 def _dry_run(
-    config: RunConfig, table: Table, validator: Validator, summary: RunSummary, stop: StopSignal
+    config: RunConfig,
+    table: Table,
+    validator: Validator,
+    summary: RunSummary,
+    stop: StopSignal,
+    action: Action,
 ) -> RunSummary:
     t0 = time.monotonic()
     examples: list[str] = []
@@ -177,8 +183,8 @@ def _dry_run(
         checked = validator.check(chunk)
         n_inv, n_dup = checked.n_invalid, checked.n_duplicate
         summary.rows += len(checked)
-        summary.by_status[Status.INVALID.value] += n_inv
-        summary.by_status[Status.DUPLICATE.value] += n_dup
+        summary.by_status[action.recast.get(Status.INVALID, Status.INVALID)] += n_inv
+        summary.by_status[action.recast.get(Status.DUPLICATE, Status.DUPLICATE)] += n_dup
         summary.to_send += checked.n_to_send
         for i, (error, description) in checked.problems.items():
             summary.by_error[error] += 1
@@ -245,6 +251,8 @@ class _Parts:
             ]
         journal = Journal(sidecar(report, ".journal"), identity, resume=config.resume)
         finals = read_report(report) if config.resume else {}
+        for row in config.resend:  # their lines are replaced by this run's
+            finals.pop(row, None)
         engine = Engine(
             transport,
             auth=auth,
@@ -260,7 +268,9 @@ class _Parts:
         )
         # Results the earlier run knew but had not yet written to the report (it writes in
         # input order): taken as they are, not re-sent.
-        journaled = {r: o for r, o in journal.outcomes.items() if r not in finals}
+        journaled = {
+            r: o for r, o in journal.outcomes.items() if r not in finals and r not in config.resend
+        }
         return cls(auth, throttle, budget, transport, journal, engine, finals, journaled)
 
     def close(self) -> None:
@@ -381,7 +391,7 @@ class _Run:
     def _take(self, item: Row | RowResult, emitter: _Emitter) -> None:
         """One validated input row: its result is known, or it goes to the planner."""
         if isinstance(item, RowResult):
-            emitter.put(item)
+            emitter.put(self.engine.action.adopt(item))
         elif item.row in self.parts.finals:
             emitter.put(self.parts.finals[item.row], write=False)
             self.summary.resumed_rows += 1
@@ -498,7 +508,7 @@ class _Run:
         s.limit_refusals = self.engine.stats.limit_refusals
         s.operating_refusals = self.engine.stats.operating_refusals
         s.limit_wait_s = self.throttle.waited_so_far() - self.waited_before
-        sent = s.by_status[Status.REMOVED.value] + s.by_status[Status.FAILED.value]
+        sent = s.sent
         # The portal may have taught the engine a smaller batch than configured.
         per_request = (
             1 if self.engine.single else min(self.config.batch_size, self.engine.batch_limit)
@@ -567,4 +577,4 @@ def _timeline(events: list[tuple[float, float, int]], start: float) -> list[dict
     return out
 
 
-__all__ = ["MAX_BATCH", "StopSignal", "run_file"]
+__all__ = ["MAX_BATCH", "StopSignal", "lock_report", "run_file"]

@@ -64,6 +64,7 @@ BOT_OWNERSHIP_ERROR = MethodError(
 MESSAGE_NOT_FOUND = MethodError("MESSAGE_NOT_FOUND", "Message not found")
 ACCESS_DENIED = MethodError("ACCESS_DENIED", "Access denied")
 REACTION_NOT_FOUND = MethodError("REACTION_NOT_FOUND", "Reaction not found")
+REACTION_ALREADY_SET = MethodError("REACTION_ALREADY_SET", "Reaction already set")
 
 
 def _param(params: Mapping[str, Any], *names: str) -> str | None:
@@ -119,6 +120,8 @@ def reaction_call(
         return REACTION_NOT_FOUND, False
 
     if add:
+        if (message_id, bot_id, code) in state.reactions:
+            return REACTION_ALREADY_SET, False
         # ReactionService::addReaction first drops the user's other reactions on the message.
         state.reactions.difference_update(
             {r for r in state.reactions if r[0] == message_id and r[1] == bot_id}

@@ -634,7 +634,7 @@ class SandboxPortal:
         halt = php.truthy(_upper_keys(params).get("HALT"))
         commands = _batch_commands(params)
         if cfg.batch_not_allowed == "call" and any(
-            isinstance(call, str) and _command_method(call) == METHOD_DELETE
+            isinstance(call, str) and _command_method(call) in REACTION_METHODS
             for call in list(commands.values())[: cfg.batch_max_length]
         ):
             return _error_reply(
@@ -678,7 +678,7 @@ class SandboxPortal:
                 if method is None:
                     error = MethodError("ERROR_METHOD_NOT_FOUND", "Method not found!")
                 elif method == METHOD_BATCH or (
-                    cfg.batch_not_allowed == "command" and method == METHOD_DELETE
+                    cfg.batch_not_allowed == "command" and method in REACTION_METHODS
                 ):
                     error = MethodError(
                         "ERROR_BATCH_METHOD_NOT_ALLOWED", "Method is not allowed for batch usage"
