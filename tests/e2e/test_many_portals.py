@@ -99,11 +99,11 @@ def span(records: list[RequestRecord]) -> tuple[float, float]:
 def test_two_portals_run_at_once_each_within_its_limit(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
 ) -> None:
-    # Two strict portals, each paced at its own limit: 30 single calls take about 2.5 s on
-    # each. Run one after the other they would not overlap; run together, they do.
-    limit = PortalConfig(rate=10, burst=5, latency=0.02)
-    a = Portal(tmp_path, portal_factory(likes(30), config=limit), "portal-a", rate=10, burst=5)
-    b = Portal(tmp_path, portal_factory(likes(30), config=limit), "portal-b", rate=10, burst=5)
+    # Two strict portals, each paced a little inside its limit: 30 single calls take about
+    # 3 s on each. Run one after the other they would not overlap; run together, they do.
+    limit = PortalConfig(rate=10, burst=10, latency=0.02)
+    a = Portal(tmp_path, portal_factory(likes(30), config=limit), "portal-a", rate=8, burst=4)
+    b = Portal(tmp_path, portal_factory(likes(30), config=limit), "portal-b", rate=8, burst=4)
     for p in (a, b):
         p.drop(likes(30))
         (p.job).write_text(p.job.read_text() + 'mode = "single"\n')
@@ -126,9 +126,10 @@ def test_two_portals_run_at_once_each_within_its_limit(
 def test_two_job_files_for_one_portal_share_its_bucket(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
 ) -> None:
-    # The portal drains 5 requests/s from a bucket of 3, and refuses past it. Each job file
-    # alone is paced to exactly that; two separate buckets would send twice the rate.
-    portal = portal_factory(likes(24), config=PortalConfig(rate=5, burst=3))
+    # The portal drains 6 requests/s from a bucket of 6, and refuses past it. Each job file
+    # is paced to 5/s (burst 3): one bucket for both stays inside the portal's limit, two
+    # separate buckets would send 10/s.
+    portal = portal_factory(likes(24), config=PortalConfig(rate=6, burst=6))
     a = Portal(tmp_path, portal, "first", rate=5, burst=3, mode="single")
     b = Portal(tmp_path, portal, "second", rate=5, burst=3, mode="single")
     a.drop(likes(12))
