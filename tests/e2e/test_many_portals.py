@@ -290,7 +290,9 @@ def test_run_takes_failed_rows_exit_code_too(
     args = portal_args(portal, tmp_path)
     assert run_cli("run", rows, *args).exit_code == 1
     portal.state.reactions.add((1001, BOT, "like"))
-    again = run_cli("run", rows, *args, "--failed-rows-exit-code", "0", "--report", "r2.csv")
+    again = run_cli(
+        "run", rows, *args, "--failed-rows-exit-code", "0", "--report", tmp_path / "r2.csv"
+    )
     assert again.exit_code == 0, again.output
     assert "status=failed exit=0" in again.stderr
 
