@@ -59,15 +59,30 @@ def signal_exit_code(name: str | None) -> int | None:
     return STOP_SIGNALS.get(name) if name else None
 
 
-def run_exit_code(*, stopped_by: str | None, aborted_code: int | None, rows_not_done: int) -> int:
+def run_exit_code(
+    *,
+    stopped_by: str | None,
+    aborted_code: int | None,
+    rows_not_done: int,
+    failed_rows_code: int = EXIT_ROWS_FAILED,
+) -> int:
     """A run's code: a stopping signal wins (the user asked it to stop), then an abort (3, or
-    2 for a configuration problem found mid-run), then whether every row is done."""
+    2 for a configuration problem found mid-run), then whether every row is done.
+
+    `failed_rows_code` (the option failed_rows_exit_code: 1 or 0) is what a run that finished
+    with only row failures exits with; it never stands for a signal or an abort."""
     code = signal_exit_code(stopped_by)
     if code is not None:
         return code
     if aborted_code is not None:
         return aborted_code
-    return EXIT_ROWS_FAILED if rows_not_done else EXIT_OK
+    return failed_rows_code if rows_not_done else EXIT_OK
+
+
+def finished(code: int) -> bool:
+    """Whether a run (or a job file's run) with this code got to its end: every row has its
+    status, some perhaps failed (0, or 1). The metrics' "last success"."""
+    return code in (EXIT_OK, EXIT_ROWS_FAILED)
 
 
 def severity(code: int) -> int:
@@ -83,8 +98,11 @@ def worst(codes: Iterable[int]) -> int:
     return max(codes, key=severity, default=EXIT_OK)
 
 
-def state_word(code: int) -> str:
-    """`ok`, `failed`, `error`, `aborted`, `locked`, `unwritable` or `interrupted`."""
+def state_word(code: int, *, rows_not_done: int = 0) -> str:
+    """`ok`, `failed`, `error`, `aborted`, `locked`, `unwritable` or `interrupted`. `failed`
+    also for a code 0 that failed_rows_exit_code = 0 made of failed rows (`rows_not_done`)."""
+    if code == EXIT_OK and rows_not_done:
+        return _STATES[EXIT_ROWS_FAILED]
     return _STATES.get(code, "error")
 
 

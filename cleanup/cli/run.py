@@ -67,6 +67,8 @@ def run_command(
 
             refresh_index(Path(summary.report).parent)  # a run-job folder's index.html
         print_summary(summary, config, quiet, log_format, extra)
+        if config.metrics_file is not None or config.pushgateway:
+            _publish_metrics(summary, config)
         sys.exit(summary.exit_code)
 
 
@@ -81,6 +83,15 @@ def one_auth_mode(typed: dict[str, Any], from_env: dict[str, Any]) -> dict[str, 
     elif typed.get("portal") or typed.get("oauth_file"):
         env.pop("webhook", None)
     return {**env, **typed}
+
+
+def _publish_metrics(summary: RunSummary, config: RunConfig) -> None:
+    """The run's figures under the job name of its input (`reactions` for reactions.csv)."""
+    from cleanup.outputs.metrics import publish, summary_figures
+
+    job = config.label or config.input.name.split(".")[0] or "run"
+    files = {config.metrics_file: [job]} if config.metrics_file is not None else {}
+    publish([summary_figures(job, summary)], files, config.pushgateway)
 
 
 def write_html(summary: RunSummary, config: RunConfig, path: Path) -> None:

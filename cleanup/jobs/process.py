@@ -39,6 +39,7 @@ from cleanup.outputs.summary import summary_record
 from cleanup.redact import redact
 from cleanup.results import RunSummary, Status
 from cleanup.run.config import RunConfig
+from cleanup.run.portals import PortalPacings
 from cleanup.run.progress import ProgressFactory
 from cleanup.run.runner import StopSignal, run_file
 
@@ -71,6 +72,8 @@ class JobFileResult:
     already_done: int = 0  # known contents found again (renamed copies, unarchived inputs)
     notes: list[str] = field(default_factory=list)
     stopped: str | None = None  # why the loop ended early
+    started_at: float = 0.0  # unix time
+    elapsed_s: float = 0.0
 
     @property
     def exit_code(self) -> int:
@@ -105,6 +108,7 @@ class _Context:
     progress: ProgressFactory | None  # the display for a run's --progress
     now: Callable[[], float]
     dry: bool
+    pacings: PortalPacings | None  # the portals' buckets, when job files run together
 
 
 def run_job_file(
@@ -116,9 +120,11 @@ def run_job_file(
     progress: ProgressFactory | None = None,
     on_file: Callable[[FileOutcome], None] | None = None,
     now: Callable[[], float] = time.time,
+    pacings: PortalPacings | None = None,
 ) -> JobFileResult:
     """Process every new (or unfinished) input of `job`. `base` comes from
-    `resolve_run_options()`.
+    `resolve_run_options()`; `pacings` shares each portal's bucket among job files run
+    together (`cleanup.jobs.many`).
 
     Raises LockedError when another run of this job file holds its lock; per-file problems
     end up in the returned FileOutcomes. An abort (credentials, unreachable portal) or a
@@ -126,13 +132,17 @@ def run_job_file(
     """
     stop = stop or StopSignal()
     dry = bool(base.get("dry_run"))
+    started, t0 = now(), time.monotonic()
     lock = None if dry else _lock(job)
     try:
-        ctx = _Context(job, base, JobState(job.state_path), run_id, stop, progress, now, dry)
-        return _run_sources(ctx, on_file)
+        state = JobState(job.state_path)
+        ctx = _Context(job, base, state, run_id, stop, progress, now, dry, pacings)
+        result = _run_sources(ctx, on_file)
     finally:
         if lock is not None:
             lock.release()
+    result.started_at, result.elapsed_s = started, time.monotonic() - t0
+    return result
 
 
 def _lock(job: JobFile) -> FileLock:
@@ -226,7 +236,8 @@ def _process(ctx: _Context, path: Path, sha: str) -> FileOutcome:
     outcome.config = config
     try:
         on_progress = ctx.progress(config.progress) if ctx.progress else None
-        summary = run_file(config, stop=ctx.stop, on_progress=on_progress)
+        pacing = ctx.pacings.for_config(config) if ctx.pacings else None
+        summary = run_file(config, stop=ctx.stop, on_progress=on_progress, pacing=pacing)
     except CleanupError as exc:
         outcome.exit_code, outcome.error = exc.exit_code, redact(exc)
         # An unreadable file or a busy report concerns this file only; a configuration

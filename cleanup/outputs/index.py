@@ -255,12 +255,16 @@ def _title_of(head: str) -> str | None:
 
 
 def _row(r: RunEntry) -> dict[str, Any]:
+    # failed_rows_exit_code = 0 makes a run with failed rows exit 0: still "failed" here.
+    not_done = sum(r.counts.get(s, 0) for s in ("failed", "invalid", "skipped"))
     return {
         "report": r.report,
         "input": r.input or "?",
         "when": _utc(r.started) if r.started else "?",
         "exit_code": "–" if r.exit_code is None else r.exit_code,
-        "state": "unfinished" if r.exit_code is None else state_word(r.exit_code),
+        "state": "unfinished"
+        if r.exit_code is None
+        else state_word(r.exit_code, rows_not_done=not_done),
         "rows": r.rows,
         "counts": r.counts,
         "html": r.html,

@@ -260,6 +260,23 @@ class RunConfig(BaseModel):
         ge=1,
         description="Rows read and validated at a time (memory vs. speed; rarely worth changing).",
     )
+    # How a run that finished with only row failures exits: 1 by default; 0 lets a
+    # scheduler that retries every non-zero code (Kubernetes) tell them from a crash.
+    # Only the code 1 is mapped (cleanup.exits.run_exit_code): an abort stays 3.
+    failed_rows_exit_code: Annotated[int, Option(metavar="0|1")] = Field(
+        1,
+        ge=0,
+        le=1,
+        description="Exit code of a run that finished with only row failures (failed, invalid or skipped rows): 1, or 0 for a scheduler that would retry it as a crash. Aborts and errors keep their codes.",
+    )
+    metrics_file: Annotated[Path | None, Option(metavar="PATH")] = Field(
+        None,
+        description="Write the run's figures in the Prometheus text format to this file (atomically; for node_exporter's textfile collector, name it *.prom). Its folder is created when missing.",
+    )
+    pushgateway: Annotated[str | None, Option(metavar="URL")] = Field(
+        None,
+        description="Also push the run's figures to this Prometheus Pushgateway (grouped by job).",
+    )
     run_id: str | None = None
     label: str | None = None  # shown in logs/HTML (a job file's name)
     # Not options of `run`: an undo chooses rows by number (--rows), and continues its

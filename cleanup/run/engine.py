@@ -97,6 +97,7 @@ SINGLE_RULES: Mapping[Kind, Rule] = {
 @dataclass
 class EngineStats:
     retries: int = 0
+    limit_refusals: int = 0  # this engine's own (its throttle may serve other runs too)
     operating_refusals: int = 0
     fallback: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -456,6 +457,7 @@ class Engine:
         sent_ago: float | None = None,
     ) -> None:
         unit.refusals += 1
+        self.stats.add(limit_refusals=1)
         self.throttle.on_refusal(retry_after, sent_ago)
         delay = self.policy.limit_wait(unit.refusals, retry_after)
         self.throttle.held(delay)  # wall-clock waiting time for the summary

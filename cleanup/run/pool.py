@@ -6,6 +6,7 @@ stop timeout passed while its request hung) is forgotten, and its late result dr
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import queue
 import threading
@@ -35,7 +36,11 @@ class WorkerPool:
     def start(self) -> None:
         for i in range(self._size):
             # Daemon threads: a request hung past the stop timeout must not keep the job alive.
-            t = threading.Thread(target=self._work, name=f"cleanup-worker-{i}", daemon=True)
+            # Each in the run's context: its job (log lines) and its stop (a shared clock).
+            context = contextvars.copy_context()
+            t = threading.Thread(
+                target=context.run, args=(self._work,), name=f"cleanup-worker-{i}", daemon=True
+            )
             t.start()
             self._threads.append(t)
 

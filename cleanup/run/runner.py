@@ -43,6 +43,7 @@ from cleanup.run.config import RunConfig, load_bot_tokens
 from cleanup.run.engine import Engine
 from cleanup.run.planner import MAX_BATCH, Batch, Planner, count_batches, estimate_seconds
 from cleanup.run.pool import WorkerPool
+from cleanup.run.portals import PortalPacing, sleeping_on
 from cleanup.run.progress import ProgressCallback, ProgressUpdate
 
 log = logging.getLogger("cleanup")
@@ -57,11 +58,28 @@ class StopSignal:
     def __init__(self) -> None:
         self.event = threading.Event()
         self.reason: str | None = None
+        self._children: list[StopSignal] = []
+        self._lock = threading.Lock()
 
     def stop(self, reason: str) -> None:
-        if not self.event.is_set():
-            self.reason = reason
-            self.event.set()
+        with self._lock:
+            if not self.event.is_set():
+                self.reason = reason
+                self.event.set()
+            children = list(self._children)
+        for child in children:
+            child.stop(reason)
+
+    def child(self) -> StopSignal:
+        """A stop of its own (an abort in one job file stops that one only) that stopping
+        this one stops too (a signal stops every job file)."""
+        child = StopSignal()
+        with self._lock:
+            self._children.append(child)
+            reason = self.reason if self.event.is_set() else None
+        if reason is not None:
+            child.stop(reason)
+        return child
 
     @property
     def is_set(self) -> bool:
@@ -75,11 +93,15 @@ def run_file(
     clock: Clock | None = None,
     on_progress: ProgressCallback | None = None,
     action: Action = DELETE,
+    pacing: PortalPacing | None = None,
 ) -> RunSummary:
     """Run the job described by `config`. Raises CleanupError subclasses for problems
     with the run as a whole (configuration, unreadable input, lock); row problems and
     portal refusals end up in the report and the returned summary. `on_progress` is
-    called as rows finish and while the run waits on a portal limit."""
+    called as rows finish and while the run waits on a portal limit.
+
+    `pacing`: the portal's bucket and operating-time budget when other runs on the same
+    portal share them (`cleanup.run.portals`); by default the run has its own."""
     config.check()
     stop = stop or StopSignal()
     clock = clock or SystemClock(stop.event)
@@ -115,8 +137,9 @@ def run_file(
     assert auth is not None
     lock = lock_report(config.report_path)
     try:
-        parts = _Parts.build(config, auth, bot_tokens, clock, action)
-        return _Run(config, table, validator, summary, parts, stop, on_progress).execute()
+        with sleeping_on(stop.event):
+            parts = _Parts.build(config, auth, bot_tokens, clock, action, pacing)
+            return _Run(config, table, validator, summary, parts, stop, on_progress).execute()
     finally:
         lock.release()
 
@@ -175,7 +198,7 @@ def _dry_run(
     summary.planned_calls = count_batches(summary.to_send, per_call)
     summary.estimated_s = estimate_seconds(summary.planned_calls, rate, burst)
     summary.elapsed_s = time.monotonic() - t0
-    summary.conclude(stopped_by=stop.reason)
+    summary.conclude(stopped_by=stop.reason, failed_rows_code=config.failed_rows_exit_code)
     summary.examples = examples
     summary.left_out = int(table.detected.get("left_out", 0))
     return summary
@@ -205,11 +228,14 @@ class _Parts:
         bot_tokens: dict[int, str] | None,
         clock: Clock,
         action: Action,
+        pacing: PortalPacing | None = None,
     ) -> _Parts:
-        rate, burst = config.effective_rate
-        budget = OperatingBudget(config.operating_limit, clock=clock)
-        # A nearly spent operating-time budget stretches the throttle's spacing.
-        throttle = Throttle(rate, burst, clock=clock, budget=budget)
+        if pacing is None:
+            rate, burst = config.effective_rate
+            budget = OperatingBudget(config.operating_limit, clock=clock)
+            # A nearly spent operating-time budget stretches the throttle's spacing.
+            pacing = PortalPacing(Throttle(rate, burst, clock=clock, budget=budget), budget)
+        throttle, budget = pacing.throttle, pacing.budget
         transport = Transport(
             auth,
             throttle,
@@ -322,6 +348,7 @@ class _Run:
         self.timeline: list[tuple[float, float, int]] = []
         parts.transport.on_request.append(self._observe_request)
         self.aborted: FatalAPIError | None = None
+        self.waited_before = parts.throttle.waited_so_far()  # a shared bucket's earlier waits
 
     # ------------------------------------------------------------------ main loop
 
@@ -493,9 +520,11 @@ class _Run:
             t.batch_requests,
             t.single_requests,
         )
-        s.limit_refusals = self.throttle.stats.refusals
+        # This run's own refusals (the bucket may be shared with other runs on the portal);
+        # the waiting is the portal's held time while this run lasted.
+        s.limit_refusals = self.engine.stats.limit_refusals
         s.operating_refusals = self.engine.stats.operating_refusals
-        s.limit_wait_s = self.throttle.waited_so_far()  # wall-clock, all limits together
+        s.limit_wait_s = self.throttle.waited_so_far() - self.waited_before
         sent = s.sent
         # The portal may have taught the engine a smaller batch than configured.
         per_request = (
@@ -515,6 +544,7 @@ class _Run:
         s.conclude(
             stopped_by=self.stop.reason,
             aborted_code=None if self.aborted is None else self.aborted.exit_code,
+            failed_rows_code=self.config.failed_rows_exit_code,
         )
         write_summary(self.config.report_path, s, self.config.settings())
         return s
