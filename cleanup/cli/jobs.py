@@ -70,7 +70,7 @@ def run_job_command(
     each portal under its own limits (job files for the same portal share them); an abort
     on one portal stops that job file only. Options given here override the job files.
     Nothing to do: exit 0 and no output. Otherwise the exit code is the worst of all
-    (130/143 > 70 > 3 > 2 > 4 > 1 > 0); 4 also when another run of a job is still going.
+    (130/143 > 70 > 5 > 3 > 2 > 4 > 1 > 0); 4 also when another run of a job is still going.
     """
     from cleanup.jobs.credentials import resolve_run_options
     from cleanup.jobs.many import job_files_in, pick_index, prepare, run_job_files

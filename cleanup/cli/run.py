@@ -62,6 +62,10 @@ def run_command(
         if html_path is not None and not summary.dry_run and summary.report:
             write_html(summary, config, html_path)
             extra.append(f"html: {html_path}")
+        if not summary.dry_run and summary.report:
+            from cleanup.outputs.index import refresh_index
+
+            refresh_index(Path(summary.report).parent)  # a run-job folder's index.html
         print_summary(summary, config, quiet, log_format, extra)
         if config.metrics_file is not None or config.pushgateway:
             _publish_metrics(summary, config)

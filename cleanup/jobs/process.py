@@ -33,7 +33,7 @@ from cleanup.exits import (
 from cleanup.jobs.inbox import NOTHING_TO_DO, html_path, list_sources, report_name, split_ext
 from cleanup.jobs.schema import JobFile
 from cleanup.jobs.state import JobState
-from cleanup.outputs.files import sidecar
+from cleanup.outputs.files import sidecar, writing
 from cleanup.outputs.journal import fingerprint
 from cleanup.outputs.summary import summary_record
 from cleanup.redact import redact
@@ -146,10 +146,11 @@ def run_job_file(
 
 
 def _lock(job: JobFile) -> FileLock:
-    job.reports.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(job.lock_path), timeout=0)
     try:
-        lock.acquire()
+        with writing(job.lock_path):  # a read-only or full reports folder: exit 5
+            job.lock_path.parent.mkdir(parents=True, exist_ok=True)  # the reports folder too
+            lock.acquire()
     except Timeout:
         raise LockedError(
             f"another run of job {job.name!r} is still working (lock {job.lock_path}); "
@@ -184,6 +185,8 @@ def _run_sources(ctx: _Context, on_file: Callable[[FileOutcome], None] | None) -
             continue
         outcome = _process(ctx, source.path, sha)
         result.files.append(outcome)
+        if not ctx.dry and ctx.job.html:
+            _write_index(ctx.job)
         if on_file is not None:
             on_file(outcome)
         if outcome.stops_job or ends_a_job_run(outcome.exit_code):
@@ -338,6 +341,16 @@ def _write_html(
         log.error("could not write the HTML report %s: %s", out, redact(exc))
         return None
     return out
+
+
+def _write_index(job: JobFile) -> None:
+    """The reports folder's index.html, rebuilt from the summaries on disk after each file."""
+    from cleanup.outputs.index import write_index
+
+    try:
+        write_index(job.reports, title=f"reaction-cleanup: {job.name}")
+    except Exception as exc:  # a review page must never cost the run its result
+        log.error("could not write the index page in %s: %s", job.reports, redact(exc))
 
 
 def _archive(path: Path, archive: Path) -> Path:

@@ -26,6 +26,7 @@ from cleanup.errors import ConfigError
 from cleanup.inputs.columns import canonical_field, normalise_name
 from cleanup.inputs.select import RowChoice, RowRanges, split_values
 from cleanup.options import Option, problems_of, shown_value
+from cleanup.outputs.files import state_file
 from cleanup.outputs.report import default_report_path, report_format
 from cleanup.pacing.throttle import PLANS
 from cleanup.portal.auth import Auth, OAuthAuth, TokenStore, WebhookAuth
@@ -42,8 +43,10 @@ else:
     PlanName = Literal[tuple(PLANS)]
 MODES: tuple[str, ...] = get_args(Mode)
 PROGRESS: tuple[str, ...] = get_args(ProgressMode)
-# Files a run writes beside its report (see cleanup.outputs.report).
-SIDECARS = (".partial.jsonl", ".partial.jsonl.tmp", ".journal", ".summary.json", ".lock", ".tmp")
+# Files a run writes beside its report, and in the state folder beside it (see
+# cleanup.outputs.report).
+SIDECARS = (".partial.jsonl", ".partial.jsonl.tmp", ".summary.json", ".tmp")
+STATE_FILES = (".journal", ".lock")
 
 
 def parse_column_options(values: tuple[str, ...]) -> dict[str, str]:
@@ -356,7 +359,11 @@ class RunConfig(BaseModel):
 def _writes_over(report: Path, input_path: Path) -> bool:
     """Whether the report, or a file written beside it, is the input (a report re-run
     with --report set to its own name)."""
-    written = [report, *(report.with_name(report.name + s) for s in SIDECARS)]
+    written = [
+        report,
+        *(report.with_name(report.name + s) for s in SIDECARS),
+        *(state_file(report, s) for s in STATE_FILES),
+    ]
     target = input_path.resolve()
     for path in written:
         if path.resolve() == target:

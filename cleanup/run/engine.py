@@ -20,7 +20,7 @@ from enum import Enum
 from typing import NamedTuple
 
 from cleanup.clock import Clock
-from cleanup.errors import FatalAPIError
+from cleanup.errors import FatalAPIError, OutputError
 from cleanup.inputs.validate import Row
 from cleanup.outputs.report import Journal
 from cleanup.pacing.retry import RetryPolicy
@@ -111,7 +111,8 @@ class EngineStats:
 @dataclass
 class UnitResult:
     results: list[RowResult]
-    fatal: FatalAPIError | None = None
+    # Why the run cannot go on: the portal refused it, or the journal cannot be written.
+    fatal: FatalAPIError | OutputError | None = None
 
 
 class _RowState:

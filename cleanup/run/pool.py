@@ -12,6 +12,7 @@ import queue
 import threading
 from collections.abc import Callable
 
+from cleanup.errors import OutputError
 from cleanup.inputs.validate import Row
 from cleanup.redact import redact
 from cleanup.results import Status
@@ -80,6 +81,8 @@ class WorkerPool:
             unit_id, rows = task
             try:
                 result = self._send(rows)
+            except OutputError as exc:  # the journal could not be written: the run stops
+                result = UnitResult([], fatal=exc)
             except Exception as exc:  # a bug must not lose rows: report them, keep going
                 log.exception("internal error while sending rows %d..%d", rows[0].row, rows[-1].row)
                 text = redact(f"{type(exc).__name__}: {exc}")

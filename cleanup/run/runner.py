@@ -24,13 +24,13 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from cleanup.clock import Clock, SystemClock
-from cleanup.errors import ConfigError, FatalAPIError, LockedError
+from cleanup.errors import ConfigError, FatalAPIError, LockedError, OutputError
 from cleanup.inputs.readers import Table
 from cleanup.inputs.select import open_rows
 from cleanup.inputs.validate import Row, Validator
-from cleanup.outputs.files import sidecar
-from cleanup.outputs.journal import Journal, check_resumable, fingerprint
-from cleanup.outputs.report import ReportWriter, compact, read_report
+from cleanup.outputs.files import writing
+from cleanup.outputs.journal import Journal, check_resumable, fingerprint, journal_path
+from cleanup.outputs.report import ReportWriter, compact, lock_path, read_report
 from cleanup.outputs.summary import write_summary
 from cleanup.pacing.retry import RetryPolicy
 from cleanup.pacing.throttle import OperatingBudget, Throttle, ideal_seconds
@@ -156,15 +156,18 @@ def _bot_tokens(config: RunConfig, auth: Auth | None) -> dict[int, str] | None:
 
 
 def lock_report(report: Path) -> FileLock:
-    """One run per report at a time (LockedError, exit 4, while another holds it)."""
-    lock = FileLock(str(sidecar(report, ".lock")), timeout=0)
-    report.parent.mkdir(parents=True, exist_ok=True)
+    """One run per report at a time (LockedError, exit 4, while another holds it); the
+    lock is `outputs.report.lock_path(report)`, in the hidden state folder."""
+    path = lock_path(report)
+    lock = FileLock(str(path), timeout=0)
     try:
-        lock.acquire()
+        with writing(path):  # a read-only or full reports folder: exit 5, naming it
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock.acquire()
     except Timeout:
         raise LockedError(
-            f"another reaction-cleanup run is working on {report} (lock {sidecar(report, '.lock').name});"
-            " wait for it to finish"
+            f"another reaction-cleanup run is working on {report} (lock"
+            f" {path.relative_to(report.parent)}); wait for it to finish"
         ) from None
     return lock
 
@@ -249,7 +252,7 @@ class _Parts:
             identity["only"] = [
                 sorted({v.casefold() for v in vs}) for vs in (config.only, config.only_error)
             ]
-        journal = Journal(sidecar(report, ".journal"), identity, resume=config.resume)
+        journal = Journal(journal_path(report), identity, resume=config.resume)
         finals = read_report(report) if config.resume else {}
         for row in config.resend:  # their lines are replaced by this run's
             finals.pop(row, None)
@@ -366,6 +369,7 @@ class _Run:
         self._progress()
         t0 = time.monotonic()
         complete = False
+        unwritable = False
         try:
             self.pool.start()
             for chunk in self.table.chunks():
@@ -379,11 +383,22 @@ class _Run:
             self._finish_inflight(emitter)
             emitter.release()
             complete = emitter.backlog == 0
+        except OutputError:
+            # The report or the journal cannot be written: stop sending (nothing may go
+            # out that the journal does not know of) and leave whole lines for --resume.
+            unwritable = True
+            self.stop.stop("output")
+            raise
         finally:
             self.pool.stop()
-            writer.close(complete=complete and not self.stop.is_set)
-            self.parts.close()
-            self._progress(finished=True)
+            try:
+                if unwritable:
+                    writer.abandon()
+                else:
+                    writer.close(complete=complete and not self.stop.is_set)
+            finally:
+                self.parts.close()
+                self._progress(finished=True)
         if cfg.resume:
             compact(cfg.report_path)
         return self._finish_summary(time.monotonic() - t0)
@@ -422,6 +437,8 @@ class _Run:
 
     def _drain(self, emitter: _Emitter, *, block: bool, timeout: float = 0.2) -> None:
         while (result := self.pool.result(block=block, timeout=timeout)) is not None:
+            if isinstance(result.fatal, OutputError):
+                raise result.fatal  # a worker could not write the journal
             self.parts.journal.done(result.results)
             for r in result.results:
                 emitter.put(r)

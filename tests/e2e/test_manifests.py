@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from cleanup.cli import main
+from cleanup.exits import EXIT_OUTPUT
 from cleanup.jobs.schema import job_keys, load_job_file
 from cleanup.version import __version__
 
@@ -242,9 +243,11 @@ def test_row_failures_are_never_retried_and_aborts_are(manifest: list[dict[str, 
             for code in rule.get("onExitCodes", {}).get("values", []):
                 actions.setdefault(code, rule["action"])
         stop = "FailIndex" if spec.get("completionMode") == "Indexed" else "FailJob"
-        # 1 (rows failed, if the job file does not map it to 0), 2 and 4: retrying
-        # cannot change the answer. 3 (aborted), 70 and the signals: retried.
-        assert {code: actions.get(code) for code in (1, 2, 4)} == dict.fromkeys((1, 2, 4), stop)
+        # 1 (rows failed, if the job file does not map it to 0), 2, 4 and 5 (an output file
+        # not written): retrying cannot change the answer. 3 (aborted), 70 and the signals:
+        # retried.
+        never = (1, 2, 4, EXIT_OUTPUT)
+        assert {code: actions.get(code) for code in never} == dict.fromkeys(never, stop)
         assert {code: actions.get(code) for code in (3, 70, 143)} == dict.fromkeys(
             (3, 70, 143), "Count"
         )
@@ -330,7 +333,9 @@ def test_systemd_succeeds_on_row_failures_and_retries_aborts_only() -> None:
     assert " run-job jobs/example.toml " in exec_start
     assert set(" ".join(unit_values(service, "SuccessExitStatus")).split()) == {"1", "143"}
     assert unit_values(service, "Restart") == ["on-failure"]
-    assert set(" ".join(unit_values(service, "RestartPreventExitStatus")).split()) == {"2", "4"}
+    assert set(" ".join(unit_values(service, "RestartPreventExitStatus")).split()) == {
+        "2", "4", str(EXIT_OUTPUT),
+    }  # fmt: skip
     assert unit_values(JOBS / "reaction-cleanup.timer", "OnCalendar")
 
 
@@ -361,7 +366,7 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("code", "mailed"),
-    [(0, False), (1, False), (2, True), (3, True), (4, True), (70, True), (143, True)],
+    [(0, False), (1, False), (2, True), (3, True), (4, True), (5, True), (70, True), (143, True)],
 )
 def test_cron_mails_only_runs_that_did_not_finish(tmp_path: Path, code: int, mailed: bool) -> None:
     (line,) = [
