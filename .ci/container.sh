@@ -117,4 +117,32 @@ print("run-job in the container:", counts)
 assert counts["removed"] > 0 and counts["failed"] > 0, counts
 PY
 
+step "run-job with failed_rows_exit_code 0 and a metrics file (Kubernetes' policy)"
+fresh_data
+cp sample_data/reactions.csv "$work/data/inbox/"
+chown 10001:10001 "$work/data/inbox/reactions.csv"
+rc=0
+run -v "$PWD/sample_data:/sample:ro" -v "$PWD/.ci:/ci:ro" \
+  --entrypoint /bin/sh "$image" /ci/in-container.sh \
+  --failed-rows-exit-code 0 --metrics-file /data/metrics/ci.prom || rc=$?
+# The same failed rows; the job file's policy for a Kubernetes Job makes them exit 0.
+if [[ $rc != 0 ]]; then
+  echo "run-job --failed-rows-exit-code 0 in the container exited $rc, expected 0" >&2
+  exit 1
+fi
+python - "$work/data/metrics/ci.prom" <<'PY'
+import sys
+
+from prometheus_client.parser import text_string_to_metric_families
+
+values = {
+    (s.name, s.labels.get("status")): s.value
+    for family in text_string_to_metric_families(open(sys.argv[1]).read())
+    for s in family.samples
+}
+print("metrics written in the container:", sorted(values.items())[:3], "...")
+assert values[("reaction_cleanup_exit_code", None)] == 0, values
+assert values[("reaction_cleanup_rows", "failed")] > 0, values
+PY
+
 step "image built and run in ${SECONDS}s"

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Runs inside the image (.ci/container.sh): starts the sandbox portal on the container's
 # loopback with the sample portal state, then `run-job` on /ci/container-job.toml against
-# it. Exits with run-job's exit code.
+# it, with any arguments given here added. Exits with run-job's exit code.
 set -eu
 reaction-cleanup sandbox --state /sample/portal_state.json --port 8024 >/data/sandbox.out 2>&1 &
 sandbox=$!
@@ -19,7 +19,7 @@ done
 B24_WEBHOOK_URL=$(sed -n 2p /data/sandbox.out)
 export B24_WEBHOOK_URL
 rc=0
-reaction-cleanup run-job /ci/container-job.toml || rc=$?
+reaction-cleanup run-job /ci/container-job.toml "$@" || rc=$?
 kill -TERM "$sandbox"
 wait "$sandbox" || true
 exit "$rc"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterable
+from pathlib import Path
 
-from cleanup.exits import EXIT_ABORTED, EXIT_LOCKED, EXIT_USAGE
+from cleanup.exits import EXIT_ABORTED, EXIT_LOCKED, EXIT_OUTPUT, EXIT_USAGE
 
 
 class CleanupError(Exception):
@@ -44,6 +46,34 @@ class LockedError(CleanupError):
     """Another run holds the lock for the same report."""
 
     exit_code = EXIT_LOCKED
+
+
+class OutputError(CleanupError):
+    """An output file (report, journal, summary, lock, state) could not be written: a full
+    disk, a quota, a read-only or unwritable folder. The run stops; what was written is
+    whole, and --resume continues once the file can be written."""
+
+    exit_code = EXIT_OUTPUT
+    code = "OUTPUT_NOT_WRITTEN"
+    # Errors that go away once someone makes room; the others once the folder is writable.
+    _NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+    def __init__(self, path: Path | str, error: OSError) -> None:
+        self.path = Path(path)
+        self.errno = error.errno
+        name = errno.errorcode.get(error.errno or 0, "")
+        self.reason = f"{error.strerror or type(error).__name__}{f' ({name})' if name else ''}"
+        when = (
+            "once there is room"
+            if error.errno in self._NO_ROOM
+            else "once the folder can be written to"
+        )
+        super().__init__(
+            f"could not write {self.path}: {self.reason}. The run stopped; nothing is lost:"
+            f" every result so far is in the report and its journal. {when.capitalize()},"
+            " run the same command with --resume to continue (run-job resumes it on its next"
+            " run)"
+        )
 
 
 class FatalAPIError(CleanupError):

@@ -14,6 +14,7 @@ EXIT_ROWS_FAILED = 1  # the run finished; some rows are failed, invalid or skipp
 EXIT_USAGE = 2  # bad usage, input or configuration
 EXIT_ABORTED = 3  # the portal refused the run as a whole
 EXIT_LOCKED = 4  # another run holds the lock
+EXIT_OUTPUT = 5  # could not write an output file (disk full, read-only folder); --resume continues
 EXIT_INTERNAL = 70  # a bug (EX_SOFTWARE); the message is masked like everything else
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT (128 + 2)
 EXIT_TERMINATED = 143  # SIGTERM, as shells report it (128 + 15)
@@ -28,20 +29,23 @@ _STATES = {
     EXIT_USAGE: "error",
     EXIT_ABORTED: "aborted",
     EXIT_LOCKED: "locked",
+    EXIT_OUTPUT: "unwritable",
     EXIT_INTERNAL: "error",
     EXIT_INTERRUPTED: "interrupted",
     EXIT_TERMINATED: "interrupted",
 }
 
 # How bad a code is when a job file's run has several (higher is worse): a signal first,
-# since the files not reached wait; then a bug, an abort, a configuration or input problem,
-# a busy report, and failed rows.
+# since the files not reached wait; then a bug, an output file that could not be written
+# (every later file and run meets it too, until someone makes room), an abort, a
+# configuration or input problem, a busy report, and failed rows.
 _SEVERITY = (
     EXIT_OK,
     EXIT_ROWS_FAILED,
     EXIT_LOCKED,
     EXIT_USAGE,
     EXIT_ABORTED,
+    EXIT_OUTPUT,
     EXIT_INTERNAL,
 )
 
@@ -55,15 +59,30 @@ def signal_exit_code(name: str | None) -> int | None:
     return STOP_SIGNALS.get(name) if name else None
 
 
-def run_exit_code(*, stopped_by: str | None, aborted_code: int | None, rows_not_done: int) -> int:
+def run_exit_code(
+    *,
+    stopped_by: str | None,
+    aborted_code: int | None,
+    rows_not_done: int,
+    failed_rows_code: int = EXIT_ROWS_FAILED,
+) -> int:
     """A run's code: a stopping signal wins (the user asked it to stop), then an abort (3, or
-    2 for a configuration problem found mid-run), then whether every row is done."""
+    2 for a configuration problem found mid-run), then whether every row is done.
+
+    `failed_rows_code` (the option failed_rows_exit_code: 1 or 0) is what a run that finished
+    with only row failures exits with; it never stands for a signal or an abort."""
     code = signal_exit_code(stopped_by)
     if code is not None:
         return code
     if aborted_code is not None:
         return aborted_code
-    return EXIT_ROWS_FAILED if rows_not_done else EXIT_OK
+    return failed_rows_code if rows_not_done else EXIT_OK
+
+
+def finished(code: int) -> bool:
+    """Whether a run (or a job file's run) with this code got to its end: every row has its
+    status, some perhaps failed (0, or 1). The metrics' "last success"."""
+    return code in (EXIT_OK, EXIT_ROWS_FAILED)
 
 
 def severity(code: int) -> int:
@@ -74,17 +93,21 @@ def severity(code: int) -> int:
 
 
 def worst(codes: Iterable[int]) -> int:
-    """interrupted (130/143) > internal error (70) > aborted (3) > config/input (2) >
-    locked (4) > rows failed (1) > ok (0)."""
+    """interrupted (130/143) > internal error (70) > output not written (5) > aborted (3) >
+    config/input (2) > locked (4) > rows failed (1) > ok (0)."""
     return max(codes, key=severity, default=EXIT_OK)
 
 
-def state_word(code: int) -> str:
-    """`ok`, `failed`, `error`, `aborted`, `locked` or `interrupted`."""
+def state_word(code: int, *, rows_not_done: int = 0) -> str:
+    """`ok`, `failed`, `error`, `aborted`, `locked`, `unwritable` or `interrupted`. `failed`
+    also for a code 0 that failed_rows_exit_code = 0 made of failed rows (`rows_not_done`)."""
+    if code == EXIT_OK and rows_not_done:
+        return _STATES[EXIT_ROWS_FAILED]
     return _STATES.get(code, "error")
 
 
 def ends_a_job_run(code: int) -> bool:
     """After a file ends with this code, a job file's run takes no further file: the next
-    file would be refused alike (an abort) or the user asked it to stop (a signal)."""
-    return code == EXIT_ABORTED or code in STOP_SIGNALS.values()
+    file would be refused alike (an abort), could not be written either (a full disk), or
+    the user asked it to stop (a signal)."""
+    return code in (EXIT_ABORTED, EXIT_OUTPUT) or code in STOP_SIGNALS.values()

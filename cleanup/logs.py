@@ -9,11 +9,19 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from types import TracebackType
 
 from cleanup.redact import RedactingFilter, redact
 
 LOGGER = "cleanup"
+
+
+# The job a thread works for (a job file's name), when run-job runs several at once; the
+# worker threads of a run copy their run's context, so their lines name it too.
+_JOB: ContextVar[str | None] = ContextVar("cleanup_job", default=None)
 
 
 class _Context(logging.Filter):
@@ -23,6 +31,9 @@ class _Context(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.run_id = self.run_id
+        job = _JOB.get()
+        record.job = job
+        record.where = f"{self.run_id} {job}" if job else self.run_id
         return True
 
 
@@ -46,6 +57,9 @@ class JsonFormatter(logging.Formatter):
             "run_id": getattr(record, "run_id", "-"),
             "message": record.getMessage(),
         }
+        job = getattr(record, "job", None)
+        if job:
+            event["job"] = job
         extra = getattr(record, "fields", None)
         if isinstance(extra, dict):
             event.update(extra)
@@ -69,7 +83,7 @@ def setup_logging(*, verbose: bool = False, quiet: bool = False, fmt: str = "tex
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(
-            _MaskedText("%(asctime)s %(levelname)s [%(run_id)s] %(message)s", "%Y-%m-%dT%H:%M:%S")
+            _MaskedText("%(asctime)s %(levelname)s [%(where)s] %(message)s", "%Y-%m-%dT%H:%M:%S")
         )
     logger.addHandler(handler)
     logger.propagate = False
@@ -104,3 +118,18 @@ def _masked_thread_excepthook(args: threading.ExceptHookArgs) -> None:
 
 def set_run_id(run_id: str) -> None:
     CONTEXT.run_id = run_id
+
+
+@contextmanager
+def naming_job(name: str | None) -> Iterator[None]:
+    """Within the block, every log line of this thread (and of the threads it starts, which
+    copy its context) names the job."""
+    token = _JOB.set(name)
+    try:
+        yield
+    finally:
+        _JOB.reset(token)
+
+
+def current_job() -> str | None:
+    return _JOB.get()

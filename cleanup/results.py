@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from cleanup.exits import EXIT_OK, run_exit_code, signal_exit_code
+from cleanup.exits import EXIT_OK, EXIT_ROWS_FAILED, run_exit_code, signal_exit_code
 
 
 class Status(StrEnum):
@@ -154,14 +154,26 @@ class RunSummary:
         per_request = self.batch_size if self.mode == "batch" else 1
         return self.rate * per_request
 
-    def conclude(self, *, stopped_by: str | None = None, aborted_code: int | None = None) -> None:
+    @property
+    def rows_not_done(self) -> int:
+        return sum(self.by_status[s] for s in (Status.FAILED, Status.INVALID, Status.SKIPPED))
+
+    def conclude(
+        self,
+        *,
+        stopped_by: str | None = None,
+        aborted_code: int | None = None,
+        failed_rows_code: int = EXIT_ROWS_FAILED,
+    ) -> None:
         """Set `interrupted` and `exit_code` from how the run ended: the one place a run's
         exit code is decided (`cleanup.exits.run_exit_code`)."""
         if signal_exit_code(stopped_by) is not None:
             self.interrupted = stopped_by
-        not_done = sum(self.by_status[s] for s in (Status.FAILED, Status.INVALID, Status.SKIPPED))
         self.exit_code = run_exit_code(
-            stopped_by=stopped_by, aborted_code=aborted_code, rows_not_done=not_done
+            stopped_by=stopped_by,
+            aborted_code=aborted_code,
+            rows_not_done=self.rows_not_done,
+            failed_rows_code=failed_rows_code,
         )
 
     def as_dict(self) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -11,14 +12,17 @@ import traceback
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
-from cleanup.errors import CleanupError, ConfigError
+from cleanup.errors import CleanupError, ConfigError, OutputError
 from cleanup.exits import EXIT_INTERNAL, EXIT_INTERRUPTED, STOP_SIGNALS, signal_name
 from cleanup.redact import redact
 from cleanup.run.runner import StopSignal
+
+# A full disk or a read-only folder met where no writer named its file: still not a bug.
+_UNWRITABLE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
 
 
 def new_run_id() -> str:
@@ -41,15 +45,26 @@ def cli_errors(verbose: bool) -> Iterator[None]:
     except KeyboardInterrupt:
         click.echo("reaction-cleanup: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    except OSError as exc:
+        if exc.errno not in _UNWRITABLE:
+            _internal_error(exc, verbose)
+        unwritable = OutputError(exc.filename or "an output file", exc)
+        click.echo(f"reaction-cleanup: error: {redact(unwritable)}", err=True)
+        sys.exit(unwritable.exit_code)
     except Exception as exc:
-        click.echo(
-            f"reaction-cleanup: internal error: {redact(f'{type(exc).__name__}: {exc}')}", err=True
-        )
-        if verbose:
-            click.echo(redact("".join(traceback.format_exc())), err=True)
-        else:
-            click.echo("(run with --verbose for the traceback)", err=True)
-        sys.exit(EXIT_INTERNAL)
+        _internal_error(exc, verbose)
+
+
+def _internal_error(exc: Exception, verbose: bool) -> NoReturn:
+    """A bug: one masked line, exit 70 (called while `exc` is being handled)."""
+    click.echo(
+        f"reaction-cleanup: internal error: {redact(f'{type(exc).__name__}: {exc}')}", err=True
+    )
+    if verbose:
+        click.echo(redact("".join(traceback.format_exc())), err=True)
+    else:
+        click.echo("(run with --verbose for the traceback)", err=True)
+    sys.exit(EXIT_INTERNAL)
 
 
 @contextmanager

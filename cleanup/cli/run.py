@@ -62,7 +62,13 @@ def run_command(
         if html_path is not None and not summary.dry_run and summary.report:
             write_html(summary, config, html_path)
             extra.append(f"html: {html_path}")
+        if not summary.dry_run and summary.report:
+            from cleanup.outputs.index import refresh_index
+
+            refresh_index(Path(summary.report).parent)  # a run-job folder's index.html
         print_summary(summary, config, quiet, log_format, extra)
+        if config.metrics_file is not None or config.pushgateway:
+            _publish_metrics(summary, config)
         sys.exit(summary.exit_code)
 
 
@@ -77,6 +83,15 @@ def one_auth_mode(typed: dict[str, Any], from_env: dict[str, Any]) -> dict[str, 
     elif typed.get("portal") or typed.get("oauth_file"):
         env.pop("webhook", None)
     return {**env, **typed}
+
+
+def _publish_metrics(summary: RunSummary, config: RunConfig) -> None:
+    """The run's figures under the job name of its input (`reactions` for reactions.csv)."""
+    from cleanup.outputs.metrics import publish, summary_figures
+
+    job = config.label or config.input.name.split(".")[0] or "run"
+    files = {config.metrics_file: [job]} if config.metrics_file is not None else {}
+    publish([summary_figures(job, summary)], files, config.pushgateway)
 
 
 def write_html(summary: RunSummary, config: RunConfig, path: Path) -> None:

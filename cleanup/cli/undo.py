@@ -121,6 +121,10 @@ def undo_command(
         if html_path is not None and not summary.dry_run and summary.report:
             write_html(summary, undo.config, html_path)
             extra.append(f"html: {html_path}")
+        if not summary.dry_run and summary.report:
+            from cleanup.outputs.index import refresh_index
+
+            refresh_index(Path(summary.report).parent)  # a run-job folder's index.html
         print_summary(summary, undo.config, quiet, log_format, extra)
         sys.exit(summary.exit_code)
 

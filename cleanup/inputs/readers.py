@@ -9,6 +9,7 @@ handled here, once, and what was detected is reported back in `Table.detected`.
 from __future__ import annotations
 
 import codecs
+import contextvars
 import csv
 import gzip
 import io
@@ -251,7 +252,11 @@ def _read_ahead(chunks: Iterator[RawChunk], depth: int = 1) -> Iterator[RawChunk
             if close is not None:
                 close()  # the caller left early: release the file now
 
-    thread = threading.Thread(target=produce, name="cleanup-read-ahead", daemon=True)
+    # In the caller's context: its log lines name the same job.
+    context = contextvars.copy_context()
+    thread = threading.Thread(
+        target=context.run, args=(produce,), name="cleanup-read-ahead", daemon=True
+    )
     thread.start()
     try:
         while True:

@@ -158,7 +158,9 @@ def report_name(source: Path, sha256: str, started: float, fmt: str) -> str:
 
 def html_path(report: Path) -> Path:
     """The HTML review report next to a report: `x.report.csv` -> `x.report.html`."""
-    return report.with_suffix(".html")
+    from cleanup.outputs.index import page_path  # the index links to it by the same rule
+
+    return page_path(report)
 
 
 def folder_problems(job: JobFile) -> list[str]:

@@ -33,12 +33,13 @@ from cleanup.exits import (
 from cleanup.jobs.inbox import NOTHING_TO_DO, html_path, list_sources, report_name, split_ext
 from cleanup.jobs.schema import JobFile
 from cleanup.jobs.state import JobState
-from cleanup.outputs.files import sidecar
+from cleanup.outputs.files import sidecar, writing
 from cleanup.outputs.journal import fingerprint
 from cleanup.outputs.summary import summary_record
 from cleanup.redact import redact
 from cleanup.results import RunSummary, Status
 from cleanup.run.config import RunConfig
+from cleanup.run.portals import PortalPacings
 from cleanup.run.progress import ProgressFactory
 from cleanup.run.runner import StopSignal, run_file
 
@@ -71,6 +72,8 @@ class JobFileResult:
     already_done: int = 0  # known contents found again (renamed copies, unarchived inputs)
     notes: list[str] = field(default_factory=list)
     stopped: str | None = None  # why the loop ended early
+    started_at: float = 0.0  # unix time
+    elapsed_s: float = 0.0
 
     @property
     def exit_code(self) -> int:
@@ -105,6 +108,7 @@ class _Context:
     progress: ProgressFactory | None  # the display for a run's --progress
     now: Callable[[], float]
     dry: bool
+    pacings: PortalPacings | None  # the portals' buckets, when job files run together
 
 
 def run_job_file(
@@ -116,9 +120,11 @@ def run_job_file(
     progress: ProgressFactory | None = None,
     on_file: Callable[[FileOutcome], None] | None = None,
     now: Callable[[], float] = time.time,
+    pacings: PortalPacings | None = None,
 ) -> JobFileResult:
     """Process every new (or unfinished) input of `job`. `base` comes from
-    `resolve_run_options()`.
+    `resolve_run_options()`; `pacings` shares each portal's bucket among job files run
+    together (`cleanup.jobs.many`).
 
     Raises LockedError when another run of this job file holds its lock; per-file problems
     end up in the returned FileOutcomes. An abort (credentials, unreachable portal) or a
@@ -126,20 +132,25 @@ def run_job_file(
     """
     stop = stop or StopSignal()
     dry = bool(base.get("dry_run"))
+    started, t0 = now(), time.monotonic()
     lock = None if dry else _lock(job)
     try:
-        ctx = _Context(job, base, JobState(job.state_path), run_id, stop, progress, now, dry)
-        return _run_sources(ctx, on_file)
+        state = JobState(job.state_path)
+        ctx = _Context(job, base, state, run_id, stop, progress, now, dry, pacings)
+        result = _run_sources(ctx, on_file)
     finally:
         if lock is not None:
             lock.release()
+    result.started_at, result.elapsed_s = started, time.monotonic() - t0
+    return result
 
 
 def _lock(job: JobFile) -> FileLock:
-    job.reports.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(job.lock_path), timeout=0)
     try:
-        lock.acquire()
+        with writing(job.lock_path):  # a read-only or full reports folder: exit 5
+            job.lock_path.parent.mkdir(parents=True, exist_ok=True)  # the reports folder too
+            lock.acquire()
     except Timeout:
         raise LockedError(
             f"another run of job {job.name!r} is still working (lock {job.lock_path}); "
@@ -174,6 +185,8 @@ def _run_sources(ctx: _Context, on_file: Callable[[FileOutcome], None] | None) -
             continue
         outcome = _process(ctx, source.path, sha)
         result.files.append(outcome)
+        if not ctx.dry and ctx.job.html:
+            _write_index(ctx.job)
         if on_file is not None:
             on_file(outcome)
         if outcome.stops_job or ends_a_job_run(outcome.exit_code):
@@ -223,7 +236,8 @@ def _process(ctx: _Context, path: Path, sha: str) -> FileOutcome:
     outcome.config = config
     try:
         on_progress = ctx.progress(config.progress) if ctx.progress else None
-        summary = run_file(config, stop=ctx.stop, on_progress=on_progress)
+        pacing = ctx.pacings.for_config(config) if ctx.pacings else None
+        summary = run_file(config, stop=ctx.stop, on_progress=on_progress, pacing=pacing)
     except CleanupError as exc:
         outcome.exit_code, outcome.error = exc.exit_code, redact(exc)
         # An unreadable file or a busy report concerns this file only; a configuration
@@ -327,6 +341,16 @@ def _write_html(
         log.error("could not write the HTML report %s: %s", out, redact(exc))
         return None
     return out
+
+
+def _write_index(job: JobFile) -> None:
+    """The reports folder's index.html, rebuilt from the summaries on disk after each file."""
+    from cleanup.outputs.index import write_index
+
+    try:
+        write_index(job.reports, title=f"reaction-cleanup: {job.name}")
+    except Exception as exc:  # a review page must never cost the run its result
+        log.error("could not write the index page in %s: %s", job.reports, redact(exc))
 
 
 def _archive(path: Path, archive: Path) -> Path:

@@ -27,6 +27,7 @@ from pydantic_core import PydanticCustomError
 
 from cleanup.errors import ConfigError
 from cleanup.options import declared_options, problems_of
+from cleanup.outputs.files import STATE_FOLDER
 from cleanup.outputs.report import REPORT_FORMATS
 from cleanup.redact import register_secret
 from cleanup.run.config import RunConfig
@@ -241,7 +242,8 @@ class JobFile:
 
     @property
     def lock_path(self) -> Path:
-        return self.reports / f"{self.name}.job.lock"
+        """In the reports folder's hidden state folder, with the reports' locks."""
+        return self.reports / STATE_FOLDER / f"{self.name}.job.lock"
 
     @property
     def names_credentials(self) -> bool:

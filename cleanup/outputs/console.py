@@ -104,7 +104,7 @@ def one_line(s: RunSummary) -> str:
         else "interrupted"
         if s.interrupted
         else "failed"
-        if s.exit_code
+        if s.exit_code or s.rows_not_done  # failed_rows_exit_code = 0 keeps the word
         else "ok"
     )
     return f"SUMMARY run={s.run_id} status={state} exit={s.exit_code} rows={s.rows} {counts} elapsed={s.elapsed_s:.1f}s"
@@ -115,7 +115,9 @@ def job_one_line(result: JobFileResult) -> str:
     code = result.exit_code
     totals = result.totals()
     counts = " ".join(f"{st.value}={totals[st.value]}" for st in RUN_STATUSES)
+    not_done = sum(totals[st.value] for st in (Status.FAILED, Status.INVALID, Status.SKIPPED))
+    state = state_word(code, rows_not_done=not_done)
     return (
-        f"SUMMARY job={result.job} run={result.run_id} status={state_word(code)} exit={code} "
+        f"SUMMARY job={result.job} run={result.run_id} status={state} exit={code} "
         f"files={len(result.files)} rows={totals['rows']} {counts}"
     )

@@ -17,16 +17,40 @@ import os
 import re
 import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
+from cleanup.errors import OutputError
+
 _BLOCK = 1 << 20
+
+# The hidden folder beside the reports that holds the job's own files (a report's journal and
+# lock, a job file's lock): a reports folder shows only what people read.
+STATE_FOLDER = ".reaction-cleanup"
 
 
 def sidecar(path: Path, suffix: str) -> Path:
-    """A file beside `path` named after it: `r.csv` + `.journal` -> `r.csv.journal`."""
+    """A file beside `path` named after it: `r.csv` + `.summary.json` -> `r.csv.summary.json`."""
     return path.with_name(path.name + suffix)
+
+
+def state_file(report: Path, suffix: str) -> Path:
+    """The job's own file about `report`, out of sight in the state folder beside it:
+    `reports/r.csv` + `.journal` -> `reports/.reaction-cleanup/r.csv.journal`."""
+    return report.parent / STATE_FOLDER / (report.name + suffix)
+
+
+@contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """An OSError while writing `path` (a full disk, a read-only folder) is an OutputError
+    that names it: not a bug, and --resume continues once there is room."""
+    try:
+        yield
+    except TimeoutError:
+        raise  # a lock held by another run (filelock's Timeout), not a refused write
+    except OSError as exc:
+        raise OutputError(path, exc) from exc
 
 
 def fsync_folder(folder: Path) -> None:
@@ -46,23 +70,25 @@ def replacing(path: Path, *, mode: int | None = None) -> Iterator[Path]:
     For writers that want a path of their own (a Parquet writer); `mode` (such as 0o600)
     is set before any content is written.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A name of its own (two writers never share a temporary file), hidden; created with
-    # the umask's permissions like any new file (mkstemp's would be 0600), or with `mode`.
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else mode)
-    try:
-        if mode is not None:
-            os.fchmod(fd, mode)
-        os.close(fd)
-        yield tmp
-        with tmp.open("rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_folder(path.parent)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # A name of its own (two writers never share a temporary file), hidden; created with
+        # the umask's permissions like any new file (mkstemp's would be 0600), or with `mode`.
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else mode)
+        try:
+            if mode is not None:
+                os.fchmod(fd, mode)
+            os.close(fd)
+            yield tmp
+            with tmp.open("rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with suppress(OSError):  # e.g. the folder just became read-only
+                tmp.unlink(missing_ok=True)
+            raise
+        fsync_folder(path.parent)
 
 
 @contextmanager
@@ -153,6 +179,7 @@ def whole_records(path: Path, *, csv_quotes: bool = False) -> int:
 
 
 __all__ = [
+    "STATE_FOLDER",
     "drop_cut_line",
     "fsync_folder",
     "open_replacing",
@@ -160,6 +187,8 @@ __all__ = [
     "read_jsonl",
     "replacing",
     "sidecar",
+    "state_file",
     "whole_records",
     "write_atomic",
+    "writing",
 ]

@@ -1,4 +1,4 @@
-"""The journal beside a report, `R.journal`, and what `--resume` sends again.
+"""A report's journal, `.reaction-cleanup/R.journal` beside it, and what `--resume` sends again.
 
 It holds which input the report belongs to (SHA-256 and size); before each request, the
 rows it carries (fsynced before the request leaves); the rows of a request that never ran
@@ -14,11 +14,12 @@ import json
 import os
 import threading
 from collections.abc import Iterable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 from cleanup.errors import ReportMismatchError
-from cleanup.outputs.files import drop_cut_line, read_jsonl, sidecar
+from cleanup.outputs.files import drop_cut_line, read_jsonl, sidecar, state_file, writing
 from cleanup.results import FINAL_STATUSES, GAVE_UP, RowResult, Status
 
 # The journal's format: its first line says which one. A journal of another format is
@@ -78,11 +79,14 @@ class Journal:
         # before it sent anything. That is a fresh start, not another input.
         if header or self.previously_sent or self.outcomes:
             self._check(header)
-            drop_cut_line(path)  # else the next record would be glued to a cut one
-            self._fh = path.open("a", encoding="utf-8")
+            with writing(path):
+                drop_cut_line(path)  # else the next record would be glued to a cut one
+                self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
             self._write({"resumed": True})
         else:
-            self._fh = path.open("w", encoding="utf-8")
+            with writing(path):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o666)
             self._write({"version": JOURNAL_VERSION, **identity})
 
     def _check(self, header: dict[str, Any]) -> None:
@@ -151,9 +155,14 @@ class Journal:
         return header
 
     def _write(self, record: dict[str, Any]) -> None:
-        self._fh.write(json.dumps(record) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        """Durable before it returns. A write the disk refuses raises OutputError: a `sent`
+        record that is not on disk must stop its request from leaving. Unbuffered, so a
+        refused record is not written later by a flush, after its request never left."""
+        data = memoryview((json.dumps(record) + "\n").encode("utf-8"))
+        with writing(self.path):
+            while data:
+                data = data[os.write(self._fd, data) :]
+            os.fsync(self._fd)
 
     def sent(self, rows: Iterable[int]) -> None:
         """Durable before the request goes out: after a crash, these rows may be done."""
@@ -180,19 +189,47 @@ class Journal:
                 self._write({"done": records})
 
     def close(self) -> None:
-        with self._lock:
-            self._fh.close()
+        with self._lock, suppress(OSError):
+            # Every record was fsynced when written; one the disk refused was reported then,
+            # and its stray bytes are a cut line that readers skip.
+            os.close(self._fd)
+
+
+def journal_path(report: Path) -> Path:
+    """`reports/.reaction-cleanup/R.journal`: kept after the run, out of sight (a finished
+    report resumed sends nothing, and is still matched to its input by it)."""
+    return state_file(report, ".journal")
+
+
+def find_journal(report: Path) -> Path:
+    """The report's journal for --resume. One an older version left beside the report
+    (`R.journal`) is moved into the state folder first, so its run is resumed all the same."""
+    journal = journal_path(report)
+    legacy = sidecar(report, ".journal")
+    if not journal.exists() and legacy.exists():
+        journal.parent.mkdir(parents=True, exist_ok=True)
+        legacy.replace(journal)
+    return journal
 
 
 def check_resumable(report: Path) -> None:
     """A report without its journal cannot be matched to an input: refuse to resume it."""
-    journal = sidecar(report, ".journal")
+    journal = find_journal(report)
     has_report = report.exists() or sidecar(report, ".partial.jsonl").exists()
     if has_report and not journal.exists():
+        where = journal.relative_to(report.parent)
         raise ReportMismatchError(
-            f"{report} has no journal ({journal.name}), so it cannot be matched to this input;"
+            f"{report} has no journal ({where}), so it cannot be matched to this input;"
             " run without --resume to start over"
         )
 
 
-__all__ = ["JOURNAL_VERSION", "Journal", "check_resumable", "fingerprint", "resend_on_resume"]
+__all__ = [
+    "JOURNAL_VERSION",
+    "Journal",
+    "check_resumable",
+    "find_journal",
+    "fingerprint",
+    "journal_path",
+    "resend_on_resume",
+]

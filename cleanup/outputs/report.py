@@ -1,13 +1,14 @@
 """The per-row report: written in input order as rows finish, read back by --resume and
 by the HTML page.
 
-Files next to the report `R`:
+Files next to the report `R` (what people read):
 - `R` itself: one line per input row, in input order, appended and flushed as rows finish
   (CSV or JSONL; a Parquet report is written from `R.partial.jsonl` when the run ends,
   because a Parquet file is unreadable until it is closed).
+- `R.summary.json` (cleanup.outputs.summary): the run's summary.
+In the hidden state folder beside it, `.reaction-cleanup/` (the job's own files):
 - `R.journal` (cleanup.outputs.journal): the input's identity and what each request carried.
-- `R.summary.json` (cleanup.outputs.summary): the run's summary; `R.lock`: held while a run
-  works on `R`.
+- `R.lock` (`lock_path`): held while a run works on `R`.
 A crash can cut the last line of `R`; readers stop before it (cleanup.outputs.files).
 """
 
@@ -17,10 +18,11 @@ import csv
 import json
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import suppress
 from pathlib import Path
 from typing import IO, Any
 
-from cleanup.errors import ConfigError
+from cleanup.errors import ConfigError, OutputError
 from cleanup.outputs.files import (
     drop_cut_line,
     open_replacing,
@@ -28,6 +30,8 @@ from cleanup.outputs.files import (
     read_jsonl,
     replacing,
     sidecar,
+    state_file,
+    writing,
 )
 from cleanup.outputs.journal import Journal, resend_on_resume
 from cleanup.results import FINAL_STATUSES, REPORT_COLUMNS, RowResult, Status
@@ -45,6 +49,12 @@ def report_format(path: Path) -> str:
     return fmt
 
 
+def lock_path(report: Path) -> Path:
+    """The lock a run holds while it writes `report` (an flock: released when its holder
+    dies): `reports/.reaction-cleanup/R.lock`. An undo of `report` takes it too."""
+    return state_file(report, ".lock")
+
+
 def default_report_path(input_path: Path) -> Path:
     name = input_path.name
     exts = (".csv.gz", ".tsv.gz", ".csv", ".tsv", ".xlsx", ".xlsm", ".parquet", ".pq", ".jsonl")
@@ -56,13 +66,22 @@ def default_report_path(input_path: Path) -> Path:
 
 
 class ReportWriter:
-    """Appends result lines in the order given; `flush()` makes them durable."""
+    """Appends result lines in the order given; `flush()` makes them durable.
+
+    A write the disk refuses (full, read-only) raises OutputError naming the file, and the
+    report is left with whole lines only (`abandon`), for --resume to continue from."""
 
     def __init__(self, path: Path, *, append: bool = False) -> None:
         self.path = path
         self.format = report_format(path)
         self.target = sidecar(path, ".partial.jsonl") if self.format == "parquet" else path
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with writing(self.target):
+            self._open(append)
+        self.count = 0
+
+    def _open(self, append: bool) -> None:
+        path = self.path
+        path.parent.mkdir(parents=True, exist_ok=True)
         if self.format == "parquet" and append and not self.target.exists() and path.exists():
             # A finished Parquet report being resumed: continue from its rows. (Read them
             # before the JSONL exists: read_report prefers it to the Parquet file.)
@@ -80,29 +99,46 @@ class ReportWriter:
             self._csv = csv.writer(self._fh)
             if not existing:
                 self._csv.writerow(REPORT_COLUMNS)
-        self.count = 0
 
     def write(self, results: Iterable[RowResult]) -> None:
-        for result in results:
-            record = result.as_record()
-            if self._csv is not None:
-                self._csv.writerow([record[c] for c in REPORT_COLUMNS])
-            else:
-                self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-            self.count += 1
+        with writing(self.target):
+            for result in results:
+                record = result.as_record()
+                if self._csv is not None:
+                    self._csv.writerow([record[c] for c in REPORT_COLUMNS])
+                else:
+                    self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+                self.count += 1
 
     def flush(self) -> None:
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        with writing(self.target):
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
 
     def close(self, *, complete: bool) -> None:
-        self.flush()
-        self._fh.close()
-        if self.format == "parquet":
-            compact(self.path)
-            _jsonl_to_parquet(self.target, self.path)
-            if complete:  # an unfinished run keeps the JSONL: --resume reads it
-                self.target.unlink()
+        try:
+            self.flush()
+            with writing(self.target):
+                self._fh.close()
+            if self.format == "parquet":
+                compact(self.path)
+                with writing(self.path):
+                    _jsonl_to_parquet(self.target, self.path)
+                if complete:  # an unfinished run keeps the JSONL: --resume reads it
+                    self.target.unlink()
+        except OutputError:
+            self.abandon()
+            raise
+
+    def abandon(self) -> None:
+        """After a write the disk refused: close without caring whether the rest reaches
+        the disk, and cut a line the refusal left half-written (it would be glued to the
+        next line a --resume appends; readers skip it anyway). Never raises."""
+        with suppress(OSError):
+            self._fh.close()  # its flush may fail again; the file is closed all the same
+        with suppress(OSError):
+            if self.target.is_file():  # not a device or a pipe the report was sent to
+                drop_cut_line(self.target, csv_quotes=self.format == "csv")
 
 
 def _jsonl_to_parquet(source: Path, dest: Path) -> None:
@@ -210,6 +246,7 @@ __all__ = [
     "compact",
     "default_report_path",
     "iter_records",
+    "lock_path",
     "read_report",
     "report_format",
     "sidecar",

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
-from cleanup.errors import AuthRefreshError, ConfigError, FatalAPIError
+from cleanup.errors import AuthRefreshError, ConfigError, FatalAPIError, OutputError
 from cleanup.exits import EXIT_USAGE
 from cleanup.outputs.files import write_atomic
 from cleanup.redact import redact, register_secret
@@ -305,13 +305,13 @@ class OAuthAuth(_RestEndpoint):
             # killed after this point must still leave the next run a working pair.
             try:
                 self.store.save(new)
-            except OSError as exc:
+            except OutputError as exc:
                 log.error(
                     "OAuth tokens were refreshed but could not be written to %s (%s); the old "
                     "refresh token no longer works, so the next run will need the application "
                     "authorised again",
                     self.store.path,
-                    exc.strerror or exc.__class__.__name__,
+                    exc.reason,
                 )
             self.tokens = new
             self.refreshes += 1

@@ -13,6 +13,7 @@ from enum import Enum
 from typing import NamedTuple
 from urllib.parse import urlencode
 
+from cleanup.inputs.reactions import REACTION_CODES
 from cleanup.inputs.validate import Row
 from cleanup.portal.classify import Kind, Outcome
 from cleanup.redact import redact
@@ -75,6 +76,23 @@ ALREADY_ABSENT_EARLIER_RUN = (
     "already absent on retry: an earlier run sent it and stopped before recording the answer,"
     " so that run removed it"
 )
+_DOCUMENTED = frozenset(REACTION_CODES)
+
+
+def unknown_code_not_found(reaction: str, doubt: Doubt) -> str:
+    """Why REACTION_NOT_FOUND on a re-send proves nothing for a code off the documented list:
+    the method gives that code both for a reaction that is not there and for a reaction code
+    the portal does not know."""
+    earlier = (
+        "an earlier attempt whose answer was lost"
+        if doubt is Doubt.THIS_RUN
+        else ("an earlier run that stopped before recording the answer")
+    )
+    return (
+        f"REACTION_NOT_FOUND on a re-send, for {reaction!r}, which is not a documented reaction"
+        f" code: either {earlier} removed it, or the portal has no reaction code {reaction!r}"
+        " (the method answers REACTION_NOT_FOUND for both); check the message by hand"
+    )
 
 
 def reaction_params(row: Row, bot_token: str | None) -> Params:
@@ -88,10 +106,15 @@ def reaction_params(row: Row, bot_token: str | None) -> Params:
 
 def settle_delete(row: Row, outcome: Outcome, doubt: Doubt) -> Verdict:
     """REACTION_NOT_FOUND after a request that may have acted means that request removed
-    it: `removed`, saying so. Otherwise the portal's answer stands."""
+    it: `removed`, saying so. Not for a code off the documented list (sent with
+    --allow-unknown-reactions): the same answer also means "no such reaction code", so the
+    row fails, naming both readings. Otherwise the portal's answer stands."""
     if outcome.kind is Kind.OK:
         return Verdict(Status.REMOVED)
     if outcome.kind is Kind.NOT_FOUND and doubt is not Doubt.NONE:
+        if row.reaction not in _DOCUMENTED:
+            why = redact(unknown_code_not_found(row.reaction, doubt))
+            return Verdict(Status.FAILED, outcome.error, why)
         why = ALREADY_ABSENT if doubt is Doubt.THIS_RUN else ALREADY_ABSENT_EARLIER_RUN
         return Verdict(Status.REMOVED, "", why)
     return failed(outcome)

@@ -26,6 +26,7 @@ from cleanup.errors import ConfigError
 from cleanup.inputs.columns import canonical_field, normalise_name
 from cleanup.inputs.select import RowChoice, RowRanges, split_values
 from cleanup.options import Option, problems_of, shown_value
+from cleanup.outputs.files import state_file
 from cleanup.outputs.report import default_report_path, report_format
 from cleanup.pacing.throttle import PLANS
 from cleanup.portal.auth import Auth, OAuthAuth, TokenStore, WebhookAuth
@@ -42,8 +43,10 @@ else:
     PlanName = Literal[tuple(PLANS)]
 MODES: tuple[str, ...] = get_args(Mode)
 PROGRESS: tuple[str, ...] = get_args(ProgressMode)
-# Files a run writes beside its report (see cleanup.outputs.report).
-SIDECARS = (".partial.jsonl", ".partial.jsonl.tmp", ".journal", ".summary.json", ".lock", ".tmp")
+# Files a run writes beside its report, and in the state folder beside it (see
+# cleanup.outputs.report).
+SIDECARS = (".partial.jsonl", ".partial.jsonl.tmp", ".summary.json", ".tmp")
+STATE_FILES = (".journal", ".lock")
 
 
 def parse_column_options(values: tuple[str, ...]) -> dict[str, str]:
@@ -257,6 +260,23 @@ class RunConfig(BaseModel):
         ge=1,
         description="Rows read and validated at a time (memory vs. speed; rarely worth changing).",
     )
+    # How a run that finished with only row failures exits: 1 by default; 0 lets a
+    # scheduler that retries every non-zero code (Kubernetes) tell them from a crash.
+    # Only the code 1 is mapped (cleanup.exits.run_exit_code): an abort stays 3.
+    failed_rows_exit_code: Annotated[int, Option(metavar="0|1")] = Field(
+        1,
+        ge=0,
+        le=1,
+        description="Exit code of a run that finished with only row failures (failed, invalid or skipped rows): 1, or 0 for a scheduler that would retry it as a crash. Aborts and errors keep their codes.",
+    )
+    metrics_file: Annotated[Path | None, Option(metavar="PATH")] = Field(
+        None,
+        description="Write the run's figures in the Prometheus text format to this file (atomically; for node_exporter's textfile collector, name it *.prom). Its folder is created when missing.",
+    )
+    pushgateway: Annotated[str | None, Option(metavar="URL")] = Field(
+        None,
+        description="Also push the run's figures to this Prometheus Pushgateway (grouped by job).",
+    )
     run_id: str | None = None
     label: str | None = None  # shown in logs/HTML (a job file's name)
     # Not options of `run`: an undo chooses rows by number (--rows), and continues its
@@ -339,7 +359,11 @@ class RunConfig(BaseModel):
 def _writes_over(report: Path, input_path: Path) -> bool:
     """Whether the report, or a file written beside it, is the input (a report re-run
     with --report set to its own name)."""
-    written = [report, *(report.with_name(report.name + s) for s in SIDECARS)]
+    written = [
+        report,
+        *(report.with_name(report.name + s) for s in SIDECARS),
+        *(state_file(report, s) for s in STATE_FILES),
+    ]
     target = input_path.resolve()
     for path in written:
         if path.resolve() == target:

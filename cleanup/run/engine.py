@@ -20,7 +20,7 @@ from enum import Enum
 from typing import NamedTuple
 
 from cleanup.clock import Clock
-from cleanup.errors import FatalAPIError
+from cleanup.errors import FatalAPIError, OutputError
 from cleanup.inputs.validate import Row
 from cleanup.outputs.report import Journal
 from cleanup.pacing.budget import OperatingBudget
@@ -98,6 +98,7 @@ SINGLE_RULES: Mapping[Kind, Rule] = {
 @dataclass
 class EngineStats:
     retries: int = 0
+    limit_refusals: int = 0  # this engine's own (its throttle may serve other runs too)
     operating_refusals: int = 0
     fallback: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -111,7 +112,8 @@ class EngineStats:
 @dataclass
 class UnitResult:
     results: list[RowResult]
-    fatal: FatalAPIError | None = None
+    # Why the run cannot go on: the portal refused it, or the journal cannot be written.
+    fatal: FatalAPIError | OutputError | None = None
 
 
 class _RowState:
@@ -456,6 +458,7 @@ class Engine:
         sent_ago: float | None = None,
     ) -> None:
         unit.refusals += 1
+        self.stats.add(limit_refusals=1)
         self.throttle.on_refusal(retry_after, sent_ago)
         delay = self.policy.limit_wait(unit.refusals, retry_after)
         self.throttle.held(delay)  # wall-clock waiting time for the summary

@@ -6,11 +6,13 @@ stop timeout passed while its request hung) is forgotten, and its late result dr
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import queue
 import threading
 from collections.abc import Callable
 
+from cleanup.errors import OutputError
 from cleanup.inputs.validate import Row
 from cleanup.redact import redact
 from cleanup.results import Status
@@ -34,7 +36,11 @@ class WorkerPool:
     def start(self) -> None:
         for i in range(self._size):
             # Daemon threads: a request hung past the stop timeout must not keep the job alive.
-            t = threading.Thread(target=self._work, name=f"cleanup-worker-{i}", daemon=True)
+            # Each in the run's context: its job (log lines) and its stop (a shared clock).
+            context = contextvars.copy_context()
+            t = threading.Thread(
+                target=context.run, args=(self._work,), name=f"cleanup-worker-{i}", daemon=True
+            )
             t.start()
             self._threads.append(t)
 
@@ -75,6 +81,8 @@ class WorkerPool:
             unit_id, rows = task
             try:
                 result = self._send(rows)
+            except OutputError as exc:  # the journal could not be written: the run stops
+                result = UnitResult([], fatal=exc)
             except Exception as exc:  # a bug must not lose rows: report them, keep going
                 log.exception("internal error while sending rows %d..%d", rows[0].row, rows[-1].row)
                 text = redact(f"{type(exc).__name__}: {exc}")

@@ -24,13 +24,13 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from cleanup.clock import Clock, SystemClock
-from cleanup.errors import ConfigError, FatalAPIError, LockedError
+from cleanup.errors import ConfigError, FatalAPIError, LockedError, OutputError
 from cleanup.inputs.readers import Table
 from cleanup.inputs.select import open_rows
 from cleanup.inputs.validate import Row, Validator
-from cleanup.outputs.files import sidecar
-from cleanup.outputs.journal import Journal, check_resumable, fingerprint
-from cleanup.outputs.report import ReportWriter, compact, read_report
+from cleanup.outputs.files import writing
+from cleanup.outputs.journal import Journal, check_resumable, fingerprint, journal_path
+from cleanup.outputs.report import ReportWriter, compact, lock_path, read_report
 from cleanup.outputs.summary import write_summary
 from cleanup.pacing.budget import OperatingBudget
 from cleanup.pacing.retry import RetryPolicy
@@ -44,6 +44,7 @@ from cleanup.run.config import RunConfig, load_bot_tokens
 from cleanup.run.engine import Engine
 from cleanup.run.planner import MAX_BATCH, Batch, Planner, count_batches, estimate_seconds
 from cleanup.run.pool import WorkerPool
+from cleanup.run.portals import PortalPacing, sleeping_on
 from cleanup.run.progress import ProgressCallback, ProgressUpdate
 
 log = logging.getLogger("cleanup")
@@ -58,11 +59,28 @@ class StopSignal:
     def __init__(self) -> None:
         self.event = threading.Event()
         self.reason: str | None = None
+        self._children: list[StopSignal] = []
+        self._lock = threading.Lock()
 
     def stop(self, reason: str) -> None:
-        if not self.event.is_set():
-            self.reason = reason
-            self.event.set()
+        with self._lock:
+            if not self.event.is_set():
+                self.reason = reason
+                self.event.set()
+            children = list(self._children)
+        for child in children:
+            child.stop(reason)
+
+    def child(self) -> StopSignal:
+        """A stop of its own (an abort in one job file stops that one only) that stopping
+        this one stops too (a signal stops every job file)."""
+        child = StopSignal()
+        with self._lock:
+            self._children.append(child)
+            reason = self.reason if self.event.is_set() else None
+        if reason is not None:
+            child.stop(reason)
+        return child
 
     @property
     def is_set(self) -> bool:
@@ -76,11 +94,15 @@ def run_file(
     clock: Clock | None = None,
     on_progress: ProgressCallback | None = None,
     action: Action = DELETE,
+    pacing: PortalPacing | None = None,
 ) -> RunSummary:
     """Run the job described by `config`. Raises CleanupError subclasses for problems
     with the run as a whole (configuration, unreadable input, lock); row problems and
     portal refusals end up in the report and the returned summary. `on_progress` is
-    called as rows finish and while the run waits on a portal limit."""
+    called as rows finish and while the run waits on a portal limit.
+
+    `pacing`: the portal's bucket and operating-time budget when other runs on the same
+    portal share them (`cleanup.run.portals`); by default the run has its own."""
     config.check()
     stop = stop or StopSignal()
     clock = clock or SystemClock(stop.event)
@@ -116,8 +138,9 @@ def run_file(
     assert auth is not None
     lock = lock_report(config.report_path)
     try:
-        parts = _Parts.build(config, auth, bot_tokens, clock, action)
-        return _Run(config, table, validator, summary, parts, stop, on_progress).execute()
+        with sleeping_on(stop.event):
+            parts = _Parts.build(config, auth, bot_tokens, clock, action, pacing)
+            return _Run(config, table, validator, summary, parts, stop, on_progress).execute()
     finally:
         lock.release()
 
@@ -134,15 +157,18 @@ def _bot_tokens(config: RunConfig, auth: Auth | None) -> dict[int, str] | None:
 
 
 def lock_report(report: Path) -> FileLock:
-    """One run per report at a time (LockedError, exit 4, while another holds it)."""
-    lock = FileLock(str(sidecar(report, ".lock")), timeout=0)
-    report.parent.mkdir(parents=True, exist_ok=True)
+    """One run per report at a time (LockedError, exit 4, while another holds it); the
+    lock is `outputs.report.lock_path(report)`, in the hidden state folder."""
+    path = lock_path(report)
+    lock = FileLock(str(path), timeout=0)
     try:
-        lock.acquire()
+        with writing(path):  # a read-only or full reports folder: exit 5, naming it
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock.acquire()
     except Timeout:
         raise LockedError(
-            f"another reaction-cleanup run is working on {report} (lock {sidecar(report, '.lock').name});"
-            " wait for it to finish"
+            f"another reaction-cleanup run is working on {report} (lock"
+            f" {path.relative_to(report.parent)}); wait for it to finish"
         ) from None
     return lock
 
@@ -173,7 +199,7 @@ def _dry_run(
     summary.planned_calls = count_batches(summary.to_send, per_call)
     summary.estimated_s = estimate_seconds(summary.planned_calls, rate, burst)
     summary.elapsed_s = time.monotonic() - t0
-    summary.conclude(stopped_by=stop.reason)
+    summary.conclude(stopped_by=stop.reason, failed_rows_code=config.failed_rows_exit_code)
     summary.examples = examples
     summary.left_out = int(table.detected.get("left_out", 0))
     return summary
@@ -203,11 +229,14 @@ class _Parts:
         bot_tokens: dict[int, str] | None,
         clock: Clock,
         action: Action,
+        pacing: PortalPacing | None = None,
     ) -> _Parts:
-        rate, burst = config.effective_rate
-        budget = OperatingBudget(config.operating_limit, clock=clock)
-        # A spent operating-time budget leaves the throttle no burst to offer.
-        throttle = Throttle(rate, burst, clock=clock, budget=budget)
+        if pacing is None:
+            rate, burst = config.effective_rate
+            budget = OperatingBudget(config.operating_limit, clock=clock)
+            # A spent operating-time budget leaves the throttle no burst to offer.
+            pacing = PortalPacing(Throttle(rate, burst, clock=clock, budget=budget), budget)
+        throttle, budget = pacing.throttle, pacing.budget
         transport = Transport(
             auth,
             throttle,
@@ -224,7 +253,7 @@ class _Parts:
             identity["only"] = [
                 sorted({v.casefold() for v in vs}) for vs in (config.only, config.only_error)
             ]
-        journal = Journal(sidecar(report, ".journal"), identity, resume=config.resume)
+        journal = Journal(journal_path(report), identity, resume=config.resume)
         finals = read_report(report) if config.resume else {}
         for row in config.resend:  # their lines are replaced by this run's
             finals.pop(row, None)
@@ -320,6 +349,7 @@ class _Run:
         self.timeline: list[tuple[float, float, int]] = []
         parts.transport.on_request.append(self._observe_request)
         self.aborted: FatalAPIError | None = None
+        self.waited_before = parts.throttle.waited_so_far()  # a shared bucket's earlier waits
 
     # ------------------------------------------------------------------ main loop
 
@@ -340,6 +370,7 @@ class _Run:
         self._progress()
         t0 = time.monotonic()
         complete = False
+        unwritable = False
         try:
             self.pool.start()
             for chunk in self.table.chunks():
@@ -353,11 +384,22 @@ class _Run:
             self._finish_inflight(emitter)
             emitter.release()
             complete = emitter.backlog == 0
+        except OutputError:
+            # The report or the journal cannot be written: stop sending (nothing may go
+            # out that the journal does not know of) and leave whole lines for --resume.
+            unwritable = True
+            self.stop.stop("output")
+            raise
         finally:
             self.pool.stop()
-            writer.close(complete=complete and not self.stop.is_set)
-            self.parts.close()
-            self._progress(finished=True)
+            try:
+                if unwritable:
+                    writer.abandon()
+                else:
+                    writer.close(complete=complete and not self.stop.is_set)
+            finally:
+                self.parts.close()
+                self._progress(finished=True)
         if cfg.resume:
             compact(cfg.report_path)
         return self._finish_summary(time.monotonic() - t0)
@@ -396,6 +438,8 @@ class _Run:
 
     def _drain(self, emitter: _Emitter, *, block: bool, timeout: float = 0.2) -> None:
         while (result := self.pool.result(block=block, timeout=timeout)) is not None:
+            if isinstance(result.fatal, OutputError):
+                raise result.fatal  # a worker could not write the journal
             self.parts.journal.done(result.results)
             for r in result.results:
                 emitter.put(r)
@@ -477,9 +521,11 @@ class _Run:
             t.batch_requests,
             t.single_requests,
         )
-        s.limit_refusals = self.throttle.stats.refusals
+        # This run's own refusals (the bucket may be shared with other runs on the portal);
+        # the waiting is the portal's held time while this run lasted.
+        s.limit_refusals = self.engine.stats.limit_refusals
         s.operating_refusals = self.engine.stats.operating_refusals
-        s.limit_wait_s = self.throttle.waited_so_far()  # wall-clock, all limits together
+        s.limit_wait_s = self.throttle.waited_so_far() - self.waited_before
         sent = s.sent
         # The portal may have taught the engine a smaller batch than configured.
         per_request = (
@@ -499,6 +545,7 @@ class _Run:
         s.conclude(
             stopped_by=self.stop.reason,
             aborted_code=None if self.aborted is None else self.aborted.exit_code,
+            failed_rows_code=self.config.failed_rows_exit_code,
         )
         write_summary(self.config.report_path, s, self.config.settings())
         return s

@@ -290,3 +290,71 @@ def test_the_html_report_renders_in_chromium_with_the_summarys_numbers(
             browser.close()
     assert shot.stat().st_size > 10_000
     assert requests == [html.as_uri()]  # nothing fetched but the page itself
+
+
+@pytest.mark.browser
+def test_the_index_of_all_runs_in_chromium_links_and_marks_what_needs_attention(
+    portal_factory: Callable[..., SandboxPortal],
+    run_cli: Callable[..., Result],
+    tmp_path: Path,
+) -> None:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    portal = portal_factory(likes(6))
+    s = Setup(tmp_path, portal)
+    s.drop("clean.csv", likes(3))
+    assert run_cli("run-job", s.job, env=s.env).exit_code == 0
+    s.drop("with-failures.csv", [*likes(3, first=1004), (BOT, 1999, "fire"), (BOT, 1001, SCRIPT)])
+    assert run_cli("run-job", s.job, env=s.env).exit_code == 1
+    failed_report, clean_report = sorted(s.reports_of(), key=lambda p: "clean" in p.name)
+    index = s.reports / "index.html"
+
+    requests: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 700})
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(index.as_uri())
+            assert page.title() == "reaction-cleanup: test-job"
+            rows = page.locator("tr.run")
+            assert rows.count() == 2
+            # Newest first: the second file's run on top.
+            assert rows.nth(0).get_attribute("data-input") == "with-failures.csv"
+            assert rows.nth(1).get_attribute("data-input") == "clean.csv"
+            failed, clean = rows.nth(0), rows.nth(1)
+            assert failed.locator('td[data-status="failed"]').inner_text() == "1"
+            assert failed.locator('td[data-status="invalid"]').inner_text() == "1"
+
+            def background(row: Any) -> str:
+                return str(row.evaluate("e => getComputedStyle(e).backgroundColor"))
+
+            # The run that needs attention stands out: tinted, with a coloured edge and its
+            # reason; the clean run is plain.
+            assert background(failed) == "rgb(255, 243, 224)"
+            assert background(clean) == "rgba(0, 0, 0, 0)"
+            edge = failed.locator("td").first.evaluate("e => getComputedStyle(e).boxShadow")
+            assert "inset" in edge or "5px" in edge
+            assert "1 failed and 1 invalid row(s)" in failed.locator(".why").inner_text()
+            assert clean.locator(".why").count() == 0
+            assert (
+                page.locator('[data-testid="attention-count"]')
+                .inner_text()
+                .startswith("1 run needs attention")
+            )
+            assert page.locator("script").count() == 0
+
+            # The links are relative: following one opens that run's own page.
+            failed.locator('a[data-link="html"]').click()
+            page.wait_for_load_state()
+            assert page.url == failed_report.with_suffix(".html").as_uri()
+            assert "with-failures.csv" in page.title()
+            assert page.get_by_text(SCRIPT, exact=True).count() >= 1  # shown, not run
+            page.go_back()
+            href = page.locator('tr.run[data-input="clean.csv"] a[data-link="report"]')
+            assert href.get_attribute("href") == clean_report.name
+            page.screenshot(path=str(tmp_path / "index.png"), full_page=True)
+        finally:
+            browser.close()
+    assert set(requests) <= {index.as_uri(), failed_report.with_suffix(".html").as_uri()}

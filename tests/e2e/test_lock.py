@@ -1,4 +1,5 @@
-"""Issue 6, overlapping runs: a lock per report path (`REPORT.lock`, an flock) makes a second
+"""Issue 6, overlapping runs: a lock per report path (`.reaction-cleanup/REPORT.lock` beside it,
+an flock) makes a second
 run on the same report exit at once with code 4 and a clear message, while the first one
 finishes undisturbed; a lock left by a killed process blocks nobody, because the kernel
 releases an flock when its holder dies, whatever is left on disk.
@@ -37,7 +38,8 @@ def test_second_run_on_the_same_report_exits_4_and_the_first_finishes(
         assert second.exit_code == 4, second.stderr
         assert second.stderr.strip() == (
             f"reaction-cleanup: error: another reaction-cleanup run is working on "
-            f"{tmp_path / 'in.report.csv'} (lock in.report.csv.lock); wait for it to finish"
+            f"{tmp_path / 'in.report.csv'} (lock .reaction-cleanup/in.report.csv.lock); wait for it"
+            " to finish"
         )
     assert first.poll() is None  # the second run left at once, while the first still ran
 
@@ -47,6 +49,15 @@ def test_second_run_on_the_same_report_exits_4_and_the_first_finishes(
     # The first run's report is whole and true: the second one touched nothing.
     assert_truthful(read_any(tmp_path / "in.report.csv"), rows, existing, portal)
     assert max(portal.carried.values()) == 1
+    # Issue 12: the finished run leaves only what people read beside its report; its lock
+    # and journal are out of sight in the state folder.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".reaction-cleanup", "bot_tokens.json", "in.csv", "in.report.csv",
+        "in.report.csv.summary.json",
+    ]  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / ".reaction-cleanup").iterdir()) == [
+        "in.report.csv.journal", "in.report.csv.lock",
+    ]  # fmt: skip
 
 
 def test_runs_on_different_reports_do_not_block_each_other(run_cli: RunCli, tmp_path: Path) -> None:
@@ -73,7 +84,7 @@ def test_lock_of_a_killed_run_does_not_block_the_next(run_cli: RunCli, tmp_path:
     first = spawn(cli, tmp_path)
     wait_until(lambda: portal.stats.requests >= 3, first)
     kill9(first)
-    lock = tmp_path / "in.report.csv.lock"
+    lock = tmp_path / ".reaction-cleanup" / "in.report.csv.lock"
     assert lock.exists()  # left behind on disk, but nobody holds it
 
     result = run_cli(*cli, "--resume")
@@ -102,7 +113,8 @@ def test_the_kernel_releases_a_dead_holders_lock(run_cli: RunCli, tmp_path: Path
     rows, existing = workload(20)
     portal = start(existing)
     path = write_input(tmp_path / "in.csv", rows)
-    lock = tmp_path / "in.report.csv.lock"
+    lock = tmp_path / ".reaction-cleanup" / "in.report.csv.lock"
+    lock.parent.mkdir()
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(lock)], stdout=subprocess.PIPE, text=True
     )
@@ -135,7 +147,9 @@ def test_a_leftover_lock_file_with_junk_does_not_block(run_cli: RunCli, tmp_path
     rows, existing = workload(20)
     portal = start(existing)
     path = write_input(tmp_path / "in.csv", rows)
-    (tmp_path / "in.report.csv.lock").write_text("12345\nleft by a crashed run\n")
+    lock = tmp_path / ".reaction-cleanup" / "in.report.csv.lock"
+    lock.parent.mkdir()
+    lock.write_text("12345\nleft by a crashed run\n")
     result = run_cli("run", path, *args(portal, tmp_path))
     portal.stop()
     assert result.exit_code == 1, result.stderr

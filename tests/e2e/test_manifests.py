@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from cleanup.cli import main
+from cleanup.exits import EXIT_OUTPUT
 from cleanup.jobs.schema import job_keys, load_job_file
 from cleanup.version import __version__
 
@@ -47,11 +48,6 @@ METRICS = {
     "reaction_cleanup_limit_refusals",
     "reaction_cleanup_exit_code",
 }
-# Job-file keys and run-job options that the manifests use and that issue 14's
-# many-portals and metrics work provides. Until it lands they are set aside here, so the
-# rest of each job file is still checked; once it has, each is checked like any other.
-COMING_KEYS = {"failed_rows_exit_code", "metrics_file"}
-COMING_OPTIONS = {"--index", "--metrics-file"}
 
 
 def documents(path: Path) -> list[dict[str, Any]]:
@@ -212,15 +208,9 @@ def test_the_job_files_load_and_name_only_mounted_secrets(
             assert keys[key].startswith("/data/"), (path, key)  # on the volume
         # The file loads as run-job would load it, with the secret files in place.
         job = tmp_path / Path(path).name
-        lines = [
-            line
-            for line in text.splitlines()
-            if line.split("=")[0].strip() not in COMING_KEYS - known
-        ]
+        assert set(keys) <= known, set(keys) - known
         job.write_text(
-            "\n".join(lines)
-            .replace('"/secrets/', f'"{tmp_path}/')
-            .replace('"/data/', f'"{tmp_path}/')
+            text.replace('"/secrets/', f'"{tmp_path}/').replace('"/data/', f'"{tmp_path}/')
         )
         for key in ("webhook_file", "bot_tokens_file"):
             (tmp_path / Path(keys[key]).name).write_text('{"456": "token"}')
@@ -228,6 +218,10 @@ def test_the_job_files_load_and_name_only_mounted_secrets(
             (tmp_path / folder.relative_to("/data")).mkdir(parents=True, exist_ok=True)
         loaded = load_job_file(job)
         assert loaded.name == keys["name"]
+        assert loaded.options["failed_rows_exit_code"] == 0
+        assert loaded.options["metrics_file"] == tmp_path / Path(keys["metrics_file"]).relative_to(
+            "/data"
+        )
 
 
 def test_the_arguments_are_run_job_options(manifest: list[dict[str, Any]]) -> None:
@@ -238,7 +232,7 @@ def test_the_arguments_are_run_job_options(manifest: list[dict[str, Any]]) -> No
         assert args[0] == "run-job"
         for arg in args[1:]:
             if arg.startswith("--"):
-                assert arg in options | COMING_OPTIONS, arg
+                assert arg in options, arg
 
 
 def test_row_failures_are_never_retried_and_aborts_are(manifest: list[dict[str, Any]]) -> None:
@@ -249,9 +243,11 @@ def test_row_failures_are_never_retried_and_aborts_are(manifest: list[dict[str, 
             for code in rule.get("onExitCodes", {}).get("values", []):
                 actions.setdefault(code, rule["action"])
         stop = "FailIndex" if spec.get("completionMode") == "Indexed" else "FailJob"
-        # 1 (rows failed, if the job file does not map it to 0), 2 and 4: retrying
-        # cannot change the answer. 3 (aborted), 70 and the signals: retried.
-        assert {code: actions.get(code) for code in (1, 2, 4)} == dict.fromkeys((1, 2, 4), stop)
+        # 1 (rows failed, if the job file does not map it to 0), 2, 4 and 5 (an output file
+        # not written): retrying cannot change the answer. 3 (aborted), 70 and the signals:
+        # retried.
+        never = (1, 2, 4, EXIT_OUTPUT)
+        assert {code: actions.get(code) for code in never} == dict.fromkeys(never, stop)
         assert {code: actions.get(code) for code in (3, 70, 143)} == dict.fromkeys(
             (3, 70, 143), "Count"
         )
@@ -337,7 +333,9 @@ def test_systemd_succeeds_on_row_failures_and_retries_aborts_only() -> None:
     assert " run-job jobs/example.toml " in exec_start
     assert set(" ".join(unit_values(service, "SuccessExitStatus")).split()) == {"1", "143"}
     assert unit_values(service, "Restart") == ["on-failure"]
-    assert set(" ".join(unit_values(service, "RestartPreventExitStatus")).split()) == {"2", "4"}
+    assert set(" ".join(unit_values(service, "RestartPreventExitStatus")).split()) == {
+        "2", "4", str(EXIT_OUTPUT),
+    }  # fmt: skip
     assert unit_values(JOBS / "reaction-cleanup.timer", "OnCalendar")
 
 
@@ -368,7 +366,7 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("code", "mailed"),
-    [(0, False), (1, False), (2, True), (3, True), (4, True), (70, True), (143, True)],
+    [(0, False), (1, False), (2, True), (3, True), (4, True), (5, True), (70, True), (143, True)],
 )
 def test_cron_mails_only_runs_that_did_not_finish(tmp_path: Path, code: int, mailed: bool) -> None:
     (line,) = [

@@ -144,6 +144,9 @@ def test_kill9_then_resume(run_cli: RunCli, tmp_path: Path, fmt: str, when: str,
             sent_before = before[key] >= 1
             assert sent_before or int(line["attempts"]) == portal.carried[key] + 1, line
     assert not report.with_name(report.name + ".partial.jsonl").exists()
+    # The journal that made this possible is out of sight, in the state folder (issue 12).
+    assert (tmp_path / ".reaction-cleanup" / f"{report.name}.journal").exists()
+    assert not [p.name for p in tmp_path.iterdir() if p.suffix in (".journal", ".lock")]
     if when == "lines":
         assert "kept from the earlier run" in result.stderr
     absent = sum(r["error_description"] == ALREADY_ABSENT_EARLIER_RUN for r in final)
@@ -464,11 +467,32 @@ def test_resume_refuses_a_report_without_its_journal(run_cli: RunCli, tmp_path: 
     portal = start(existing)
     path = write_input(tmp_path / "in.csv", rows)
     cli = _interrupted_run(run_cli, tmp_path, portal, path)
-    (tmp_path / "r.csv.journal").unlink()
+    (tmp_path / ".reaction-cleanup" / "r.csv.journal").unlink()
     result = run_cli(*cli, "--resume")
     portal.stop()
     assert result.exit_code == 2
-    assert "has no journal" in result.stderr and "without --resume" in result.stderr
+    assert "has no journal (.reaction-cleanup/r.csv.journal)" in result.stderr
+    assert "without --resume" in result.stderr
+
+
+def test_resume_finds_a_journal_an_older_version_left_beside_the_report(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    # Versions before the state folder kept `R.journal` beside the report: a run they
+    # stopped is resumed all the same, and its journal moves into the state folder.
+    rows, existing = workload(50)
+    portal = start(existing)
+    path = write_input(tmp_path / "in.csv", rows)
+    cli = _interrupted_run(run_cli, tmp_path, portal, path)
+    journal = tmp_path / ".reaction-cleanup" / "r.csv.journal"
+    journal.rename(tmp_path / "r.csv.journal")
+    sent = portal.stats.requests
+    result = run_cli(*cli, "--resume")
+    portal.stop()
+    assert result.exit_code == 1, result.stderr
+    assert_truthful(read_any(tmp_path / "r.csv"), rows, existing, portal)
+    assert portal.stats.requests - sent == 1  # only the batch that gave up is sent again
+    assert journal.exists() and not (tmp_path / "r.csv.journal").exists()
 
 
 def test_resume_after_a_report_line_cut_in_half(run_cli: RunCli, tmp_path: Path) -> None:
@@ -500,7 +524,8 @@ def test_resume_after_a_kill_before_anything_was_written(run_cli: RunCli, tmp_pa
     rows, existing = workload(30)
     portal = start(existing)
     path = write_input(tmp_path / "in.csv", rows)
-    (tmp_path / "in.report.csv.journal").write_bytes(b"")
+    (tmp_path / ".reaction-cleanup").mkdir()
+    (tmp_path / ".reaction-cleanup" / "in.report.csv.journal").write_bytes(b"")
     (tmp_path / "in.report.csv").write_bytes(b"row,botId,mess")
     result = run_cli("run", path, *args(portal, tmp_path), "--resume")
     portal.stop()
@@ -515,7 +540,7 @@ def test_resume_refuses_a_journal_without_its_header(run_cli: RunCli, tmp_path: 
     portal = start(existing)
     path = write_input(tmp_path / "in.csv", rows)
     cli = _interrupted_run(run_cli, tmp_path, portal, path)
-    journal = tmp_path / "r.csv.journal"
+    journal = tmp_path / ".reaction-cleanup" / "r.csv.journal"
     lines = journal.read_bytes().split(b"\n")
     journal.write_bytes(b"\n".join([b'{"version": 1, "sha2' + b"\x00" * 5, *lines[1:]]))
     result = run_cli(*cli, "--resume")

@@ -437,6 +437,28 @@ def test_lost_reply_then_not_found_is_removed(
     assert reactions_left(portal) == set()
 
 
+def test_lost_reply_then_not_found_for_an_unknown_code_is_failed_not_removed(
+    portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
+) -> None:
+    # Issue 12: for a code off the documented list, REACTION_NOT_FOUND on a re-send may mean
+    # "removed by the lost attempt" or "no such reaction code": the row fails, saying both.
+    portal = portal_factory(likes(2))
+    portal.inject("lost_reply")  # the portal ran the batch, the answer never came
+    rows = [*likes(2), (BOT, 1001, "sparkles")]  # "sparkles": not a documented code
+    path = write_rows(tmp_path / "in.csv", rows)
+    result = run(run_cli, portal, path, "--max-retries", "2", "--allow-unknown-reactions")
+    assert result.exit_code == 1, result.stderr
+    report = report_of(path)
+    assert [r["status"] for r in report] == ["removed", "removed", "failed"]
+    unknown = report[2]
+    assert unknown["error"] == "REACTION_NOT_FOUND" and unknown["attempts"] == "2"
+    text = unknown["error_description"]
+    assert "either an earlier attempt whose answer was lost removed it" in text
+    assert "or the portal has no reaction code 'sparkles'" in text
+    assert all("already absent on retry" in r["error_description"] for r in report[:2])
+    assert reactions_left(portal) == set()
+
+
 @pytest.mark.parametrize(
     "fault, code", [("http500", "INTERNAL_SERVER_ERROR"), ("reset", "NETWORK_ERROR")]
 )

@@ -20,6 +20,9 @@ def test_worst_exit_code_order() -> None:
     assert exits.worst([4, 2, 1]) == 2
     assert exits.worst([2, 3, 1]) == 3
     assert exits.worst([3, 70, 2]) == 70
+    assert exits.worst([3, 5, 2]) == 5  # an unwritable output stops every later file too
+    assert exits.worst([5, 70]) == 70
+    assert exits.ends_a_job_run(exits.EXIT_OUTPUT)
     assert exits.worst([3, 143, 70]) == 143
 
 
@@ -58,12 +61,13 @@ def test_summary_concludes_with_the_code_and_the_signal() -> None:
 
 
 def test_state_words() -> None:
-    assert [exits.state_word(c) for c in (0, 1, 2, 3, 4, 70, 130, 143, 99)] == [
+    assert [exits.state_word(c) for c in (0, 1, 2, 3, 4, 5, 70, 130, 143, 99)] == [
         "ok",
         "failed",
         "error",
         "aborted",
         "locked",
+        "unwritable",
         "error",
         "interrupted",
         "interrupted",
@@ -73,7 +77,7 @@ def test_state_words() -> None:
 
 def test_no_exit_code_is_a_bare_number_outside_exits() -> None:
     """`sys.exit(130)`, `exit_code = 4`, `code in (130, 143)`: only exits.py may say these."""
-    codes = {1, 2, 3, 4, 70, 130, 143}
+    codes = {1, 2, 3, 4, 5, 70, 130, 143}
     found = []
     for path in sorted(PACKAGE.rglob("*.py")):
         if path.name == "exits.py" or "sandbox" in path.parts:

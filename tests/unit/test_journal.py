@@ -129,7 +129,9 @@ def test_a_report_without_its_journal_cannot_be_resumed(tmp_path: Path) -> None:
     report = tmp_path / "r.csv"
     check_resumable(report)  # nothing yet: a fresh start
     report.write_text("row\n")
-    with pytest.raises(ReportMismatchError, match=r"has no journal \(r\.csv\.journal\)"):
+    with pytest.raises(
+        ReportMismatchError, match=r"has no journal \(\.reaction-cleanup/r\.csv\.journal\)"
+    ):
         check_resumable(report)
 
 
