@@ -32,8 +32,9 @@ from cleanup.outputs.files import writing
 from cleanup.outputs.journal import Journal, check_resumable, fingerprint, journal_path
 from cleanup.outputs.report import ReportWriter, compact, lock_path, read_report
 from cleanup.outputs.summary import write_summary
+from cleanup.pacing.budget import OperatingBudget
 from cleanup.pacing.retry import RetryPolicy
-from cleanup.pacing.throttle import OperatingBudget, Throttle, ideal_seconds
+from cleanup.pacing.throttle import Throttle, ideal_seconds
 from cleanup.portal.auth import Auth
 from cleanup.portal.transport import Transport
 from cleanup.redact import redact
@@ -233,7 +234,7 @@ class _Parts:
         if pacing is None:
             rate, burst = config.effective_rate
             budget = OperatingBudget(config.operating_limit, clock=clock)
-            # A nearly spent operating-time budget stretches the throttle's spacing.
+            # A spent operating-time budget leaves the throttle no burst to offer.
             pacing = PortalPacing(Throttle(rate, burst, clock=clock, budget=budget), budget)
         throttle, budget = pacing.throttle, pacing.budget
         transport = Transport(

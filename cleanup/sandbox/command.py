@@ -78,6 +78,13 @@ def _parse_faults(values: tuple[str, ...]) -> dict[str, float]:
     help="Operating-time window, seconds.",
 )
 @click.option(
+    "--operating-billing",
+    type=click.Choice(["method", "batch"]),
+    default="method",
+    show_default=True,
+    help="Charge each command to its method (the docs), or a whole batch to `batch` (as measured on live portals).",
+)
+@click.option(
     "--batch-not-allowed",
     type=click.Choice(["call", "command"]),
     default=None,
@@ -127,6 +134,7 @@ def sandbox_command(
     per_command_cost: float,
     operating_limit: float | None,
     operating_window: float,
+    operating_billing: str,
     batch_not_allowed: str | None,
     success_shape: str,
     limit_status: str,
@@ -153,6 +161,7 @@ def sandbox_command(
         per_command_cost=per_command_cost,
         operating_limit=operating_limit,
         operating_window=operating_window,
+        operating_billing=operating_billing,
         batch_not_allowed=batch_not_allowed,
         success_shape=success_shape,
         fault_rates=_parse_faults(faults),

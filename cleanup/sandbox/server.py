@@ -29,6 +29,8 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
+from cleanup.clock import Clock, SystemClock
+
 from . import php
 from .config import FAULT_KINDS, PortalConfig
 from .limits import LeakyBucket, OperatingClock
@@ -134,6 +136,7 @@ class _Outcome:
     error: MethodError | None = None
     status: int = 200  # the status a single call would get for this error
     time: dict[str, Any] | None = None
+    cost: float = 0.0  # operating seconds it ran for
 
 
 @dataclass
@@ -176,7 +179,10 @@ class SandboxPortal:
         config: PortalConfig | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        clock: Clock | None = None,
     ) -> None:
+        # The limits' time (the bucket's drain, the operating window): injectable for tests.
+        self.clock: Clock = clock or SystemClock()
         self.state = state if state is not None else PortalState.build([])
         self.config = config if config is not None else PortalConfig()
         problems = self.config.problems()
@@ -194,8 +200,9 @@ class SandboxPortal:
         self._fault_rng = random.Random(seed)
         # A separate stream for "mixed" shapes, so they don't shift the fault sequence.
         self._shape_rng = random.Random(None if seed is None else seed + 1)
-        self._bucket = LeakyBucket()
-        self._operating = OperatingClock()
+        self._bucket = LeakyBucket(self.clock)
+        self._operating = OperatingClock(self.clock)
+        self._batch_billed = threading.local()  # .on: a command of a batch billed as a whole
         self._access: dict[str, _AccessToken] = {}
         self._refresh: dict[str, _RefreshToken] = {}
         self._expire_batches_left = self.config.expire_during_batches
@@ -300,7 +307,7 @@ class SandboxPortal:
 
     def reset_limits(self) -> None:
         """Empty the rate bucket and the operating-time window."""
-        self._bucket = LeakyBucket()
+        self._bucket = LeakyBucket(self.clock)
         self._operating.clear()
 
     # --- tokens --------------------------------------------------------------------------
@@ -512,9 +519,7 @@ class SandboxPortal:
         caller = self._authenticate(webhook, segments, params)
         if isinstance(caller, _Reply):
             return caller
-        if cfg.rate is not None and not self._bucket.try_acquire(
-            time.monotonic(), cfg.rate, cfg.burst
-        ):
+        if cfg.rate is not None and not self._bucket.try_acquire(cfg.rate, cfg.burst):
             return self._limit_reply()
         if method == METHOD_BATCH:
             return self._batch(caller, params, draft)
@@ -571,12 +576,14 @@ class SandboxPortal:
         return {"result": True} if shape == "nested" else True
 
     def _run(self, caller: Caller, method: str, params: dict[str, Any]) -> _Outcome:
-        """One method call under the operating-time limit, single or inside a batch."""
+        """One method call under the operating-time limit, single or inside a batch (then
+        charged to its own method unless the whole batch is billed to `batch`)."""
         cfg = self.config
+        billed = not getattr(self._batch_billed, "on", False)
         key = (caller.entity, method.lower())
         window = cfg.operating_window
-        if cfg.operating_limit is not None:
-            used, _ = self._operating.usage(key, time.time(), window)
+        if cfg.operating_limit is not None and billed:
+            used, _ = self._operating.usage(key, window)
             # LoadLimiter::is blocks once the window's total is over the limit.
             if used > cfg.operating_limit:
                 self.stats.add(operating_refusals=1)
@@ -603,7 +610,9 @@ class SandboxPortal:
             if cfg.per_command_cost > 0:
                 time.sleep(cfg.per_command_cost)  # outside the lock, so concurrent requests overlap
             cost = cfg.operating_cost if cfg.operating_cost is not None else cfg.per_command_cost
-            self._operating.charge(key, cost, time.time(), window)
+            outcome.cost = cost
+            if billed:
+                self._operating.charge(key, cost, window)
             if error is not None:
                 outcome.error, outcome.status = error, cfg.method_error_status
             else:
@@ -624,7 +633,7 @@ class SandboxPortal:
             outcome.value = ["imbot"]
         finish = time.time()
         if outcome.error is None:
-            used, reset_at = self._operating.usage(key, finish, window)
+            used, reset_at = self._operating.usage(key, window)
             outcome.time = _time_block(start, finish, finish - start, used, reset_at)
         return outcome
 
@@ -644,6 +653,12 @@ class SandboxPortal:
             )
         if cfg.batch_too_long_refused and len(commands) > cfg.batch_max_length:
             return _error_reply(400, "ERROR_BATCH_LENGTH_EXCEEDED", "Max batch length exceeded")
+        batch_key = (caller.entity, METHOD_BATCH)
+        whole = cfg.operating_billing == "batch"
+        if whole and cfg.operating_limit is not None:
+            used, _ = self._operating.usage(batch_key, cfg.operating_window)
+            if used > cfg.operating_limit:
+                return self._operating_reply()  # the method `batch` is blocked
         self.stats.add(batch_calls=1)
         expired = False
         if caller.mode == "oauth":
@@ -661,6 +676,7 @@ class SandboxPortal:
             "time": {},
             "error": {},
         }
+        spent = 0.0  # operating seconds of the commands, for the batch billing
         for index, (key, call) in enumerate(commands.items()):
             error: MethodError | None = None
             outcome: _Outcome | None = None
@@ -684,19 +700,31 @@ class SandboxPortal:
                         "ERROR_BATCH_METHOD_NOT_ALLOWED", "Method is not allowed for batch usage"
                     )
                 else:
-                    outcome = self._run(caller, method, sub_params)
+                    self._batch_billed.on = whole
+                    try:
+                        outcome = self._run(caller, method, sub_params)
+                    finally:
+                        self._batch_billed.on = False
+                    spent += outcome.cost
                     error = outcome.error
             if error is not None:
                 done["error"][key] = _error_entry(error.code, error.description)
+                if error.code == "OPERATION_TIME_LIMIT":
+                    draft.error = error.code  # some commands refused: the log says so
                 if halt:
                     break
             elif outcome is not None:
                 done["result"][key] = outcome.value
                 done["time"][key] = outcome.time
         finish = time.time()
-        used, reset_at = self._operating.usage(
-            (caller.entity, METHOD_BATCH), finish, cfg.operating_window
-        )
+        if whole:
+            self._operating.charge(batch_key, spent, cfg.operating_window)
+        used, reset_at = self._operating.usage(batch_key, cfg.operating_window)
+        if whole:
+            # b24jssdk PR 539: every command's `operating` shows the batch-wide total.
+            for timing in done["time"].values():
+                if timing is not None:
+                    timing.update(operating=used, operating_reset_at=reset_at)
         return _json_reply(
             200,
             {
