@@ -114,6 +114,16 @@ class OperatingBudget:
         with self._lock:
             self._in_flight += commands
 
+    def try_send(self, commands: int) -> float:
+        """Check and count `commands` as leaving, in one step: 0 if they may go (they are
+        now in flight), else how long to wait. Several workers whose slots come together
+        must not all pass the check before any of them is counted (each would overshoot)."""
+        with self._lock:
+            hold = self._hold(commands)
+            if hold <= 0:
+                self._in_flight += commands
+            return hold
+
     def settled(self, commands: int) -> None:
         with self._lock:
             self._in_flight = max(0, self._in_flight - commands)
@@ -142,25 +152,7 @@ class OperatingBudget:
     def hold_seconds(self, commands: int = 0) -> float:
         """How long to wait before sending `commands` more; 0 if the budget has room."""
         with self._lock:
-            if self.limit is None:
-                return 0.0
-            self._forget_reset()
-            if self._stale:
-                # The window has freed some, how much no answer has said yet: one request
-                # goes to find out, the rest look again shortly.
-                return self.LOOK_AGAIN if self._in_flight else 0.0
-            if self.learned:
-                # A limit the portal showed by refusing is used to the full: the request that
-                # crosses it is the one refusal this window meets, and its refused commands
-                # go in the next. Stopping short would leave part of every window unspent.
-                if self._fraction(0) < 1.0:
-                    return 0.0
-            elif self._fraction(commands) < self.stop_at:
-                return 0.0
-            wait = self._reset_in()
-            if wait is None:
-                return self.LOOK_AGAIN if self._in_flight else 0.0
-            return min(wait, 600.0)
+            return self._hold(commands)
 
     def reset_in(self) -> float | None:
         """Seconds until the window frees its oldest part (with the rounding slack), if known
@@ -170,12 +162,41 @@ class OperatingBudget:
 
     # ------------------------------------------------------------------ internals
 
-    def _fraction(self, extra: int) -> float:
+    def _hold(self, commands: int) -> float:
+        if self.limit is None:
+            return 0.0
+        self._forget_reset()
+        if self._stale:
+            # The window has freed some, how much no answer has said yet: one request
+            # goes to find out, the rest look again shortly.
+            return self.LOOK_AGAIN if self._in_flight else 0.0
+        if self.learned:
+            # A limit the portal showed by refusing is used to the full: the request that
+            # crosses it is the one refusal this window meets, and its refused commands
+            # go in the next. Stopping short would leave part of every window unspent.
+            if self._fraction(0) < 1.0:
+                return 0.0
+            full = self._fraction(0, in_flight=False) >= 1.0
+        else:
+            if self._fraction(commands) < self.stop_at:
+                return 0.0
+            full = self._fraction(0, in_flight=False) >= self.stop_at
+        if not full and self._in_flight:
+            # Only the commands on their way make it look spent; what they really add is
+            # less (the totals already reported include the part of them that has run):
+            # their answers will tell, shortly, rather than the window's reset, long after.
+            return self.LOOK_AGAIN
+        wait = self._reset_in()
+        if wait is None:
+            return self.LOOK_AGAIN if self._in_flight else 0.0
+        return min(wait, 600.0)
+
+    def _fraction(self, extra: int, *, in_flight: bool = True) -> float:
         if not self.limit:
             return 0.0
         used = max(self._used.values(), default=0.0)
         if self._cost is not None:
-            used += (self._in_flight + extra) * self._cost
+            used += ((self._in_flight if in_flight else 0) + extra) * self._cost
         return used / self.limit
 
     def _reset_in(self) -> float | None:

@@ -210,9 +210,8 @@ class Transport:
                 log.info("operating-time budget nearly spent; holding requests %.1f s", hold)
             if not self.throttle.acquire():
                 raise Stopped
-            if self.budget.hold_seconds(commands) <= 0:
+            if self.budget.try_send(commands) <= 0:  # counted as in flight from here
                 break
-        self.budget.sending(commands)
         try:
             return self._post_now(url, payload, kind, before_send)
         finally:
