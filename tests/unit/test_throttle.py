@@ -260,8 +260,13 @@ def test_a_raise_needs_two_requests_more_than_the_estimate_allows() -> None:
 
 @pytest.mark.parametrize(
     ("told", "real", "burst", "n"),
-    [(10.0, 5.0, 10, 120), (10.0, 5.0, 10, 240), (4.0, 2.0, 50, 240), (2.0, 2.0, 50, 240)]
-    + [(5.0, 5.0, 250, 1000)],
+    [
+        (10.0, 5.0, 10, 120),
+        (10.0, 5.0, 10, 240),
+        (4.0, 2.0, 50, 240),
+        (2.0, 2.0, 50, 240),
+        (5.0, 5.0, 250, 1000),
+    ],
 )
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_told_too_much_or_right_it_reaches_the_real_ideal(
@@ -278,7 +283,8 @@ def test_told_too_much_or_right_it_reaches_the_real_ideal(
 
 
 @pytest.mark.parametrize(
-    ("real", "burst", "other", "n"), [(2.0, 50, 1.0, 240), (5.0, 250, 2.0, 600), (5.0, 10, 2.0, 120)]
+    ("real", "burst", "other", "n"),
+    [(2.0, 50, 1.0, 240), (5.0, 250, 2.0, 600), (5.0, 10, 2.0, 120)],
 )
 @pytest.mark.parametrize("seed", [1, 2])
 def test_sharing_the_bucket_it_takes_what_is_left(
