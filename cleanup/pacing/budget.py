@@ -44,7 +44,7 @@ class OperatingBudget:
     RESET_SLACK = 1.0
     # Past a reset with no newer answer, the total is unknown: one request at a time finds
     # it out, the others wait this long between looks.
-    LOOK_AGAIN = 0.5
+    LOOK_AGAIN = 0.25
 
     def __init__(
         self,
@@ -174,7 +174,11 @@ class OperatingBudget:
             # A limit the portal showed by refusing is used to the full: the request that
             # crosses it is the one refusal this window meets, and its refused commands
             # go in the next. Stopping short would leave part of every window unspent.
-            if self._fraction(0) < 1.0:
+            # It goes alone, once the others' answers have told the total: two crossing
+            # together would run side by side and both be refused in part.
+            if self._fraction(0) < 1.0 and (
+                self._fraction(commands) <= 1.0 or not self._in_flight
+            ):
                 return 0.0
             full = self._fraction(0, in_flight=False) >= 1.0
         else:

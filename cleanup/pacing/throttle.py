@@ -326,9 +326,11 @@ class Capacity:
         if self._first_send is None:
             self._first_send = now
         self._sent_total += 1
-        if self.estimate is None:
-            return
         self._sends.append(now)
+        if self.estimate is None:
+            if len(self._sends) > 4096:  # counted from the newest end (see _measure)
+                self._sends.popleft()
+            return
         self._drain(now)
         self._level += 1.0
         if len(self._sends) > 4096:  # no refusal for long (at the ceiling): keep it bounded
@@ -377,8 +379,15 @@ class Capacity:
             # by what the portal did not drain.
             if self._first_send is None:
                 return None
+            # Only what left before the refused request: answers come late to a busy
+            # process, and what left meanwhile did not fill this bucket.
             span = sent_at - self._first_send
-            accepted = self._sent_total - self._refused_total - self.burst
+            later = 0
+            for t in reversed(self._sends):
+                if t <= sent_at:
+                    break
+                later += 1
+            accepted = self._sent_total - later - self._refused_total - self.burst
             if span < 0.5 or accepted <= 0:
                 return None
             self._sure = False

@@ -133,3 +133,22 @@ def test_an_untracked_budget_learns_one_from_a_refusal() -> None:
     assert budget.hold_seconds() == 0.0
     budget.refused()
     assert budget.limit == 5.0 and budget.hold_seconds() == pytest.approx(31.0)
+
+
+def test_the_request_that_crosses_a_learnt_limit_goes_alone() -> None:
+    # Two batches crossing the limit together would run side by side, both refused in part:
+    # two refused requests in one window. The crossing one waits for the answers in flight,
+    # then goes alone.
+    clock = FakeClock()
+    budget = OperatingBudget(480.0, clock=clock)
+    reset = clock.wall() + 30
+    budget.observe({"operating": 10.2, "operating_reset_at": reset, "processing": 0.02})
+    budget.refused()
+    clock.advance(31)
+    budget.observe({"operating": 8.5, "operating_reset_at": clock.wall() + 30})
+    assert budget.try_send(50) == 0.0  # 8.5 + 1 <= 10.2: it does not cross
+    assert budget.try_send(50) == OperatingBudget.LOOK_AGAIN  # 8.5 + 1 + 1 would, not alone
+    budget.observe({"operating": 9.5, "operating_reset_at": clock.wall() + 30})
+    budget.settled(50)
+    assert budget.try_send(50) == 0.0  # 9.5 + 1 crosses 10.2: it goes, alone
+    assert budget.try_send(50) == OperatingBudget.LOOK_AGAIN

@@ -147,6 +147,22 @@ def test_the_first_refusal_measures_the_rate_from_the_start() -> None:
     assert throttle.rate == pytest.approx(0.95 * throttle.capacity.estimate)  # cruising under it
 
 
+def test_the_first_measure_counts_only_what_left_before_the_refused_request() -> None:
+    # A busy process reads the refusal late: what left meanwhile did not fill the bucket.
+    clock = FakeClock()
+    throttle = Throttle(10.0, 10, clock=clock)
+    capacity = throttle.capacity
+    for _ in range(21):  # 20 accepted over 2 s (5/s after the burst of 10), then refused
+        capacity.sent(clock.now())
+        clock.advance(0.1)
+    refused_sent = clock.now() - 0.1
+    for _ in range(6):  # left before the refusal was read
+        capacity.sent(clock.now())
+        clock.advance(0.1)
+    throttle.on_refusal(sent_ago=clock.now() - refused_sent)
+    assert capacity.estimate == pytest.approx(5.0, rel=0.05)
+
+
 def test_refusals_of_requests_sent_before_the_change_are_no_news() -> None:
     clock = FakeClock()
     throttle = Throttle(10.0, 20, clock=clock)
