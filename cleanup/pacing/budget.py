@@ -176,9 +176,7 @@ class OperatingBudget:
             # go in the next. Stopping short would leave part of every window unspent.
             # It goes alone, once the others' answers have told the total: two crossing
             # together would run side by side and both be refused in part.
-            if self._fraction(0) < 1.0 and (
-                self._fraction(commands) <= 1.0 or not self._in_flight
-            ):
+            if self._fraction(0) < 1.0 and (self._fraction(commands) <= 1.0 or not self._in_flight):
                 return 0.0
             full = self._fraction(0, in_flight=False) >= 1.0
         else:

@@ -25,7 +25,6 @@ Markdown table (and --json writes the figures).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import json
 import math
