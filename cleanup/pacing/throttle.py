@@ -66,8 +66,10 @@ class ThrottleStats:
 
 CRUISE = 0.95  # share of the estimated capacity sent between probes
 PROBE = 2.0  # share of it sent while probing
+PROBE_DOUBLING = 2.0  # seconds of probing without a refusal that double the probe's rate
 PROBE_EVERY = 40.0  # requests per probe: a probe that finds nothing new costs one refusal
 PROBE_SPACING = (2.0, 14.0)  # seconds between probes, at least / at most
+SPAN_ERROR = 2.0  # requests a span's count may be off by (see Capacity._measure)
 SURE_AFTER = 20  # requests a measure spans to be trusted (one request's error: 5 %)
 # Requests more than the estimate lets drain since the bucket was full that prove it low:
 # two, as the bucket may have been up to one request short of full when it refused.
@@ -319,7 +321,12 @@ class Capacity:
             return self.ceiling
         if not self._probing and now >= self._probe_at:
             self._probing = True
-        gain = PROBE if self._probing else CRUISE
+        if not self._probing:
+            gain = CRUISE
+        else:
+            # A probe that finds room for long doubles its rate every PROBE_DOUBLING seconds
+            # (TCP's slow start): an estimate far too low is left in seconds, not minutes.
+            gain = PROBE * 2.0 ** (max(0.0, now - self._probe_at) / PROBE_DOUBLING)
         return max(self.floor, min(self.ceiling, self.estimate * gain))
 
     def sent(self, now: float) -> None:
@@ -356,6 +363,11 @@ class Capacity:
         measured = self._measure(sent_at)
         if measured is not None:
             self.estimate = max(self.floor, min(self.ceiling, measured))
+        elif self.estimate is not None and self._probing:
+            # Nothing to measure from, and refused while probing: the capacity is under the
+            # probe's rate and over half of it (the probe doubled since it last fitted).
+            # The next refusal measures from here.
+            self.estimate = max(self.estimate, self.rate(now) / 2)
         else:
             # Nothing to measure from (the first moment after a change): a gentle cut, the
             # next refusal measures.
@@ -397,14 +409,20 @@ class Capacity:
         if not spans:
             return None
         longest, newest = spans[0], spans[-1]
-        low, high = (newest[1] - 1) / newest[0], (newest[1] + 1) / newest[0]
-        if not low <= longest[1] / longest[0] <= high:
-            # The newest span cannot be the same capacity: it changed since. Start over.
+        estimate = longest[1] / longest[0]
+        # The bucket is within a request of full at each moment, and another client's
+        # requests land in between: a span of `n` accepted is n +- SPAN_ERROR of capacity.
+        low = (newest[1] - SPAN_ERROR) / newest[0]
+        high = (newest[1] + SPAN_ERROR) / newest[0]
+        self._sure = longest[1] >= SURE_AFTER
+        if not low <= estimate <= high:
+            # The newest span cannot be the same capacity: it changed since. Start over
+            # from it, moving the estimate only as far as it proves.
             while self._full and self._full[0] < sent_at - newest[0]:
                 self._full.popleft()
-            longest = newest
-        self._sure = longest[1] >= SURE_AFTER
-        return longest[1] / longest[0]
+            estimate = min(max(estimate, low), high)
+            self._sure = False
+        return estimate
 
     def _accepted(self, start: float, end: float) -> int:
         """The job's requests sent in (start, end) and not refused."""
@@ -422,5 +440,6 @@ class Capacity:
 
     def _drain(self, now: float) -> None:
         assert self.estimate is not None
-        self._level = max(-float(self.burst), self._level - (now - self._level_at) * self.estimate)
+        level = self._level - (now - self._level_at) * self.estimate
+        self._level = max(-float(self.burst), level)
         self._level_at = now
