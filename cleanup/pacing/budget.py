@@ -12,17 +12,22 @@ parts) and refuses with OPERATION_TIME_LIMIT once the window's total is over its
 
 `OperatingBudget` follows both: every `time` block it is shown (the batch's own and each
 command's) updates the total of the method it reports, and the job is limited by the
-fullest. It spends greedily: requests go while the total, plus what the commands already in
-flight will add, stays under `stop_at` of the limit (all of a limit learnt from a
-refusal); past it, requests wait for the reset
-time the portal gave (`operating_reset_at`), when the oldest part of the window frees. That is
-the fastest schedule the window allows (the budget's own floor: the limit at once, then the
-limit per window).
+fullest. It spends greedily: a request goes while the total, plus what the commands already
+in flight will add, stays under `stop_at` of the limit (all of a limit learnt from a
+refusal). The check and the counting of the request as in flight are one step
+(`try_send`): workers whose slots come together would otherwise all pass it. When only the
+commands in flight make the budget look spent, the job waits for their answers (the totals
+already reported hold the part of them that has run), not for the reset; past the limit,
+requests wait for the reset time the portal gave (`operating_reset_at`), when the oldest part
+of the window frees. That is the fastest schedule the window allows (the budget's own floor:
+the limit at once, then the limit per window).
 
 The limit it works to is the configured one (`--operating-limit`) until the portal refuses:
 a refusal proves the real limit is at most the highest total the portal reported in that
-window, so from then on that figure is the limit. Another refusal in a later window lowers it
-again; so each later window meets at most one refused request.
+window, so from then on that figure is the limit, used to the full: the one request that
+crosses it (per method billing, the portal runs its commands that fit and refuses the rest,
+which go in the next window) goes alone, after the answers in flight, so a window meets at
+most one refused request. Another refusal in a later window lowers the limit again.
 """
 
 from __future__ import annotations

@@ -11,15 +11,23 @@ The configured rate is a ceiling, not a fact: the portal may drain slower (a wro
 other applications and webhooks on the portal share its bucket. Like TCP's congestion
 control it keeps an estimate of the capacity it really has, not only a rate to cut:
 
-- A refusal means the portal's bucket was full when the refused request arrived. Between two
-  such moments the bucket drained exactly what it accepted from us (and from the others), so
-  `accepted / elapsed` between two refusals measures the capacity left to the job. The first
-  refusal of a run measures from the start (an empty bucket, the configured burst).
-- The job then cruises a little under that capacity (`CRUISE`), which frees some of the
-  bucket, and every so often probes above it (`PROBE`): a capacity that has not changed costs
-  one refused request per probe (the probe interval is chosen so that is one request in
-  `PROBE_EVERY`), a larger one (the other application stopped) is proven without a refusal
-  once more went through than the estimate allowed, and the rate climbs to the new level.
+- A refusal means the portal's bucket was full (within a request) when the refused request
+  arrived. Between two such moments the bucket drained exactly what it accepted from us (and
+  from the others), so `accepted / elapsed` between two refusals measures the capacity left to
+  the job, to within a request or two over the span: the estimate is taken over the longest
+  span of the last 30 s. A newest span that cannot be that capacity (another client started)
+  starts the measure over. The first refusal of a run measures from the start (an empty
+  bucket, the configured burst), counting only what left before the refused request.
+- The job then cruises a little under that capacity (`CRUISE`); between full moments that
+  loses nothing (the bucket is not allowed to run empty), it only frees some of the bucket.
+  Every so often (`PROBE_EVERY` requests, `PROBE_SPACING` seconds) it probes above it
+  (`PROBE`), doubling the probe's rate every `PROBE_DOUBLING` seconds it goes unrefused (TCP's
+  slow start). An unchanged capacity costs one refused request per probe; a larger one (the
+  other application stopped) is proven without a refusal once two requests more went through
+  than the estimate allows, and the rate climbs to the new level.
+- A refusal that is news voids the send slots already handed out at the disproved rate (the
+  workers sleeping towards them take new ones), so a probe is refused once, not once per
+  request in flight.
 - A `Retry-After` header pauses every request until then.
 """
 
