@@ -212,8 +212,10 @@ class Throttle:
                     self.capacity.estimate,
                 )
             self._set_rate(self.capacity.rate(now))
-            # Bucket full: the next request may go one interval from now, not before.
-            full = self._full_tat = now + self._tolerance + 1.0 / self.rate
+            # Bucket full: the next request may go one interval from now, not before; after
+            # news, two (what the others had refused meanwhile comes back first).
+            gap = (2.0 if news else 1.0) / self.rate
+            full = self._full_tat = now + self._tolerance + gap
             if news:
                 # The slots already handed out were drawn at the disproved rate: void them
                 # (their holders take new ones) and draw the schedule again from here.
@@ -316,7 +318,6 @@ class Capacity:
         self._sent_total = 0
         self._refused_total = 0
         self._reacted_at = -math.inf  # when the estimate last changed on a refusal
-        self._full_at = 0.0  # the send time of that refused request (the bucket was full)
         self._sure = False  # the estimate was measured over enough requests to trust it
         self._level = 0.0  # the modelled bucket above full (negative: room), in requests
         self._level_at = 0.0
@@ -353,13 +354,10 @@ class Capacity:
         if self._level > PROOF + 1e-9 and self.estimate < self.ceiling:
             # More went through since the bucket was full than the estimate lets drain:
             # the portal has more room than thought (another client stopped, say; the next
-            # refusal's span will disagree with the older ones). The level is what it would have
-            # been at the new estimate since the bucket was last full (not zero: the bucket
-            # is not full now), so the next step needs a new proof, not the same room again.
-            raised = min(self.ceiling, self.estimate * STEP_UP)
-            since = now - self._full_at
-            self._level = max(-float(self.burst), self._level - (raised - self.estimate) * since)
-            self.estimate = raised
+            # refusal's span will disagree with the older ones). The next step needs a proof
+            # of its own at the new estimate.
+            self.estimate = min(self.ceiling, self.estimate * STEP_UP)
+            self._level = 0.0
 
     def refused(self, sent_at: float, now: float) -> bool:
         """A refusal of a request sent at `sent_at`. True if it changed the estimate (news:
@@ -376,19 +374,22 @@ class Capacity:
             # probe's rate and over half of it (the probe doubled since it last fitted).
             # The next refusal measures from here.
             self.estimate = max(self.estimate, self.rate(now) / 2)
+        elif self.estimate is None:
+            # Refused too soon to measure (a burst that filled the bucket at once): halve,
+            # as TCP does; a probe comes soon and measures (and doubles if this is low).
+            self.estimate = max(self.floor, self.ceiling * 0.5)
         else:
             # Nothing to measure from (the first moment after a change): a gentle cut, the
             # next refusal measures.
-            base = self.estimate if self.estimate is not None else self.ceiling
-            self.estimate = max(self.floor, base * 0.85)
+            self.estimate = max(self.floor, self.estimate * 0.85)
         self._full.append(sent_at)
         self._forget(sent_at)
-        self._reacted_at, self._full_at = now, sent_at
+        self._reacted_at = now
         self._level, self._level_at = 0.0, now
         self._probing = False
         # A probe every PROBE_EVERY requests; sooner after a measure of few requests (it may
         # be low by a lot, and the bucket would empty while the job sends under it).
-        every = PROBE_EVERY if self._sure else PROBE_EVERY / 3
+        every = PROBE_EVERY if self._sure else PROBE_EVERY / 2
         self._probe_at = now + min(max(every / self.estimate, PROBE_SPACING[0]), PROBE_SPACING[1])
         return True
 
