@@ -456,3 +456,28 @@ def test_run_job_page_commands_read_the_webhook_where_the_job_file_does(
     done = subprocess.run(["bash", "-c", line], env=shell_env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert left(portal) == set(existing)
+
+
+def test_a_second_undo_is_refused_and_keeps_the_first_ones_report(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    # Sending every add again would overwrite the first undo's record, and an add replaces a
+    # reaction the bot may have put on that message since (one per bot and message).
+    portal, _, existing, _ = run_first(run_cli, tmp_path, n=30)
+    assert undo(run_cli, portal, tmp_path, "--yes").exit_code == 0
+    undo_report = tmp_path / "in.report.undo.csv"
+    first = undo_report.read_bytes()
+    executed = adds_sent(portal)
+
+    again = undo(run_cli, portal, tmp_path, "--yes")
+
+    assert again.exit_code == 2
+    assert again.stderr.count("\n") == 1, again.stderr
+    assert f"was undone before, into {undo_report} (27 restored)" in again.stderr
+    assert "--resume" in again.stderr and "--only-error" in again.stderr
+    assert adds_sent(portal) == executed and undo_report.read_bytes() == first
+    # Continuing it is allowed, and finds nothing left to send.
+    resumed = undo(run_cli, portal, tmp_path, "--yes", "--resume")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert "nothing to restore" in resumed.stderr and adds_sent(portal) == executed
+    assert left(portal) == set(existing)
