@@ -149,11 +149,12 @@ def open_rows(path: str | Path, *, choice: RowChoice | None = None, **options: A
     """
     table = open_table(path, extra=REPORT_COLUMNS, **options)
     is_report = all(column in table.extra for column in REPORT_COLUMNS)
-    if not choice and not is_report:
+    chosen = choice or RowChoice()
+    if not chosen and not is_report:
         return table
     for column, option, wanted in (
-        ("status", "--only", choice.statuses),
-        ("error", "--only-error", choice.errors),
+        ("status", "--only", chosen.statuses),
+        ("error", "--only-error", chosen.errors),
     ):
         if wanted and column not in table.extra:
             raise InputError(
@@ -163,12 +164,11 @@ def open_rows(path: str | Path, *, choice: RowChoice | None = None, **options: A
             )
     table.detected["left_out"] = 0
     table.detected["report_rows"] = is_report
-    chosen = choice or RowChoice()
 
     def select(chunks: Iterator[RawChunk]) -> Iterator[RawChunk]:
         # Without a choice every row is kept but the blank ones (an edited report's empty
         # lines), as for any input.
-        return _select(chunks if choice else drop_blank_rows(chunks), table, chosen)
+        return _select(chunks if chosen else drop_blank_rows(chunks), table, chosen)
 
     table.select = select
     return table
