@@ -108,13 +108,7 @@ def run_file(
     clock = clock or SystemClock(stop.event)
     auth = config.make_auth()
     bot_tokens = _bot_tokens(config, auth)
-    table = open_rows(
-        config.input,
-        choice=config.choice,
-        column_overrides=config.columns,
-        sheet=config.sheet,
-        chunk_rows=config.chunk_rows,
-    )
+    table = open_input(config)
     validator = Validator(
         allow_unknown_reactions=config.allow_unknown_reactions, bot_tokens=bot_tokens
     )
@@ -143,6 +137,17 @@ def run_file(
             return _Run(config, table, validator, summary, parts, stop, on_progress).execute()
     finally:
         lock.release()
+
+
+def open_input(config: RunConfig) -> Table:
+    """The run's input as the options say: the rows chosen, the columns named, the sheet."""
+    return open_rows(
+        config.input,
+        choice=config.choice,
+        column_overrides=config.columns,
+        sheet=config.sheet,
+        chunk_rows=config.chunk_rows,
+    )
 
 
 def _bot_tokens(config: RunConfig, auth: Auth | None) -> dict[int, str] | None:
