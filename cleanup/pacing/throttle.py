@@ -1,18 +1,26 @@
-"""Client-side pacing that mirrors the portal's limits.
+"""Client-side pacing that finds and follows the portal's real request rate.
 
-- `Throttle` models the portal's leaky bucket (drains `rate` requests/s, holds `burst`)
-  as a GCRA: each request reserves its own send slot under a lock and sleeps outside it,
-  so waiting workers are released one slot apart instead of all at once (the overshoot
-  that makes naive clients hit QUERY_LIMIT_EXCEEDED on a strict portal). A little of the
-  bucket (`headroom`) is left free, so that requests which reach the portal closer together
-  than they left (network and scheduling jitter) still fit.
-- A refusal means the portal's bucket is full now, perhaps because other applications
-  share it: the model is set to full and the rate is lowered (once per refusal that was
-  sent at the current rate), then recovers step by step after a quiet spell. A Retry-After
-  header pauses everyone until then.
-- `OperatingBudget` follows the per-method run time the portal reports in `time.operating`:
-  past `slow_at` of the limit it stretches the spacing of requests more and more, and at
-  `stop_at` it holds new requests until `operating_reset_at`.
+`Throttle` models the portal's leaky bucket (drains `rate` requests/s, holds `burst`) as a
+GCRA: each request reserves its own send slot under a lock and sleeps outside it, so waiting
+workers are released one slot apart instead of all at once (the overshoot that makes naive
+clients hit QUERY_LIMIT_EXCEEDED on a strict portal). A little of the bucket (`headroom`) is
+left free, so that requests which reach the portal closer together than they left (network
+and scheduling jitter) still fit.
+
+The configured rate is a ceiling, not a fact: the portal may drain slower (a wrong plan), and
+other applications and webhooks on the portal share its bucket. Like TCP's congestion
+control it keeps an estimate of the capacity it really has, not only a rate to cut:
+
+- A refusal means the portal's bucket was full when the refused request arrived. Between two
+  such moments the bucket drained exactly what it accepted from us (and from the others), so
+  `accepted / elapsed` between two refusals measures the capacity left to the job. The first
+  refusal of a run measures from the start (an empty bucket, the configured burst).
+- The job then cruises a little under that capacity (`CRUISE`), which frees some of the
+  bucket, and every so often probes above it (`PROBE`): a capacity that has not changed costs
+  one refused request per probe (the probe interval is chosen so that is one request in
+  `PROBE_EVERY`), a larger one (the other application stopped) is proven without a refusal
+  once more went through than the estimate allowed, and the rate climbs to the new level.
+- A `Retry-After` header pauses every request until then.
 """
 
 from __future__ import annotations
@@ -20,9 +28,11 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections import deque
 from dataclasses import dataclass
 
 from cleanup.clock import Clock, SystemClock
+from cleanup.pacing.budget import OperatingBudget
 
 log = logging.getLogger("cleanup")
 
@@ -51,8 +61,14 @@ class ThrottleStats:
     # at once, a second of waiting counts once.
     waited_s: float = 0.0
     refusals: int = 0
-    slowdowns: int = 0
-    reserved: int = 0  # send slots handed out
+    slowdowns: int = 0  # refusals that changed the capacity estimate
+
+
+CRUISE = 0.95  # share of the estimated capacity sent between probes
+PROBE = 2.0  # share of it sent while probing
+PROBE_EVERY = 35.0  # requests per probe: a probe that finds nothing new costs one refusal
+PROBE_SPACING = (4.0, 14.0)  # seconds between probes, at least / at most
+STEP_UP = 1.25  # each proof that more went through than the estimate allowed raises it so
 
 
 class Throttle:
@@ -64,23 +80,17 @@ class Throttle:
         clock: Clock | None = None,
         budget: OperatingBudget | None = None,
         headroom: float | None = None,
-        recover_after: float = 10.0,
-        min_rate_factor: float = 0.25,
-        slowdown: float = 0.8,
-        speedup: float = 1.2,
+        min_rate_factor: float = 0.05,
     ) -> None:
         if rate <= 0 or burst < 1:
             raise ValueError("rate must be > 0 and burst >= 1")
         self.clock = clock or SystemClock()
+        self.budget = budget  # a spent operating budget: no burst to offer (credit)
         self.configured_rate = rate
         self.rate = rate
         self.burst = burst
         self.headroom = default_headroom(burst) if headroom is None else headroom
-        self.recover_after = recover_after
         self.min_rate = rate * min_rate_factor
-        self.slowdown = slowdown
-        self.speedup = speedup
-        self.budget = budget  # stretches spacing when the operating-time budget runs low
         self._lock = threading.Lock()
         now = self.clock.now()
         self._tat = now  # GCRA "theoretical arrival time": the bucket is empty
@@ -88,13 +98,11 @@ class Throttle:
         # reserved before such a jump is part of it, and no longer an interval to give back.
         self._jumps = 0
         self._full_tat = -math.inf  # the model's full bucket at the last refusal
-        self._last_send = -math.inf
         self._paused_until = 0.0
         self._pause_reason = ""
-        self._slowed_at = -math.inf  # when the rate was last lowered
-        self._next_step_up = math.inf
         self._held_until = -math.inf  # end of the held time counted so far, for waited_s
         self.stats = ThrottleStats()
+        self.capacity = Capacity(rate, burst, self.min_rate)
 
     @property
     def _tolerance(self) -> float:
@@ -110,20 +118,14 @@ class Throttle:
 
     def _reserve(self) -> tuple[float, float, int]:
         """(wait, the interval this slot added to the model, the jump count after it)."""
-        factor = self.budget.pace_factor() if self.budget is not None else 1.0
         with self._lock:
             now = self.clock.now()
-            self._maybe_recover(now)
+            self._set_rate(self.capacity.rate(now))
             interval = 1.0 / self.rate
             send_at = max(now, self._tat - self._tolerance, self._paused_until)
-            if factor < 1.0:
-                # The operating budget is running low: space requests out further.
-                send_at = max(send_at, self._last_send + interval / factor)
             if send_at > self._tat:
                 self._jumps += 1
             self._tat = max(self._tat, send_at) + interval
-            self._last_send = max(self._last_send, send_at)
-            self.stats.reserved += 1
             self._account(now, send_at)
             return send_at - now, interval, self._jumps
 
@@ -140,7 +142,9 @@ class Throttle:
             if not self.clock.sleep(wait):
                 return False
             with self._lock:
-                if self._paused_until <= pause_seen or self.clock.now() >= self._paused_until:
+                now = self.clock.now()
+                if self._paused_until <= pause_seen or now >= self._paused_until:
+                    self.capacity.sent(now)
                     return True
                 if self._jumps == jumps:
                     # Its slot fell inside the pause and goes unused: give it back to the
@@ -154,7 +158,7 @@ class Throttle:
             now = self.clock.now()
             if now < self._paused_until:
                 return 0
-            if self.budget is not None and self.budget.pace_factor() < 1.0:
+            if self.budget is not None and not self.budget.has_room():
                 return 0
             ahead = now - (self._tat - self._tolerance)
             if ahead < 0:
@@ -164,26 +168,21 @@ class Throttle:
     # ------------------------------------------------------------------ refusals and pauses
 
     def on_refusal(self, retry_after: float | None = None, sent_ago: float | None = None) -> None:
-        """The portal said QUERY_LIMIT_EXCEEDED: its bucket is full, whatever we thought.
+        """The portal said QUERY_LIMIT_EXCEEDED: its bucket was full when the request came.
 
-        `sent_ago`: how long ago the refused request left. A request sent before the last
-        slowdown was paced at the old rate, so its refusal is no news and lowers nothing.
+        `sent_ago`: how long ago the refused request left (the moment the bucket was full).
         """
         with self._lock:
             now = self.clock.now()
             self.stats.refusals += 1
-            if sent_ago is not None:
-                news = now - sent_ago > self._slowed_at
-            else:
-                news = now - self._slowed_at > 1.0 / self.rate  # refusals that come together
-            if news and self.rate > self.min_rate:
-                self.rate = max(self.min_rate, self.rate * self.slowdown)
+            sent_at = now - sent_ago if sent_ago is not None else now
+            if self.capacity.refused(sent_at, now):
                 self.stats.slowdowns += 1
-                self._slowed_at = now
                 log.info(
-                    "portal refused a request for its rate limit; slowing to %.2f req/s", self.rate
+                    "portal refused a request for its rate limit; capacity about %.2f req/s",
+                    self.capacity.estimate,
                 )
-            self._next_step_up = now + self.recover_after
+            self._set_rate(self.capacity.rate(now))
             # Bucket full: the next request may go one interval from now, not before.
             full = self._full_tat = now + self._tolerance + 1.0 / self.rate
             if full > self._tat:
@@ -232,6 +231,15 @@ class Throttle:
 
     # ------------------------------------------------------------------ internals
 
+    def _set_rate(self, rate: float) -> None:
+        """Change the spacing; the model's bucket keeps its level (in requests)."""
+        if rate == self.rate:
+            return
+        now = self.clock.now()
+        level = max(0.0, self._tat - now) * self.rate
+        self.rate = rate
+        self._tat = now + level / rate
+
     def _account(self, start: float, end: float) -> None:
         """Add [start, end] to the union of held time (called in start order, under the lock)."""
         if end <= start:
@@ -243,153 +251,100 @@ class Throttle:
             self.stats.waited_s += end - self._held_until
             self._held_until = end
 
-    def _maybe_recover(self, now: float) -> None:
-        if self.rate < self.configured_rate and now >= self._next_step_up:
-            self.rate = min(self.configured_rate, self.rate * self.speedup)
-            # Further steps come faster than the first: a quarter of a quiet spell apart, so
-            # that a job slowed by a passing storm is back at its rate within seconds, not
-            # minutes (a step too far costs one refusal and a step back).
-            self._next_step_up = now + self.recover_after / 4
-            if self.rate >= self.configured_rate:
-                log.info("no refusals for a while; back to %.2f req/s", self.rate)
 
+class Capacity:
+    """The estimate of the request rate the portal really leaves to the job (not thread-safe:
+    the throttle calls it under its lock).
 
-class OperatingBudget:
-    """Tracks `time.operating` per method and says how much to slow down or hold requests.
-
-    The portal counts each method's run time over a sliding window (10 min on the cloud)
-    and refuses with OPERATION_TIME_LIMIT past the limit. Below `slow_at` of the limit
-    nothing changes; between `slow_at` and `stop_at` requests are spaced out more and more
-    (down to `min_factor` of the rate) so that spending meets what the window frees; from
-    `stop_at` new requests wait for `operating_reset_at`.
+    Until the first refusal the configured rate stands. `level` follows how full the portal's
+    bucket would be if the estimate were right, counted from the last refusal (full): each
+    accepted request adds one, the estimate drains it. A level above one without a refusal
+    proves the capacity larger (`STEP_UP`); a refusal measures it.
     """
 
-    MAIN = ""  # the job's own method; `batch` answers are tracked apart (it is not counted)
-    # The portal gives operating_reset_at in whole seconds ("usually int"), rounded down:
-    # the window frees up to a second after it. Waits run this much past it.
-    RESET_SLACK = 1.0
+    def __init__(self, ceiling: float, burst: int, floor: float) -> None:
+        self.ceiling, self.burst, self.floor = ceiling, burst, floor
+        self.estimate: float | None = None  # None: never refused, the ceiling stands
+        self._sends: deque[float] = deque()  # send times since the last full moment
+        self._first_send: float | None = None
+        self._sent_total = 0
+        self._refused_total = 0
+        self._full_at: float | None = None  # send time of the last refused request that was news
+        self._refused_since_full = 0
+        self._reacted_at = -math.inf  # when the estimate last changed on a refusal
+        self._level = 0.0  # the modelled bucket above full (negative: room), in requests
+        self._level_at = 0.0
+        self._probe_at = math.inf
+        self._probing = False
 
-    def __init__(
-        self,
-        limit: float | None = 480.0,
-        *,
-        clock: Clock | None = None,
-        slow_at: float = 0.8,
-        stop_at: float = 0.95,
-        min_factor: float = 0.1,
-    ):
-        self.limit = limit
-        self.slow_at = slow_at
-        self.stop_at = stop_at
-        self.min_factor = min_factor
-        self.clock = clock or SystemClock()
-        self._lock = threading.Lock()
-        self._in_flight = 0  # commands sent whose answers have not come yet
-        self._cost: float | None = None  # seconds of method time per command, on average
-        self._used: dict[str, float] = {}
-        self._reset: dict[str, float] = {}  # unix time, from the portal
-        self.refusals = 0
-        self.waited_s = 0.0
+    def rate(self, now: float) -> float:
+        """The rate to send at now."""
+        if self.estimate is None:
+            return self.ceiling
+        if not self._probing and now >= self._probe_at:
+            self._probing = True
+        gain = PROBE if self._probing else CRUISE
+        return max(self.floor, min(self.ceiling, self.estimate * gain))
 
-    @property
-    def used(self) -> float:
-        with self._lock:
-            return max(self._used.values(), default=0.0)
-
-    @property
-    def reset_at(self) -> float | None:
-        with self._lock:
-            return self._reset.get(self.MAIN)
-
-    def observe(self, time_info: object, method: str = MAIN) -> None:
-        """Read `operating` / `operating_reset_at` from an answer's `time` (all optional).
-
-        `method`: whose budget the answer reports; the job's own method by default, "batch"
-        for a batch's outer `time` (the portal does not count batch, but if one did, it
-        would be slowed for too).
-        """
-        if not isinstance(time_info, dict):
+    def sent(self, now: float) -> None:
+        if self._first_send is None:
+            self._first_send = now
+        self._sent_total += 1
+        if self.estimate is None:
             return
-        used = _number(time_info.get("operating"))
-        reset = _number(time_info.get("operating_reset_at"))
-        spent = _number(time_info.get("processing", time_info.get("duration")))
-        if used is None:
-            return
-        with self._lock:
-            if method == self.MAIN and spent is not None and spent >= 0:
-                # One call's own run time: what each command in flight will likely add.
-                self._cost = spent if self._cost is None else 0.8 * self._cost + 0.2 * spent
-            known = self._reset.get(method)
-            # Answers arrive out of order from several workers; the newest window wins,
-            # and within one window the most spent (answers that finished later).
-            if reset is None or known is None or reset > known:
-                self._used[method] = used
-                if reset is not None:
-                    self._reset[method] = reset
-            elif reset == known:
-                self._used[method] = max(self._used.get(method, 0.0), used)
+        self._sends.append(now)
+        self._drain(now)
+        self._level += 1.0
+        if self._level > 1.0 + 1e-9 and self.estimate < self.ceiling:
+            # More went through since the bucket was full than the estimate lets drain:
+            # the portal has more room than thought (another client stopped, say).
+            self.estimate = min(self.ceiling, self.estimate * STEP_UP)
+            self._level = 0.0
 
-    def sending(self, commands: int) -> None:
-        with self._lock:
-            self._in_flight += commands
+    def refused(self, sent_at: float, now: float) -> bool:
+        """A refusal of a request sent at `sent_at`. True if it changed the estimate (news:
+        the request left after the last change; older ones were sent at the old rate)."""
+        self._refused_total += 1
+        if sent_at <= self._reacted_at:
+            if self._full_at is not None and sent_at > self._full_at:
+                self._refused_since_full += 1
+            return False
+        measured = self._measure(sent_at)
+        if measured is not None:
+            self.estimate = max(self.floor, min(self.ceiling, measured))
+        else:
+            base = self.estimate if self.estimate is not None else self.ceiling
+            self.estimate = max(self.floor, base * 0.7)
+        self._full_at, self._refused_since_full = sent_at, 0
+        while self._sends and self._sends[0] <= sent_at:
+            self._sends.popleft()
+        self._reacted_at = now
+        self._level, self._level_at = 0.0, now
+        self._probing = False
+        self._probe_at = now + min(
+            max(PROBE_EVERY / self.estimate, PROBE_SPACING[0]), PROBE_SPACING[1]
+        )
+        return True
 
-    def settled(self, commands: int) -> None:
-        with self._lock:
-            self._in_flight = max(0, self._in_flight - commands)
-
-    def fraction(self, extra: int = 0) -> float:
-        """The share of the limit spent, counting what the commands in flight (and `extra`
-        about to leave) will likely add; the most over the methods seen; 0 when not tracking."""
-        if not self.limit:
-            return 0.0
-        with self._lock:
-            self._forget_reset()
-            used = max(self._used.values(), default=0.0)
-            if self._cost is not None and self._used.get(self.MAIN, 0.0) > 0:
-                used = max(used, self._used[self.MAIN] + (self._in_flight + extra) * self._cost)
-            return used / self.limit
-
-    def pace_factor(self) -> float:
-        """1.0 normally; lower (down to `min_factor`) as the budget nears `stop_at`."""
-        share = self.fraction()
-        if share <= self.slow_at:
-            return 1.0
-        span = max(self.stop_at - self.slow_at, 1e-9)
-        return max(self.min_factor, 1.0 - (1.0 - self.min_factor) * (share - self.slow_at) / span)
-
-    def hold_seconds(self, commands: int = 0) -> float:
-        """How long to wait before sending `commands` more, 0 if the budget has room (or
-        the known reset has passed: then one request at the slowest pace finds out)."""
-        if not self.limit or self.fraction(commands) < self.stop_at:
-            return 0.0
-        wait = self.reset_in()
-        return 0.0 if wait is None else min(wait, 600.0)
-
-    def reset_in(self) -> float | None:
-        """Seconds until the main method's window frees its oldest part (with the rounding
-        slack), if known and ahead."""
-        with self._lock:
-            reset = self._reset.get(self.MAIN)
-            if reset is None:
+    def _measure(self, sent_at: float) -> float | None:
+        """The capacity between the last full moment and this one, if long enough to tell."""
+        if self._full_at is None:
+            # From the start: an empty bucket, filled by the configured burst and then
+            # by what the portal did not drain.
+            if self._first_send is None:
                 return None
-            wait = reset + self.RESET_SLACK - self.clock.wall()
-            return wait if wait > 0 else None
+            span = sent_at - self._first_send
+            accepted = self._sent_total - self._refused_total - self.burst
+            if span < 0.5 or accepted <= 0:
+                return None
+            return min(accepted / span, self.ceiling * 0.9)
+        span = sent_at - self._full_at
+        accepted = sum(1 for t in self._sends if t < sent_at) - self._refused_since_full
+        if span < 1.0 or accepted < 2:
+            return None
+        return accepted / span
 
-    def _forget_reset(self) -> None:
-        # Past a reset time the oldest part of the window has freed, but not all of it: the
-        # spent time is scaled down (not forgotten), so requests go on at a slow pace until
-        # an answer tells how much is spent now.
-        if not self.limit:
-            return
-        now, share = self.clock.wall(), self.slow_at + 0.5 * (self.stop_at - self.slow_at)
-        for method, reset in self._reset.items():
-            if reset + self.RESET_SLACK <= now and self._used.get(method, 0.0) > share * self.limit:
-                self._used[method] = share * self.limit
-
-
-def _number(value: object) -> float | None:
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
+    def _drain(self, now: float) -> None:
+        assert self.estimate is not None
+        self._level = max(-float(self.burst), self._level - (now - self._level_at) * self.estimate)
+        self._level_at = now

@@ -22,7 +22,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
 from cleanup.errors import ConfigError
-from cleanup.pacing.throttle import OperatingBudget, Throttle
+from cleanup.pacing.budget import OperatingBudget
+from cleanup.pacing.throttle import Throttle
 from cleanup.portal.auth import Auth, InsecureTransportError, check_transport_security
 from cleanup.redact import redact
 from cleanup.version import __version__

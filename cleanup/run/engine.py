@@ -23,8 +23,9 @@ from cleanup.clock import Clock
 from cleanup.errors import FatalAPIError, OutputError
 from cleanup.inputs.validate import Row
 from cleanup.outputs.report import Journal
+from cleanup.pacing.budget import OperatingBudget
 from cleanup.pacing.retry import RetryPolicy
-from cleanup.pacing.throttle import OperatingBudget, Throttle
+from cleanup.pacing.throttle import Throttle
 from cleanup.portal.auth import Auth
 from cleanup.portal.classify import OPERATION_TIME_LIMIT, Kind, Outcome
 from cleanup.portal.envelope import BatchEnvelope, call_outcome, single_result
@@ -477,6 +478,7 @@ class Engine:
     ) -> None:
         unit.operating_refusals += 1
         self.stats.add(operating_refusals=1)
+        self.budget.refused()  # the portal's limit is at most what it reported
         reset_in = self.budget.reset_in()
         if reset_in is None and self.budget.reset_at is not None:
             # The known reset has just passed, yet the window is still full (errors carry no

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from cleanup.clock import SystemClock
-from cleanup.pacing.throttle import PLANS, OperatingBudget, Throttle
+from cleanup.pacing.budget import OperatingBudget
+from cleanup.pacing.throttle import PLANS, Throttle
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -32,8 +32,9 @@ from cleanup.outputs.files import writing
 from cleanup.outputs.journal import Journal, check_resumable, fingerprint, journal_path
 from cleanup.outputs.report import ReportWriter, compact, lock_path, read_report
 from cleanup.outputs.summary import write_summary
+from cleanup.pacing.budget import OperatingBudget
 from cleanup.pacing.retry import RetryPolicy
-from cleanup.pacing.throttle import OperatingBudget, Throttle, ideal_seconds
+from cleanup.pacing.throttle import Throttle, ideal_seconds
 from cleanup.portal.auth import Auth
 from cleanup.portal.transport import Transport
 from cleanup.redact import redact
@@ -107,13 +108,7 @@ def run_file(
     clock = clock or SystemClock(stop.event)
     auth = config.make_auth()
     bot_tokens = _bot_tokens(config, auth)
-    table = open_rows(
-        config.input,
-        choice=config.choice,
-        column_overrides=config.columns,
-        sheet=config.sheet,
-        chunk_rows=config.chunk_rows,
-    )
+    table = open_input(config)
     validator = Validator(
         allow_unknown_reactions=config.allow_unknown_reactions, bot_tokens=bot_tokens
     )
@@ -144,6 +139,17 @@ def run_file(
             return _Run(config, table, validator, summary, parts, stop, on_progress).execute()
     finally:
         lock.release()
+
+
+def open_input(config: RunConfig) -> Table:
+    """The run's input as the options say: the rows chosen, the columns named, the sheet."""
+    return open_rows(
+        config.input,
+        choice=config.choice,
+        column_overrides=config.columns,
+        sheet=config.sheet,
+        chunk_rows=config.chunk_rows,
+    )
 
 
 def _bot_tokens(config: RunConfig, auth: Auth | None) -> dict[int, str] | None:
@@ -235,7 +241,7 @@ class _Parts:
         if pacing is None:
             rate, burst = config.effective_rate
             budget = OperatingBudget(config.operating_limit, clock=clock)
-            # A nearly spent operating-time budget stretches the throttle's spacing.
+            # A spent operating-time budget leaves the throttle no burst to offer.
             pacing = PortalPacing(Throttle(rate, burst, clock=clock, budget=budget), budget)
         throttle, budget = pacing.throttle, pacing.budget
         transport = Transport(

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from cleanup.clock import Clock
 from cleanup.errors import ConfigError
-from cleanup.inputs.select import RowRanges, open_rows, split_values
+from cleanup.inputs.select import RowRanges, split_values
 from cleanup.outputs.files import sidecar
 from cleanup.outputs.report import iter_records, read_report, report_format
 from cleanup.outputs.summary import summary_path
@@ -33,7 +33,7 @@ from cleanup.results import UNDO_STATUSES, RunSummary, Status
 from cleanup.run.actions import ADD
 from cleanup.run.config import RunConfig
 from cleanup.run.progress import ProgressCallback
-from cleanup.run.runner import StopSignal, lock_report, run_file
+from cleanup.run.runner import StopSignal, lock_report, open_input, run_file
 
 UNDO_SUFFIX = ".undo.csv"
 
@@ -157,13 +157,7 @@ def _failed_with(undo_report: Path, codes: list[str]) -> frozenset[int]:
 
 def _to_restore(config: RunConfig) -> int:
     """The removed rows chosen, less those the undo report already settled (--resume)."""
-    table = open_rows(
-        config.input,
-        choice=config.choice,
-        column_overrides=config.columns,
-        sheet=config.sheet,
-        chunk_rows=config.chunk_rows,
-    )
+    table = open_input(config)
     done = set(read_report(config.report_path)) - config.resend if config.resume else set()
     count = 0
     for chunk in table.chunks():

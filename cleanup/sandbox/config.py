@@ -10,6 +10,7 @@ FAULT_KINDS: frozenset[str] = frozenset(
     {"http500", "reset", "lost_reply", "html502", "slow", "limit", "operating", "expired"}
 )
 SUCCESS_SHAPES: frozenset[str] = frozenset({"nested", "flat", "mixed"})
+OPERATING_BILLINGS: frozenset[str] = frozenset({"method", "batch"})
 BATCH_NOT_ALLOWED_MODES: frozenset[str | None] = frozenset({None, "call", "command"})
 
 
@@ -27,6 +28,10 @@ class PortalConfig:
     per_command_cost: float = 0.0  # seconds slept per executed reaction command
     operating_limit: float | None = None  # method run time allowed per window; None = off
     operating_window: float = 600.0  # window length; split into 10 sub-buckets like Bitrix
+    # "method": each command is charged to its own method (the documentation); "batch": a
+    # whole batch is charged to the method `batch`, and every command's `time.operating`
+    # shows that batch-wide total (measured on live portals, b24jssdk pull request 539).
+    operating_billing: str = "method"
     operating_cost: float | None = (
         None  # operating seconds per executed command; None = per_command_cost
     )
@@ -91,6 +96,8 @@ class PortalConfig:
             found.append("burst must be at least 1")
         if self.batch_max_length < 1:
             found.append("batch_max_length must be at least 1")
+        if self.operating_billing not in OPERATING_BILLINGS:
+            found.append('operating_billing must be "method" or "batch"')
         if self.operating_window <= 0:
             found.append("operating_window must be positive")
         return found

@@ -1,9 +1,15 @@
-"""The portal's two limits: the request-rate leaky bucket and the operating-time window."""
+"""The portal's two limits: the request-rate leaky bucket and the operating-time window.
+
+Both read time from an injectable clock (`cleanup.clock.Clock`: `now()` for the bucket's
+drain, `wall()` for the window's unix times), so unit tests run them on a fake clock.
+"""
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+
+from cleanup.clock import Clock, SystemClock
 
 BUCKETS_PER_WINDOW = 10  # Bitrix: ten one-minute buckets per ten-minute window
 
@@ -12,13 +18,16 @@ class LeakyBucket:
     """Each accepted request adds 1; the level drains at ``rate`` per second. A request that
     would lift the level above ``burst`` is refused and adds nothing."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock = clock or SystemClock()
         self._lock = threading.Lock()
         self._level = 0.0
         self._last: float | None = None
 
-    def try_acquire(self, now: float, rate: float, burst: int) -> bool:
+    def try_acquire(self, rate: float, burst: int, now: float | None = None) -> bool:
+        """`now`: the request's arrival time on the clock (default: the clock's now)."""
         with self._lock:
+            now = self.clock.now() if now is None else now
             if self._last is not None:
                 self._level = max(0.0, self._level - (now - self._last) * rate)
             self._last = now
@@ -43,7 +52,8 @@ class _SubBucket:
 class OperatingClock:
     """Method run time per (caller, method), summed over a sliding window of ten sub-buckets."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock = clock or SystemClock()
         self._lock = threading.Lock()
         self._buckets: dict[tuple[str, str], dict[int, _SubBucket]] = {}
 
@@ -59,21 +69,23 @@ class OperatingClock:
             del buckets[index]  # expired: forget it
         return [buckets[i] for i in sorted(buckets)]
 
-    def usage(self, key: tuple[str, str], now: float, window: float) -> tuple[float, int]:
+    def usage(self, key: tuple[str, str], window: float) -> tuple[float, int]:
         """(seconds used in the window, unix time the oldest non-empty sub-bucket expires).
 
         With nothing used, the reset time is one window from now, as real portals report.
         """
         with self._lock:
+            now = self.clock.wall()
             live = [b for b in self._live(key, now, window) if b.seconds > 0]
             used = sum(b.seconds for b in live)
             reset_at = int(live[0].first + window) if live else int(now + window)
             return used, reset_at
 
-    def charge(self, key: tuple[str, str], seconds: float, now: float, window: float) -> None:
+    def charge(self, key: tuple[str, str], seconds: float, window: float) -> None:
         if seconds <= 0:
             return
         with self._lock:
+            now = self.clock.wall()
             self._live(key, now, window)
             index = int(now // (window / BUCKETS_PER_WINDOW))
             bucket = self._buckets.setdefault(key, {}).get(index)

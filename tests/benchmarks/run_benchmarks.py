@@ -25,6 +25,7 @@ Markdown table (and --json writes the figures).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -42,6 +43,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+import threading  # noqa: E402
+
+import requests  # noqa: E402
+
 from cleanup.pacing.throttle import PLANS, ideal_seconds  # noqa: E402
 from cleanup.sandbox import PortalConfig, PortalState, SandboxPortal  # noqa: E402
 from cleanup.sandbox.reactions import REACTION_CODES  # noqa: E402
@@ -56,6 +61,10 @@ BOTS = 10
 # off here; the operating-time scenario below measures it on its own.
 NO_OPERATING = ("--operating-limit", "0")
 OPERATING = {"limit": 10.0, "window": 30.0}  # seconds of method time per window
+# Told twice the real rate: (told rate, real rate, burst) for the job and the portal.
+WRONG_RATE = ((10.0, 5.0, 10), (4.0, 2.0, 50))
+# Another client on the same bucket: (plan, its steady req/s).
+SHARED = (("standard", 1.0), ("enterprise", 2.0))
 Row = tuple[int, int, str]
 
 FULL = {
@@ -67,6 +76,9 @@ FULL = {
     "fb_probe_rows": 7_500,
     "fb_probe": (2, 4, 5, 6, 8, 10),
     "operating_rows": 1_500,
+    "wrong_rate_rows": 12000,
+    "shared_rows": (6000, 20000),  # standard, enterprise
+    "other_stops_at": 25,  # seconds into the run (0: the recovery part is skipped)
 }
 SMOKE = {  # seconds: only checks that the script itself works
     "standard_rows": 300,
@@ -77,6 +89,9 @@ SMOKE = {  # seconds: only checks that the script itself works
     "fb_probe_rows": 0,
     "fb_probe": (),
     "operating_rows": 100,
+    "wrong_rate_rows": 300,
+    "shared_rows": (300, 300),  # standard, enterprise
+    "other_stops_at": 5,  # seconds into the run (0: the recovery part is skipped)
 }
 QUICK = {
     "standard_rows": 5_000,
@@ -87,6 +102,9 @@ QUICK = {
     "fb_probe_rows": 0,
     "fb_probe": (),
     "operating_rows": 0,
+    "wrong_rate_rows": 6000,
+    "shared_rows": (3000, 0),  # standard, enterprise
+    "other_stops_at": 0,  # seconds into the run (0: the recovery part is skipped)
 }
 
 
@@ -448,9 +466,11 @@ def dry_run(n: int, work: Path, repeats: int) -> dict[str, Any]:
     }
 
 
-def operating_budget(n: int, work: Path) -> dict[str, Any]:
-    """The operating-time limit binds, not the rate: a small budget per window. Ideal: the
-    first `limit` seconds of method time at once, then `limit` per `window`."""
+def operating_budget(n: int, work: Path, billing: str) -> dict[str, Any]:
+    """The operating-time limit binds, not the rate: a small budget per window, billed per
+    method or the whole batch to `batch`, and the job not told it (it assumes the cloud's
+    480 s). Floor: the first `limit` seconds of method time at once, then `limit` per
+    `window`."""
     rows = make_rows(n, first_message=7_000_000)
     limit, window = OPERATING["limit"], OPERATING["window"]
     portal = start_portal(
@@ -461,21 +481,30 @@ def operating_budget(n: int, work: Path) -> dict[str, Any]:
         per_command_cost=PER_COMMAND,
         operating_limit=limit,
         operating_window=window,
+        operating_billing=billing,
     )
     try:
-        print(f"  our job against an operating-time limit, {n:,} rows ...", flush=True)
-        result = run_ours(
-            portal, rows, work, f"operating-{n}", "--plan", "enterprise",
-            "--operating-limit", str(limit),
-        )  # fmt: skip
+        print(f"  our job against an operating-time limit ({billing} billing), {n:,} rows ...")
+        result = run_ours(portal, rows, work, f"operating-{billing}-{n}", "--plan", "enterprise")
         stats = portal.stats.as_dict()
+        refused_at = _operating_refusal_times(portal, billing)
         spent = n * PER_COMMAND
         ideal = max(0.0, spent - limit) * window / limit + LATENCY + 50 * PER_COMMAND
+        first = refused_at[0] if refused_at else None
+        later = [t for t in refused_at if first is not None and t > first + 2.0]
+        per_window: dict[int, int] = {}
+        for t in later:
+            per_window[int((t - first) // window)] = (
+                per_window.get(int((t - first) // window), 0) + 1
+            )
         result.update(
             name="reaction-cleanup",
-            setting=f"--operating-limit {limit:g} (portal: {limit:g} s per {window:g} s)",
+            setting=f"told 480 s (default); portal {limit:g} s per {window:g} s, {billing} billing",
+            billing=billing,
             plan="enterprise",
             operating_refusals=stats["operating_refusals"],
+            refused_requests=len(refused_at),
+            most_refused_in_a_later_window=max(per_window.values(), default=0),
             ideal_s=ideal,
             rows_per_s=result["removed"] / result["wall_s"],
             ideal_rows_per_s=n / ideal,
@@ -484,6 +513,130 @@ def operating_budget(n: int, work: Path) -> dict[str, Any]:
         return result
     finally:
         portal.stop()
+
+
+def _operating_refusal_times(portal: SandboxPortal, billing: str) -> list[float]:
+    """Send times of the requests the operating limit refused, whole (batch billing: a 429)
+    or some of their commands (per method: inside a 200 answer)."""
+    return sorted(r.t_start for r in portal.stats.log if r.error == "OPERATION_TIME_LIMIT")
+
+
+# ---------------------------------------------------------------- a wrong rate, a shared bucket
+
+
+class OtherClient:
+    """Another application on the same portal: `rate` cheap requests/s into the same bucket,
+    steadily (each at its own slot, not after the previous answer), until stopped."""
+
+    def __init__(self, portal: SandboxPortal, rate: float, stop_after: float | None = None):
+        self.url = portal.webhook_url() + "server.time.json"
+        self.interval = 1.0 / rate
+        self.stop_after = stop_after
+        self.stopped_at: float | None = None  # time.time() when it stopped
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        n = 0
+        with requests.Session() as session:
+            while True:
+                n += 1
+                due = start + n * self.interval
+                if self.stop_after is not None and due - start >= self.stop_after:
+                    self.stopped_at = time.time()
+                    return
+                if self._stop.wait(max(0.0, due - time.monotonic())):
+                    return
+                with contextlib.suppress(requests.RequestException):
+                    session.post(self.url, json={}, timeout=5)
+
+    def __enter__(self) -> OtherClient:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def wrong_rate(told: float, real: float, burst: int, n: int, work: Path) -> dict[str, Any]:
+    """Told `told` req/s, the portal drains `real` (burst as told)."""
+    rows = make_rows(n, first_message=11_000_000)
+    portal = start_portal(
+        rows, rate=real, burst=burst, latency=LATENCY, per_command_cost=PER_COMMAND
+    )
+    try:
+        print(f"  our job told {told:g} req/s, the portal {real:g} (burst {burst}), {n:,} rows ...")
+        result = run_ours(
+            portal, rows, work, f"wrong-{told:g}-{n}",
+            "--rate", str(told), "--burst", str(burst), *NO_OPERATING,
+        )  # fmt: skip
+        with_ideal(result, real, burst, 50, batch_duration(portal))
+        result.update(
+            name="reaction-cleanup",
+            setting=f"told --rate {told:g}, portal {real:g}/s burst {burst}",
+            plan="—",
+        )
+        return result
+    finally:
+        portal.stop()
+
+
+def shared(plan: str, other: float, n: int, work: Path, stop_after: float = 0) -> dict[str, Any]:
+    """Another client sends `other` req/s into the same bucket, for the whole run or (with
+    `stop_after`) for its first seconds; the ideal is the capacity left to the job."""
+    rate, burst = PLANS[plan]
+    rows = make_rows(n, first_message=13_000_000)
+    portal = start_portal(
+        rows, rate=rate, burst=burst, latency=LATENCY, per_command_cost=PER_COMMAND
+    )
+    try:
+        what = f"stops after {stop_after:g} s" if stop_after else "the whole run"
+        print(f"  our job ({plan}) beside a client at {other:g} req/s ({what}), {n:,} rows ...")
+        with OtherClient(portal, other, stop_after or None) as client:
+            time.sleep(2.0)  # the other client is there first, in its steady state
+            portal.reset_stats()
+            result = run_ours(
+                portal, rows, work, f"shared-{plan}-{n}", "--plan", plan, *NO_OPERATING
+            )
+        ours = [r for r in portal.stats.log if r.path_method == "batch"]
+        theirs = [r for r in portal.stats.log if r.path_method != "batch"]
+        result["refused"] = sum(1 for r in ours if r.status != 200)
+        result["requests"] = len(ours)
+        # The other client does not re-send what the portal refused it: how much of the
+        # bucket it really had while the job ran.
+        result["other_refused"] = sum(1 for r in theirs if r.status != 200)
+        result["other_requests"] = len(theirs)
+        if stop_after:
+            result["back_to_full_s"] = _back_to_full(ours, client.stopped_at, rate)
+            with_ideal(result, rate, burst, 50, batch_duration(portal))
+            result["ratio"] = None  # part of the run had less capacity: no single ideal
+            setting = f"another client {other:g}/s, stops after {stop_after:g} s"
+        else:
+            with_ideal(result, rate - other, burst, 50, batch_duration(portal))
+            setting = (
+                f"another client {other:g}/s for the whole run "
+                f"({result['other_refused']} of its {result['other_requests']} refused)"
+            )
+        result.update(name="reaction-cleanup", setting=setting, plan=plan)
+        return result
+    finally:
+        portal.stop()
+
+
+def _back_to_full(ours: list[Any], stopped_at: float | None, rate: float) -> float | None:
+    """Seconds after the other client stopped until the job's accepted requests over 5 s
+    reach 95 % of the portal's rate."""
+    if stopped_at is None:
+        return None
+    accepted = sorted(r.t_start for r in ours if r.status == 200)
+    t = stopped_at
+    while accepted and t < accepted[-1] - 5.0:
+        if sum(1 for x in accepted if t <= x < t + 5.0) >= 0.95 * rate * 5.0:
+            return t - stopped_at
+        t += 0.1
+    return None
 
 
 def real_run(n: int, work: Path) -> dict[str, Any]:
@@ -535,7 +688,7 @@ def dry_table(d: dict[str, Any]) -> list[str]:
     ]
 
 
-PARTS = ("standard", "enterprise", "single", "dry", "operating", "real")
+PARTS = ("standard", "enterprise", "single", "dry", "operating", "wrong", "shared", "real")
 
 
 def main() -> int:
@@ -603,10 +756,20 @@ def main() -> int:
         dry_run(sizes["dry_rows"], work, repeats=3 if args.quick else 5) if "dry" in parts else None
     )
     operating = (
-        operating_budget(sizes["operating_rows"], work)
+        [operating_budget(sizes["operating_rows"], work, b) for b in ("method", "batch")]
         if "operating" in parts and sizes["operating_rows"]
-        else None
+        else []
     )
+    if "wrong" in parts and sizes["wrong_rate_rows"]:
+        for told, real, burst in WRONG_RATE:
+            results.append(wrong_rate(told, real, burst, sizes["wrong_rate_rows"], work))
+    recovery: list[dict[str, Any]] = []
+    if "shared" in parts:
+        for (plan, other), n in zip(SHARED, sizes["shared_rows"], strict=True):
+            if n:
+                results.append(shared(plan, other, n, work))
+                if sizes["other_stops_at"]:
+                    recovery.append(shared(plan, other, n, work, sizes["other_stops_at"]))
     real = real_run(sizes["real_rows"], work) if "real" in parts and sizes["real_rows"] else None
 
     print()
@@ -636,14 +799,23 @@ def main() -> int:
     if dry:
         print("\nDry run:")
         print("\n".join(dry_table(dry)))
-    if operating:
+    for op in operating:
         print(
-            f"\nOperating-time limit ({operating['setting']}): {operating['removed']:,} of "
-            f"{operating['rows']:,} removed in {operating['wall_s']:.0f} s, ideal "
-            f"{operating['ideal_s']:.0f} s (ratio {operating['ratio'] or 0:.2f}), "
-            f"OPERATION_TIME_LIMIT answers {operating['operating_refusals']}, "
-            f"rate refusals {operating['refused']}, failed rows "
-            f"{operating['summary'].get('by_status', {}).get('failed', '?')}"
+            f"\nOperating-time limit ({op['setting']}): {op['removed']:,} of "
+            f"{op['rows']:,} removed in {op['wall_s']:.1f} s, floor "
+            f"{op['ideal_s']:.1f} s (wall / floor {op['wall_s'] / op['ideal_s']:.2f}x), "
+            f"OPERATION_TIME_LIMIT commands {op['operating_refusals']} "
+            f"(requests refused whole: {op['refused_requests']}), the most in a later window "
+            f"{op['most_refused_in_a_later_window']}, rate refusals {op['refused']}, failed rows "
+            f"{op['summary'].get('by_status', {}).get('failed', '?')}"
+        )
+    for rec in recovery:
+        back = rec.get("back_to_full_s")
+        print(
+            f"\n{rec['plan']}: {rec['setting']}: back at 95 % of the full rate "
+            + (f"{back:.1f} s after it stopped" if back is not None else "not seen")
+            + f"; {rec['removed']:,} of {rec['rows']:,} removed, refused {rec['refused']} / "
+            f"{rec['requests']} requests"
         )
     if real:
         print(
@@ -656,7 +828,8 @@ def main() -> int:
         throughput=[_plain(r) for r in results],
         dry_run=dry,
         real_run=_plain(real),
-        operating=_plain(operating),
+        operating=[_plain(op) for op in operating],
+        recovery=[_plain(r) for r in recovery],
     )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2, default=str) + "\n")
