@@ -8,7 +8,7 @@ import csv
 import json
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -41,8 +41,6 @@ if TYPE_CHECKING:
     PlanName = str
 else:
     PlanName = Literal[tuple(PLANS)]
-MODES: tuple[str, ...] = get_args(Mode)
-PROGRESS: tuple[str, ...] = get_args(ProgressMode)
 # Files a run writes beside its report, and in the state folder beside it (see
 # cleanup.outputs.report).
 SIDECARS = (".partial.jsonl", ".partial.jsonl.tmp", ".summary.json", ".tmp")

@@ -131,8 +131,3 @@ class PortalPacings:
             throttle = Throttle(limits.rate, limits.burst, clock=clock, budget=budget)
             made = self._made[key] = PortalPacing(throttle, budget)
             return made
-
-    @property
-    def portals(self) -> list[str]:
-        with self._lock:
-            return sorted(self._limits)
