@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -127,6 +128,12 @@ def _sheet_number(value: Any) -> Any:
 
 def _zero_is_off(value: float | None) -> float | None:
     return None if value == 0 else value
+
+
+def _rate_and_burst(plan: str | None, rate: float | None, burst: int | None) -> tuple[float, int]:
+    """--rate and --burst where given, the plan's (standard by default) where not."""
+    plan_rate, plan_burst = PLANS[plan or "standard"]
+    return (rate if rate is not None else plan_rate, burst if burst is not None else plan_burst)
 
 
 class RunConfig(BaseModel):
@@ -298,11 +305,18 @@ class RunConfig(BaseModel):
 
     @property
     def effective_rate(self) -> tuple[float, int]:
-        rate, burst = PLANS[self.plan or "standard"]
-        return (
-            self.rate if self.rate is not None else rate,
-            self.burst if self.burst is not None else burst,
+        return _rate_and_burst(self.plan, self.rate, self.burst)
+
+    @classmethod
+    def pacing_limits(cls, options: Mapping[str, Any]) -> tuple[float, int, float | None]:
+        """The rate, burst and operating-time limit (None: off) that these RunConfig fields
+        give, before a RunConfig exists (a portal is paced for all its job files first);
+        a field not given has its declared default."""
+        limit = options.get("operating_limit", cls.model_fields["operating_limit"].default)
+        rate, burst = _rate_and_burst(
+            options.get("plan"), options.get("rate"), options.get("burst")
         )
+        return rate, burst, _zero_is_off(limit)
 
     def check(self) -> None:
         """What a run needs beyond each option's own rules, checked when constructed:

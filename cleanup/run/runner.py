@@ -238,9 +238,7 @@ class _Parts:
     ) -> _Parts:
         if pacing is None:
             rate, burst = config.effective_rate
-            budget = OperatingBudget(config.operating_limit, clock=clock)
-            # A spent operating-time budget leaves the throttle no burst to offer.
-            pacing = PortalPacing(Throttle(rate, burst, clock=clock, budget=budget), budget)
+            pacing = PortalPacing.new(rate, burst, config.operating_limit, clock)
         throttle, budget = pacing.throttle, pacing.budget
         transport = Transport(
             auth,
