@@ -24,7 +24,7 @@ from cleanup.clock import Clock
 from cleanup.errors import ConfigError
 from cleanup.inputs.select import RowRanges, split_values
 from cleanup.outputs.files import sidecar
-from cleanup.outputs.report import iter_records, read_report, report_format
+from cleanup.outputs.report import REPORT_FORMATS, iter_records, read_report, report_format
 from cleanup.outputs.summary import summary_path
 from cleanup.results import RunSummary, Status
 from cleanup.run.actions import ADD
@@ -38,7 +38,7 @@ UNDO_SUFFIX = ".undo.csv"
 def default_undo_report(report: Path) -> Path:
     """`data.report.csv` -> `data.report.undo.csv`, next to it (whatever the report's format)."""
     name = report.name
-    for ext in (".csv", ".jsonl", ".parquet"):
+    for ext in (f".{fmt}" for fmt in REPORT_FORMATS):
         if name.lower().endswith(ext):
             name = name[: -len(ext)]
             break
