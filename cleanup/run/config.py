@@ -27,7 +27,7 @@ from cleanup.errors import ConfigError
 from cleanup.inputs.columns import canonical_field, normalise_name
 from cleanup.inputs.select import RowChoice, RowRanges, split_values
 from cleanup.options import Option, problems_of, shown_value
-from cleanup.outputs.files import state_file
+from cleanup.outputs.files import PARTIAL, SUMMARY, state_file
 from cleanup.outputs.report import default_report_path, report_format
 from cleanup.pacing.throttle import PLANS
 from cleanup.portal.auth import Auth, OAuthAuth, TokenStore, WebhookAuth
@@ -44,7 +44,7 @@ else:
     PlanName = Literal[tuple(PLANS)]
 # Files a run writes beside its report, and in the state folder beside it (see
 # cleanup.outputs.report).
-SIDECARS = (".partial.jsonl", ".partial.jsonl.tmp", ".summary.json", ".tmp")
+SIDECARS = (PARTIAL, f"{PARTIAL}.tmp", SUMMARY, ".tmp")
 STATE_FILES = (".journal", ".lock")
 
 
