@@ -213,9 +213,8 @@ def compact(path: Path) -> None:
     target = sidecar(path, PARTIAL) if fmt == "parquet" else path
     if not target.exists():
         return
-    records = read_jsonl(target) if fmt != "csv" else csv.DictReader(read_csv_lines(target))
     by_row: dict[int, dict[str, Any]] = {}
-    for rec in records:
+    for rec in iter_records(path):  # the same lines as `target` holds
         try:
             row = int(rec["row"])
         except (KeyError, ValueError, TypeError):
