@@ -1,4 +1,4 @@
-"""run_file(config) -> RunSummary: the whole job, callable from Python without click.
+"""run_file(config) -> RunSummary: one run (one input file), callable without click.
 
 Pipeline: the input streams in chunks through validation; the planner packs valid rows
 into units (a batch of up to 50, or one row in single mode) handed to worker threads that
@@ -96,10 +96,10 @@ def run_file(
     action: Action = DELETE,
     pacing: PortalPacing | None = None,
 ) -> RunSummary:
-    """Run the job described by `config`. Raises CleanupError subclasses for problems
-    with the run as a whole (configuration, unreadable input, lock); row problems and
-    portal refusals end up in the report and the returned summary. `on_progress` is
-    called as rows finish and while the run waits on a portal limit.
+    """One run: the input file `config` names, to its report. Raises CleanupError subclasses
+    for problems with the run as a whole (configuration, unreadable input, lock); row problems
+    and portal refusals end up in the report and the returned summary. `on_progress` is called
+    as rows finish and while the run waits on a portal limit.
 
     `pacing`: the portal's bucket and operating-time budget when other runs on the same
     portal share them (`cleanup.run.portals`); by default the run has its own."""
@@ -240,9 +240,7 @@ class _Parts:
     ) -> _Parts:
         if pacing is None:
             rate, burst = config.effective_rate
-            budget = OperatingBudget(config.operating_limit, clock=clock)
-            # A spent operating-time budget leaves the throttle no burst to offer.
-            pacing = PortalPacing(Throttle(rate, burst, clock=clock, budget=budget), budget)
+            pacing = PortalPacing.new(rate, burst, config.operating_limit, clock)
         throttle, budget = pacing.throttle, pacing.budget
         transport = Transport(
             auth,

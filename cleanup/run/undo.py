@@ -26,8 +26,8 @@ from pathlib import Path
 from cleanup.clock import Clock
 from cleanup.errors import ConfigError
 from cleanup.inputs.select import RowRanges, split_values
-from cleanup.outputs.files import sidecar
-from cleanup.outputs.report import iter_records, read_report, report_format
+from cleanup.outputs.files import PARTIAL, sidecar
+from cleanup.outputs.report import REPORT_FORMATS, iter_records, read_report, report_format
 from cleanup.outputs.summary import summary_path
 from cleanup.results import UNDO_STATUSES, RunSummary, Status
 from cleanup.run.actions import ADD
@@ -41,7 +41,7 @@ UNDO_SUFFIX = ".undo.csv"
 def default_undo_report(report: Path) -> Path:
     """`data.report.csv` -> `data.report.undo.csv`, next to it (whatever the report's format)."""
     name = report.name
-    for ext in (".csv", ".jsonl", ".parquet"):
+    for ext in (f".{fmt}" for fmt in REPORT_FORMATS):
         if name.lower().endswith(ext):
             name = name[: -len(ext)]
             break
@@ -141,7 +141,7 @@ def _refuse_a_second_undo(report: Path, undo_report: Path) -> None:
 
 def _failed_with(undo_report: Path, codes: list[str]) -> frozenset[int]:
     """Rows whose restore failed with one of `codes` in the undo report."""
-    if not undo_report.exists() and not sidecar(undo_report, ".partial.jsonl").exists():
+    if not undo_report.exists() and not sidecar(undo_report, PARTIAL).exists():
         raise ConfigError(
             f"--only-error sends again the rows whose restore failed in {undo_report}, which"
             " does not exist; run undo without it first (or give that undo's --report)"

@@ -51,7 +51,6 @@ from .stats import PortalStats, RequestRecord
 
 JSON_TYPE = "application/json; charset=utf-8"
 MAX_BODY = 16 * 1024 * 1024
-BATCH_MAX_LENGTH = 50
 IDLE_TIMEOUT = 120.0  # seconds an idle keep-alive connection is kept
 
 HTML_502 = (
