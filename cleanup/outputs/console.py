@@ -90,6 +90,8 @@ def _chosen_lines(s: RunSummary, config: RunConfig) -> list[str]:
         return []
     chosen = [f"status {'/'.join(config.only)}" if config.only else ""]
     chosen.append(f"error {'/'.join(config.only_error)}" if config.only_error else "")
+    if not any(chosen):
+        return [f"  re-run of {s.source_report}: every row ({s.rows}), with its row number there"]
     return [
         f"  re-run of {s.source_report}: {s.rows} row(s) with {' and '.join(c for c in chosen if c)};"
         f" {s.left_out} other row(s) left out"

@@ -284,6 +284,9 @@ class RunConfig(BaseModel):
     )
     run_id: str | None = None
     label: str | None = None  # shown in logs/HTML (a job file's name)
+    # Where the webhook was read from when not typed (never its value): ("env", NAME) or
+    # ("file", PATH), as a job file names it; the HTML page's commands read it from there.
+    webhook_source: tuple[Literal["env", "file"], str] | None = None
     # Not options of `run`: an undo chooses rows by number (--rows), and continues its
     # report with some rows sent again, their lines replaced (--only-error); see run.undo.
     rows: tuple[RowRanges, ...] = ()

@@ -124,7 +124,9 @@ def run_file(
         burst=burst,
         batch_size=config.batch_size,
         started_at=time.time(),
-        source_report=str(config.input) if config.choice else None,
+        source_report=(
+            str(config.input) if config.choice or table.detected.get("report_rows") else None
+        ),
         undo_of=str(config.input) if action.undo else None,
     )
     if config.dry_run:
