@@ -31,13 +31,13 @@ UNDO_STATUSES = (Status.RESTORED, Status.FAILED, Status.SKIPPED)
 # Rows a request reached the portal for and that have their answer.
 SENT_STATUSES = (Status.REMOVED, Status.RESTORED, Status.FAILED)
 
-# Marks a failure where the job stopped trying (not the portal's answer about the row), so
+# Marks a failure where the run stopped trying (not the portal's answer about the row), so
 # that --resume sends the row again. Part of the report's text, hence kept stable.
 GAVE_UP = "(gave up"
 
 
 def gave_up(description: str, why: str) -> str:
-    """The failure text of a row the job stopped trying, e.g. `... (gave up after 3 attempts)`."""
+    """The failure text of a row the run stopped trying, e.g. `... (gave up after 3 attempts)`."""
     return f"{description} {GAVE_UP}{why})"
 
 

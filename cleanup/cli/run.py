@@ -45,7 +45,8 @@ def run_command(
 
     Exit codes: 0 all rows removed (or duplicates); 1 some rows failed or invalid;
     2 bad usage, input or configuration; 3 aborted by the portal (credentials, plan,
-    unreachable); 4 another run holds the report's lock; 130/143 interrupted.
+    unreachable); 4 another run holds the report's lock; 5 an output file could not be
+    written (disk full, read-only folder: --resume continues); 130/143 interrupted.
     """
     setup_logging(verbose=verbose, quiet=quiet, fmt=log_format)
     run_id = new_run_id()

@@ -87,10 +87,12 @@ def undo_command(
     and the statuses restored, failed and skipped. The reactions come back; their original
     time and order do not.
 
-    It asks before sending on a terminal; elsewhere it needs --yes. Exit codes as for run:
-    0 all restored (or nothing to restore); 1 some rows failed or skipped; 2 bad usage or
-    no --yes without a terminal; 3 aborted by the portal; 4 a run still writes REPORT, or
-    another undo writes the undo report; 130/143 interrupted.
+    It asks before sending on a terminal; elsewhere it needs --yes. An undo report that is
+    already there is continued (--resume, --only-error), never overwritten. Exit codes as
+    for run: 0 all restored (or nothing to restore); 1 some rows failed or skipped; 2 bad
+    usage, no --yes without a terminal, or REPORT undone before; 3 aborted by the portal;
+    4 a run still writes REPORT, or another undo writes the undo report; 5 an output file
+    could not be written; 130/143 interrupted.
     """
     setup_logging(verbose=verbose, quiet=quiet, fmt=log_format)
     run_id = new_run_id()

@@ -104,7 +104,7 @@ class Table:
             raise RuntimeError("chunks() can be read once")
         chunks, self._chunks = self._chunks, None
         numbered = _number_rows(chunks)
-        select = self.select or _drop_blank_rows
+        select = self.select or drop_blank_rows
         return _read_ahead(select(numbered))
 
 
@@ -284,7 +284,7 @@ def _arrays(chunk: RawChunk) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array | N
     return chunk.bot_id, chunk.message_id, chunk.reaction, chunk.problem
 
 
-def _drop_blank_rows(chunks: Iterator[RawChunk]) -> Iterator[RawChunk]:
+def drop_blank_rows(chunks: Iterator[RawChunk]) -> Iterator[RawChunk]:
     """Rows whose three fields are all blank are not sent and get no report line."""
     for chunk in chunks:
         blank = None

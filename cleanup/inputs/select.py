@@ -3,8 +3,9 @@
 
 A report written by `run` is an input like any other: it has botId, messageId and
 reaction. With a choice, only the rows whose `status` (and `error`) is one of those given
-are read, and each keeps the number in the report's `row` column, so the new report
-still points at the original spreadsheet. Rows left out get no report line.
+are read. Each row of a report keeps the number in its `row` column (with a choice or
+without), so the new report still points at the original spreadsheet. Rows left out get
+no report line.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from cleanup.errors import ConfigError, InputError
-from cleanup.inputs.readers import RawChunk, Table, open_table
+from cleanup.inputs.readers import RawChunk, Table, drop_blank_rows, open_table
 from cleanup.results import Status
 
 STATUSES = tuple(s.value for s in Status)
+REPORT_COLUMNS = ("row", "status", "error")  # what every report has (and a spreadsheet rarely)
 _ROW_NUMBER = re.compile(r"^0*(\d{1,18})(\.0*)?$")  # 12, or 12.0 from a float column
 
 
@@ -138,15 +140,21 @@ class RowChoice:
 def open_rows(path: str | Path, *, choice: RowChoice | None = None, **options: Any) -> Table:
     """`open_table`, keeping only the rows `choice` names (all rows without one).
 
+    A report of reaction-cleanup (the `row`, `status` and `error` columns every report
+    has) keeps the numbers in its `row` column, with a choice or without: they point at
+    the original spreadsheet. `table.detected["report_rows"]` says so.
+
     Raises InputError (exit 2, naming the file) when the file has no column the choice
     reads: `status` for --only, `error` for --only-error.
     """
-    if not choice:
-        return open_table(path, **options)
-    table = open_table(path, extra=("row", "status", "error"), **options)
+    table = open_table(path, extra=REPORT_COLUMNS, **options)
+    is_report = all(column in table.extra for column in REPORT_COLUMNS)
+    chosen = choice or RowChoice()
+    if not chosen and not is_report:
+        return table
     for column, option, wanted in (
-        ("status", "--only", choice.statuses),
-        ("error", "--only-error", choice.errors),
+        ("status", "--only", chosen.statuses),
+        ("error", "--only-error", chosen.errors),
     ):
         if wanted and column not in table.extra:
             raise InputError(
@@ -155,9 +163,12 @@ def open_rows(path: str | Path, *, choice: RowChoice | None = None, **options: A
                 " written by reaction-cleanup run)",
             )
     table.detected["left_out"] = 0
+    table.detected["report_rows"] = is_report
 
     def select(chunks: Iterator[RawChunk]) -> Iterator[RawChunk]:
-        return _select(chunks, table, choice)
+        # Without a choice every row is kept but the blank ones (an edited report's empty
+        # lines), as for any input.
+        return _select(chunks if chosen else drop_blank_rows(chunks), table, chosen)
 
     table.select = select
     return table

@@ -87,6 +87,7 @@ def _credentials(
         if value:
             register_secret(*webhook_code(value))
             out["webhook"] = value
+            out["webhook_source"] = ("env", job.webhook_env)
         else:
             problems.append(
                 f"webhook_env: the environment variable {job.webhook_env} is not set "
@@ -97,6 +98,7 @@ def _credentials(
         if text:
             register_secret(*webhook_code(text))
             out["webhook"] = text
+            out["webhook_source"] = ("file", str(job.webhook_file))
     return out
 
 

@@ -19,6 +19,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -132,15 +133,54 @@ def run_job_files(
     ready = [r for r in runs if r.job is not None and r.error_code is None]
     for run in ready:
         pacings.expect(run.base)
+    for run in runs:
+        if run not in ready:
+            run.started_at = now()
+            if run.error_code is None:  # pragma: no cover - prepare() sets one
+                run.error_code = EXIT_USAGE
+            if on_done is not None:
+                on_done(run)
+    work = partial(
+        _run_one,
+        run_id=run_id,
+        stop=stop,
+        progress=progress,
+        on_file=on_file,
+        on_done=on_done,
+        now=now,
+        pacings=pacings,
+    )
+    if len(runs) == 1 and ready:
+        work(ready[0])  # one job file: in this thread, as it always ran
+        return ready[0].exit_code
+    threads = [
+        threading.Thread(target=work, args=(run,), name=f"job-{run.name}", daemon=True)
+        for run in ready
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        # A short timeout: the main thread stays free to take Ctrl-C/SIGTERM.
+        while thread.is_alive():
+            thread.join(0.2)
+    return worst(run.exit_code for run in runs)
 
-    def work(run: JobRun) -> None:
-        assert run.job is not None
-        with naming_job(run.job.name):
-            _work(run)
 
-    def _work(run: JobRun) -> None:
-        assert run.job is not None
-        run.started_at, t0 = now(), time.monotonic()
+def _run_one(
+    run: JobRun,
+    *,
+    run_id: str,
+    stop: StopSignal,
+    progress: ProgressFactory | None,
+    on_file: Callable[[FileOutcome], None] | None,
+    on_done: Callable[[JobRun], None] | None,
+    now: Callable[[], float],
+    pacings: PortalPacings,
+) -> None:
+    """One job file's run, in its thread; its failure is kept in `run`, never raised."""
+    assert run.job is not None
+    run.started_at, t0 = now(), time.monotonic()
+    with naming_job(run.job.name):
         try:
             run.result = run_job_file(
                 run.job,
@@ -161,28 +201,6 @@ def run_job_files(
         run.elapsed_s = time.monotonic() - t0
         if on_done is not None:
             on_done(run)
-
-    for run in runs:
-        if run not in ready:
-            run.started_at = now()
-            if run.error_code is None:  # pragma: no cover - prepare() sets one
-                run.error_code = EXIT_USAGE
-            if on_done is not None:
-                on_done(run)
-    if len(runs) == 1 and ready:
-        work(ready[0])  # one job file: in this thread, as it always ran
-        return ready[0].exit_code
-    threads = [
-        threading.Thread(target=work, args=(run,), name=f"job-{run.name}", daemon=True)
-        for run in ready
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        # A short timeout: the main thread stays free to take Ctrl-C/SIGTERM.
-        while thread.is_alive():
-            thread.join(0.2)
-    return worst(run.exit_code for run in runs)
 
 
 def figures(run: JobRun) -> JobFigures:

@@ -33,9 +33,9 @@ from cleanup.exits import (
 from cleanup.jobs.inbox import NOTHING_TO_DO, html_path, list_sources, report_name, split_ext
 from cleanup.jobs.schema import JobFile
 from cleanup.jobs.state import JobState
-from cleanup.outputs.files import sidecar, writing
+from cleanup.outputs.files import writing
 from cleanup.outputs.journal import fingerprint
-from cleanup.outputs.summary import summary_record
+from cleanup.outputs.summary import summary_path, summary_record
 from cleanup.redact import redact
 from cleanup.results import RunSummary, Status
 from cleanup.run.config import RunConfig
@@ -333,7 +333,7 @@ def _write_html(
         "input file": source.name,
         "input sha256": sha,
         "report file": report.name,
-        "summary file": sidecar(report, ".summary.json").name,
+        "summary file": summary_path(report).name,
     }
     try:
         write_html(data, report, out, context=context)

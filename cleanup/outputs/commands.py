@@ -3,11 +3,13 @@ rows from its report, undo it, or send an undo's failed restores again.
 
 Built from the summary's settings only, so they name the files as the run was given them,
 shell-quoted. Never a secret: the webhook goes as "$B24_WEBHOOK_URL" (its value is never
-in the summary), the bot tokens and OAuth files by their paths.
+in the summary), or, for a run of a job file, as the variable or file the job file names
+("$NAME", "$(cat PATH)"); the bot tokens and OAuth files by their paths.
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -51,16 +53,44 @@ def next_commands(summary: Mapping[str, Any]) -> list[Command]:
     return out
 
 
+def commands_note(summary: Mapping[str, Any]) -> str:
+    """The line above the commands: where to run them, and where they read the webhook."""
+    settings = dict(summary.get("settings") or {})
+    where = "Run from the folder the run was started in."
+    if settings.get("auth") == "oauth":
+        return where
+    source = settings.get("webhook_source")
+    kind, name = source if isinstance(source, (list, tuple)) and len(source) == 2 else ("", "")
+    if kind == "env":
+        return f"{where} The webhook is read from {name}, the variable the job file names."
+    if kind == "file":
+        return f"{where} The webhook is read from {name}, the file the job file names."
+    return (
+        f"{where} The webhook is read from {WEBHOOK_ENV}: set it, or put the address in its place."
+    )
+
+
 def _credentials(settings: Mapping[str, Any]) -> list[str]:
     if settings.get("auth") == "oauth":
         out = ["--portal", str(settings.get("portal") or "")]
         if settings.get("oauth_file"):
             out += ["--oauth-file", str(settings["oauth_file"])]
         return out
-    out = ["--webhook", f'"${WEBHOOK_ENV}"']  # kept as typed: the shell fills it in
+    out = ["--webhook", _webhook(settings.get("webhook_source"))]
     if settings.get("bot_tokens"):
         out += ["--bot-tokens", str(settings["bot_tokens"])]
     return out
+
+
+def _webhook(source: Any) -> str:
+    """The webhook as the shell fills it in: from the variable or file a job file named
+    (`"$NAME"`, `"$(cat PATH)"`), else from B24_WEBHOOK_URL."""
+    kind, where = source if isinstance(source, (list, tuple)) and len(source) == 2 else ("", "")
+    if kind == "env" and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(where)):
+        return f'"${where}"'
+    if kind == "file" and where:
+        return f'"$(cat {shlex.quote(str(where))})"'
+    return f'"${WEBHOOK_ENV}"'
 
 
 def _pacing(settings: Mapping[str, Any]) -> list[str]:
@@ -80,4 +110,4 @@ def _join(words: list[str]) -> str:
     return " ".join(w if w.startswith('"$') else shlex.quote(w) for w in words)
 
 
-__all__ = ["Command", "next_commands"]
+__all__ = ["Command", "commands_note", "next_commands"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cleanup.exits import state_word
+from cleanup.outputs.files import SUMMARY
 from cleanup.results import RUN_STATUSES, RunSummary, Status
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ def summary_lines(s: RunSummary, config: RunConfig) -> list[str]:
     lines += _chosen_lines(s, config)
     if s.report:
         lines.append(f"report: {s.report}")
-        lines.append(f"summary: {s.report}.summary.json")
+        lines.append(f"summary: {s.report}{SUMMARY}")
     lines.append(one_line(s))
     return lines
 
@@ -89,6 +90,8 @@ def _chosen_lines(s: RunSummary, config: RunConfig) -> list[str]:
         return []
     chosen = [f"status {'/'.join(config.only)}" if config.only else ""]
     chosen.append(f"error {'/'.join(config.only_error)}" if config.only_error else "")
+    if not any(chosen):
+        return [f"  re-run of {s.source_report}: every row ({s.rows}), with its row number there"]
     return [
         f"  re-run of {s.source_report}: {s.rows} row(s) with {' and '.join(c for c in chosen if c)};"
         f" {s.left_out} other row(s) left out"

@@ -28,6 +28,10 @@ _BLOCK = 1 << 20
 # The hidden folder beside the reports that holds the job's own files (a report's journal and
 # lock, a job file's lock): a reports folder shows only what people read.
 STATE_FOLDER = ".reaction-cleanup"
+# Files beside a report, named after it (`sidecar`): the run's summary, and the lines of a
+# Parquet report until it is closed (a Parquet file is unreadable until then).
+SUMMARY = ".summary.json"
+PARTIAL = ".partial.jsonl"
 
 
 def sidecar(path: Path, suffix: str) -> Path:

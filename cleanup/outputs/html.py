@@ -20,7 +20,7 @@ from typing import Any
 
 import jinja2
 
-from cleanup.outputs.commands import next_commands
+from cleanup.outputs.commands import commands_note, next_commands
 from cleanup.outputs.files import write_atomic
 from cleanup.outputs.report import iter_records
 from cleanup.redact import redact
@@ -238,6 +238,7 @@ def render_html(
         statuses=[_status_row(st, by_status.get(st, 0), rows) for st in order],
         done="restored" if s.get("undo_of") else "removed",
         commands=next_commands(s),
+        commands_note=commands_note(s),
         errors=_errors(s, causes),
         causes=[_cause(c) for c in causes],
         report=report.name if report is not None else None,

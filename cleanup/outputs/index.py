@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cleanup.exits import EXIT_OK, EXIT_ROWS_FAILED, state_word
-from cleanup.outputs.files import sidecar, write_atomic
+from cleanup.outputs.files import PARTIAL, SUMMARY, sidecar, write_atomic
 from cleanup.outputs.journal import journal_path
 from cleanup.redact import redact
 from cleanup.results import RUN_STATUSES, UNDO_STATUSES
@@ -32,15 +32,13 @@ from cleanup.version import __version__
 INDEX_NAME = "index.html"
 GENERATOR = "reaction-cleanup index"  # marks a page this module may rebuild
 MAX_RUNS = 500  # runs listed; older ones are counted, not read
-_SUMMARY = ".summary.json"
-_PARTIAL = ".partial.jsonl"  # an unfinished Parquet report's lines
 # Reports a run-job writes (`<time>_<input>_<sha8>.report.<fmt>`); an unfinished Parquet
 # report may exist only as its `.partial.jsonl`.
 _REPORT_PATTERNS = (
     "*.report.csv",
     "*.report.jsonl",
     "*.report.parquet",
-    f"*.report.parquet{_PARTIAL}",
+    f"*.report.parquet{PARTIAL}",
 )
 
 
@@ -109,12 +107,12 @@ def collect_runs(folder: Path, limit: int = MAX_RUNS) -> tuple[list[RunEntry], i
 def _candidates(folder: Path) -> Iterator[tuple[float, Path, bool]]:
     """(mtime, path, is a summary) for every summary, and every report without one."""
     seen: set[str] = set()
-    for path in folder.glob(f"*{_SUMMARY}"):
-        seen.add(path.name.removesuffix(_SUMMARY))
+    for path in folder.glob(f"*{SUMMARY}"):
+        seen.add(path.name.removesuffix(SUMMARY))
         yield _mtime(path), path, True
     for pattern in _REPORT_PATTERNS:
         for path in folder.glob(pattern):
-            report = path.with_name(path.name.removesuffix(_PARTIAL))
+            report = path.with_name(path.name.removesuffix(PARTIAL))
             if report.name not in seen:
                 seen.add(report.name)
                 yield _mtime(path), report, False
@@ -134,7 +132,7 @@ def _from_summary(path: Path) -> RunEntry | None:
         return None  # being replaced right now, or damaged: the next rebuild reads it
     if not isinstance(s, dict) or s.get("dry_run") or not s.get("report"):
         return None
-    report = path.with_name(path.name.removesuffix(_SUMMARY))
+    report = path.with_name(path.name.removesuffix(SUMMARY))
     statuses = UNDO_STATUSES if s.get("undo_of") else RUN_STATUSES
     by_status = dict(s.get("by_status") or {})
     entry = RunEntry(
@@ -157,7 +155,7 @@ def _from_summary(path: Path) -> RunEntry | None:
 
 
 def _unfinished(report: Path) -> RunEntry:
-    started = max(_mtime(report), _mtime(sidecar(report, _PARTIAL)))
+    started = max(_mtime(report), _mtime(sidecar(report, PARTIAL)))
     entry = RunEntry(report=report.name, input="", started=started, exit_code=None)
     entry.attention = (
         "unfinished: no summary, so the run stopped before its end (a crash, a kill or a full"

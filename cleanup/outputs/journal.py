@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from cleanup.errors import ReportMismatchError
-from cleanup.outputs.files import drop_cut_line, read_jsonl, sidecar, state_file, writing
+from cleanup.outputs.files import (
+    PARTIAL,
+    drop_cut_line,
+    read_jsonl,
+    sidecar,
+    state_file,
+    writing,
+)
 from cleanup.results import FINAL_STATUSES, GAVE_UP, RowResult, Status
 
 # The journal's format: its first line says which one. A journal of another format is
@@ -215,7 +222,7 @@ def find_journal(report: Path) -> Path:
 def check_resumable(report: Path) -> None:
     """A report without its journal cannot be matched to an input: refuse to resume it."""
     journal = find_journal(report)
-    has_report = report.exists() or sidecar(report, ".partial.jsonl").exists()
+    has_report = report.exists() or sidecar(report, PARTIAL).exists()
     if has_report and not journal.exists():
         where = journal.relative_to(report.parent)
         raise ReportMismatchError(

@@ -24,6 +24,7 @@ from typing import IO, Any
 
 from cleanup.errors import ConfigError, OutputError
 from cleanup.outputs.files import (
+    PARTIAL,
     drop_cut_line,
     open_replacing,
     read_csv_lines,
@@ -74,7 +75,7 @@ class ReportWriter:
     def __init__(self, path: Path, *, append: bool = False) -> None:
         self.path = path
         self.format = report_format(path)
-        self.target = sidecar(path, ".partial.jsonl") if self.format == "parquet" else path
+        self.target = sidecar(path, PARTIAL) if self.format == "parquet" else path
         with writing(self.target):
             self._open(append)
         self.count = 0
@@ -166,7 +167,7 @@ def iter_records(path: Path) -> Iterator[dict[str, Any]]:
     a line cut by a crash is left out), streamed. Values are as stored: text from CSV."""
     fmt = report_format(path)
     if fmt == "parquet":
-        partial = sidecar(path, ".partial.jsonl")
+        partial = sidecar(path, PARTIAL)
         if partial.exists():  # an unfinished run's lines: newer than any Parquet file
             yield from read_jsonl(partial)
         elif path.exists():
@@ -209,12 +210,11 @@ def compact(path: Path) -> None:
     leaves a report that the next --resume reads correctly; this puts it in order.
     """
     fmt = report_format(path)
-    target = sidecar(path, ".partial.jsonl") if fmt == "parquet" else path
+    target = sidecar(path, PARTIAL) if fmt == "parquet" else path
     if not target.exists():
         return
-    records = read_jsonl(target) if fmt != "csv" else csv.DictReader(read_csv_lines(target))
     by_row: dict[int, dict[str, Any]] = {}
-    for rec in records:
+    for rec in iter_records(path):  # the same lines as `target` holds
         try:
             row = int(rec["row"])
         except (KeyError, ValueError, TypeError):

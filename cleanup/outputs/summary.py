@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cleanup.outputs.files import sidecar, write_atomic
+from cleanup.outputs.files import SUMMARY, sidecar, write_atomic
 from cleanup.redact import redact
 from cleanup.results import RunSummary
 
@@ -17,7 +17,7 @@ _BULKY = ("timeline", "examples")
 
 
 def summary_path(report: Path) -> Path:
-    return sidecar(report, ".summary.json")
+    return sidecar(report, SUMMARY)
 
 
 def summary_record(summary: RunSummary, settings: Mapping[str, Any]) -> dict[str, Any]:

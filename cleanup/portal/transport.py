@@ -50,7 +50,7 @@ BeforeSend = Callable[[], None]
 
 
 class Stopped(Exception):
-    """The job is stopping (signal or abort): nothing more is sent."""
+    """The run is stopping (signal or abort): nothing more is sent."""
 
 
 class NetworkError(Exception):

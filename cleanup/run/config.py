@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -26,7 +27,7 @@ from cleanup.errors import ConfigError
 from cleanup.inputs.columns import canonical_field, normalise_name
 from cleanup.inputs.select import RowChoice, RowRanges, split_values
 from cleanup.options import Option, problems_of, shown_value
-from cleanup.outputs.files import state_file
+from cleanup.outputs.files import PARTIAL, SUMMARY, state_file
 from cleanup.outputs.report import default_report_path, report_format
 from cleanup.pacing.throttle import PLANS
 from cleanup.portal.auth import Auth, OAuthAuth, TokenStore, WebhookAuth
@@ -41,11 +42,9 @@ if TYPE_CHECKING:
     PlanName = str
 else:
     PlanName = Literal[tuple(PLANS)]
-MODES: tuple[str, ...] = get_args(Mode)
-PROGRESS: tuple[str, ...] = get_args(ProgressMode)
 # Files a run writes beside its report, and in the state folder beside it (see
 # cleanup.outputs.report).
-SIDECARS = (".partial.jsonl", ".partial.jsonl.tmp", ".summary.json", ".tmp")
+SIDECARS = (PARTIAL, f"{PARTIAL}.tmp", SUMMARY, ".tmp")
 STATE_FILES = (".journal", ".lock")
 
 
@@ -129,6 +128,12 @@ def _sheet_number(value: Any) -> Any:
 
 def _zero_is_off(value: float | None) -> float | None:
     return None if value == 0 else value
+
+
+def _rate_and_burst(plan: str | None, rate: float | None, burst: int | None) -> tuple[float, int]:
+    """--rate and --burst where given, the plan's (standard by default) where not."""
+    plan_rate, plan_burst = PLANS[plan or "standard"]
+    return (rate if rate is not None else plan_rate, burst if burst is not None else plan_burst)
 
 
 class RunConfig(BaseModel):
@@ -279,6 +284,9 @@ class RunConfig(BaseModel):
     )
     run_id: str | None = None
     label: str | None = None  # shown in logs/HTML (a job file's name)
+    # Where the webhook was read from when not typed (never its value): ("env", NAME) or
+    # ("file", PATH), as a job file names it; the HTML page's commands read it from there.
+    webhook_source: tuple[Literal["env", "file"], str] | None = None
     # Not options of `run`: an undo chooses rows by number (--rows), and continues its
     # report with some rows sent again, their lines replaced (--only-error); see run.undo.
     rows: tuple[RowRanges, ...] = ()
@@ -300,11 +308,18 @@ class RunConfig(BaseModel):
 
     @property
     def effective_rate(self) -> tuple[float, int]:
-        rate, burst = PLANS[self.plan or "standard"]
-        return (
-            self.rate if self.rate is not None else rate,
-            self.burst if self.burst is not None else burst,
+        return _rate_and_burst(self.plan, self.rate, self.burst)
+
+    @classmethod
+    def pacing_limits(cls, options: Mapping[str, Any]) -> tuple[float, int, float | None]:
+        """The rate, burst and operating-time limit (None: off) that these RunConfig fields
+        give, before a RunConfig exists (a portal is paced for all its job files first);
+        a field not given has its declared default."""
+        limit = options.get("operating_limit", cls.model_fields["operating_limit"].default)
+        rate, burst = _rate_and_burst(
+            options.get("plan"), options.get("rate"), options.get("burst")
         )
+        return rate, burst, _zero_is_off(limit)
 
     def check(self) -> None:
         """What a run needs beyond each option's own rules, checked when constructed:

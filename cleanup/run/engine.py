@@ -486,7 +486,7 @@ class Engine:
             reset_in = min(2.0 ** (unit.operating_refusals - 1), 60.0)
         delay = self.policy.operating_wait(unit.operating_refusals, reset_in, retry_after)
         # Bounded like every other wait: a portal that keeps the method blocked must not
-        # hold the job forever. The pause itself is served by the throttle (all workers).
+        # hold the run forever. The pause itself is served by the throttle (all workers).
         if not self._spend_wait(unit, delay):
             for s in rows:
                 self._give_up(

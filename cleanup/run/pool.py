@@ -35,8 +35,9 @@ class WorkerPool:
 
     def start(self) -> None:
         for i in range(self._size):
-            # Daemon threads: a request hung past the stop timeout must not keep the job alive.
-            # Each in the run's context: its job (log lines) and its stop (a shared clock).
+            # Daemon threads: a request hung past the stop timeout must not keep the process
+            # alive. Each in the run's context: its job file's name (log lines) and its stop
+            # (a shared clock).
             context = contextvars.copy_context()
             t = threading.Thread(
                 target=context.run, args=(self._work,), name=f"cleanup-worker-{i}", daemon=True

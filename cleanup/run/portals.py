@@ -18,17 +18,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
 
-from cleanup.clock import SystemClock
+from cleanup.clock import Clock, SystemClock
 from cleanup.pacing.budget import OperatingBudget
-from cleanup.pacing.throttle import PLANS, Throttle
+from cleanup.pacing.throttle import Throttle
+from cleanup.run.config import RunConfig
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-
-    from cleanup.run.config import RunConfig
 
 # The stop of the run a thread works for (worker threads copy their run's context).
 _RUN_STOP: ContextVar[threading.Event | None] = ContextVar("cleanup_run_stop", default=None)
@@ -63,6 +62,13 @@ class PortalPacing:
     throttle: Throttle
     budget: OperatingBudget
 
+    @classmethod
+    def new(cls, rate: float, burst: int, operating_limit: float | None, clock: Clock) -> Self:
+        """A bucket and the budget it consults: a spent operating-time budget leaves the
+        throttle no burst to offer."""
+        budget = OperatingBudget(operating_limit, clock=clock)
+        return cls(Throttle(rate, burst, clock=clock, budget=budget), budget)
+
 
 def portal_identity(url: str) -> str:
     """`https://example.bitrix24.com/rest/1/<code>/` -> `https://example.bitrix24.com:443`:
@@ -96,11 +102,7 @@ class PortalPacings:
         url = options.get("webhook") or options.get("portal")
         if not url:
             return None
-        plan_rate, plan_burst = PLANS[options.get("plan") or "standard"]
-        rate = options.get("rate") or plan_rate
-        burst = options.get("burst") or plan_burst
-        limit = options.get("operating_limit", 480.0)
-        limit = None if limit == 0 else limit
+        rate, burst, limit = RunConfig.pacing_limits(options)
         key = portal_identity(str(url))
         with self._lock:
             known = self._limits.get(key)
@@ -126,13 +128,8 @@ class PortalPacings:
                 rate, burst = config.effective_rate
                 self._limits[key] = _Limits(rate, burst, config.operating_limit)
             limits = self._limits[key]
-            clock = SharedClock(self._stop)
-            budget = OperatingBudget(limits.operating_limit, clock=clock)
-            throttle = Throttle(limits.rate, limits.burst, clock=clock, budget=budget)
-            made = self._made[key] = PortalPacing(throttle, budget)
+            made = PortalPacing.new(
+                limits.rate, limits.burst, limits.operating_limit, SharedClock(self._stop)
+            )
+            self._made[key] = made
             return made
-
-    @property
-    def portals(self) -> list[str]:
-        with self._lock:
-            return sorted(self._limits)

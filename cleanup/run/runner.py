@@ -1,4 +1,4 @@
-"""run_file(config) -> RunSummary: the whole job, callable from Python without click.
+"""run_file(config) -> RunSummary: one run (one input file), callable without click.
 
 Pipeline: the input streams in chunks through validation; the planner packs valid rows
 into units (a batch of up to 50, or one row in single mode) handed to worker threads that
@@ -96,10 +96,10 @@ def run_file(
     action: Action = DELETE,
     pacing: PortalPacing | None = None,
 ) -> RunSummary:
-    """Run the job described by `config`. Raises CleanupError subclasses for problems
-    with the run as a whole (configuration, unreadable input, lock); row problems and
-    portal refusals end up in the report and the returned summary. `on_progress` is
-    called as rows finish and while the run waits on a portal limit.
+    """One run: the input file `config` names, to its report. Raises CleanupError subclasses
+    for problems with the run as a whole (configuration, unreadable input, lock); row problems
+    and portal refusals end up in the report and the returned summary. `on_progress` is called
+    as rows finish and while the run waits on a portal limit.
 
     `pacing`: the portal's bucket and operating-time budget when other runs on the same
     portal share them (`cleanup.run.portals`); by default the run has its own."""
@@ -108,13 +108,7 @@ def run_file(
     clock = clock or SystemClock(stop.event)
     auth = config.make_auth()
     bot_tokens = _bot_tokens(config, auth)
-    table = open_rows(
-        config.input,
-        choice=config.choice,
-        column_overrides=config.columns,
-        sheet=config.sheet,
-        chunk_rows=config.chunk_rows,
-    )
+    table = open_input(config)
     validator = Validator(
         allow_unknown_reactions=config.allow_unknown_reactions, bot_tokens=bot_tokens
     )
@@ -130,7 +124,9 @@ def run_file(
         burst=burst,
         batch_size=config.batch_size,
         started_at=time.time(),
-        source_report=str(config.input) if config.choice else None,
+        source_report=(
+            str(config.input) if config.choice or table.detected.get("report_rows") else None
+        ),
         undo_of=str(config.input) if action.undo else None,
     )
     if config.dry_run:
@@ -143,6 +139,17 @@ def run_file(
             return _Run(config, table, validator, summary, parts, stop, on_progress).execute()
     finally:
         lock.release()
+
+
+def open_input(config: RunConfig) -> Table:
+    """The run's input as the options say: the rows chosen, the columns named, the sheet."""
+    return open_rows(
+        config.input,
+        choice=config.choice,
+        column_overrides=config.columns,
+        sheet=config.sheet,
+        chunk_rows=config.chunk_rows,
+    )
 
 
 def _bot_tokens(config: RunConfig, auth: Auth | None) -> dict[int, str] | None:
@@ -233,9 +240,7 @@ class _Parts:
     ) -> _Parts:
         if pacing is None:
             rate, burst = config.effective_rate
-            budget = OperatingBudget(config.operating_limit, clock=clock)
-            # A spent operating-time budget leaves the throttle no burst to offer.
-            pacing = PortalPacing(Throttle(rate, burst, clock=clock, budget=budget), budget)
+            pacing = PortalPacing.new(rate, burst, config.operating_limit, clock)
         throttle, budget = pacing.throttle, pacing.budget
         transport = Transport(
             auth,

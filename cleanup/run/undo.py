@@ -9,12 +9,15 @@ has a line per removed row: `restored`, `failed` or `skipped`.
 - `--only-error CODE,...` sends again the rows whose restore failed with one of those
   codes in the undo report (after fixing the cause); the undo report keeps its other
   lines and gets these rows' new ones, as a `--resume` would.
+- An undo report that is already there is not overwritten: a second undo of the same
+  report is refused (exit 2) unless it continues that one (--resume, --only-error).
 - The report being undone is locked for the undo's duration: a run still writing it is
   refused (exit 4) rather than undone half-way.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,15 +25,15 @@ from pathlib import Path
 
 from cleanup.clock import Clock
 from cleanup.errors import ConfigError
-from cleanup.inputs.select import RowRanges, open_rows, split_values
-from cleanup.outputs.files import sidecar
-from cleanup.outputs.report import iter_records, read_report, report_format
+from cleanup.inputs.select import RowRanges, split_values
+from cleanup.outputs.files import PARTIAL, sidecar
+from cleanup.outputs.report import REPORT_FORMATS, iter_records, read_report, report_format
 from cleanup.outputs.summary import summary_path
-from cleanup.results import RunSummary, Status
+from cleanup.results import UNDO_STATUSES, RunSummary, Status
 from cleanup.run.actions import ADD
 from cleanup.run.config import RunConfig
 from cleanup.run.progress import ProgressCallback
-from cleanup.run.runner import StopSignal, lock_report, run_file
+from cleanup.run.runner import StopSignal, lock_report, open_input, run_file
 
 UNDO_SUFFIX = ".undo.csv"
 
@@ -38,7 +41,7 @@ UNDO_SUFFIX = ".undo.csv"
 def default_undo_report(report: Path) -> Path:
     """`data.report.csv` -> `data.report.undo.csv`, next to it (whatever the report's format)."""
     name = report.name
-    for ext in (".csv", ".jsonl", ".parquet"):
+    for ext in (f".{fmt}" for fmt in REPORT_FORMATS):
         if name.lower().endswith(ext):
             name = name[: -len(ext)]
             break
@@ -95,6 +98,8 @@ def undo_file(
 def _plan(options: RunConfig, rows: str | None, only_error: list[str]) -> Undo:
     report = options.input
     undo_report = options.report or default_undo_report(report)
+    if not (options.resume or only_error or options.dry_run):
+        _refuse_a_second_undo(report, undo_report)
     chosen: tuple[RowRanges, ...] = ()
     if rows is not None:
         chosen += (RowRanges.parse(rows),)
@@ -118,9 +123,25 @@ def _plan(options: RunConfig, rows: str | None, only_error: list[str]) -> Undo:
     return Undo(report, config, _to_restore(config), _warnings(report))
 
 
+def _refuse_a_second_undo(report: Path, undo_report: Path) -> None:
+    """An undo report is already there: `report` was undone before. Sending every add again
+    would overwrite that record, and an add may replace a reaction the bot has put on the
+    message since (one per bot and message): say what to do instead (ConfigError, exit 2)."""
+    if not undo_report.exists() and not sidecar(undo_report, ".partial.jsonl").exists():
+        return
+    counts = Counter(str(rec.get("status")) for rec in iter_records(undo_report))
+    done = ", ".join(f"{counts[s.value]} {s.value}" for s in UNDO_STATUSES if counts[s.value])
+    raise ConfigError(
+        f"{report} was undone before, into {undo_report} ({done or 'no line yet'}):"
+        " --resume finishes that undo without sending what it settled again, --only-error"
+        " CODE sends its failed restores again; to undo from scratch, delete that report or"
+        " give another --report"
+    )
+
+
 def _failed_with(undo_report: Path, codes: list[str]) -> frozenset[int]:
     """Rows whose restore failed with one of `codes` in the undo report."""
-    if not undo_report.exists() and not sidecar(undo_report, ".partial.jsonl").exists():
+    if not undo_report.exists() and not sidecar(undo_report, PARTIAL).exists():
         raise ConfigError(
             f"--only-error sends again the rows whose restore failed in {undo_report}, which"
             " does not exist; run undo without it first (or give that undo's --report)"
@@ -136,13 +157,7 @@ def _failed_with(undo_report: Path, codes: list[str]) -> frozenset[int]:
 
 def _to_restore(config: RunConfig) -> int:
     """The removed rows chosen, less those the undo report already settled (--resume)."""
-    table = open_rows(
-        config.input,
-        choice=config.choice,
-        column_overrides=config.columns,
-        sheet=config.sheet,
-        chunk_rows=config.chunk_rows,
-    )
+    table = open_input(config)
     done = set(read_report(config.report_path)) - config.resend if config.resume else set()
     count = 0
     for chunk in table.chunks():

@@ -8,6 +8,7 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 
@@ -128,21 +129,10 @@ def sandbox_command(
     state_path: Path,
     host: str,
     port: int,
-    rate: float | None,
-    burst: int,
-    latency: float,
-    per_command_cost: float,
-    operating_limit: float | None,
-    operating_window: float,
-    operating_billing: str,
-    batch_not_allowed: str | None,
-    success_shape: str,
     limit_status: str,
-    retry_after: float | None,
     faults: tuple[str, ...],
-    seed: int | None,
-    token_ttl: float,
     save_state: Path | None,
+    **limits: Any,
 ) -> None:
     """Serve a local sandbox Bitrix24 portal until Ctrl-C.
 
@@ -152,21 +142,9 @@ def sandbox_command(
         state = PortalState.from_file(state_path)
     except (OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+    # The other options are named as PortalConfig's fields.
     config = PortalConfig(
-        rate=rate,
-        burst=burst,
-        limit_status=int(limit_status),
-        retry_after=retry_after,
-        latency=latency,
-        per_command_cost=per_command_cost,
-        operating_limit=operating_limit,
-        operating_window=operating_window,
-        operating_billing=operating_billing,
-        batch_not_allowed=batch_not_allowed,
-        success_shape=success_shape,
-        fault_rates=_parse_faults(faults),
-        seed=seed,
-        token_ttl=token_ttl,
+        limit_status=int(limit_status), fault_rates=_parse_faults(faults), **limits
     )
     try:
         portal = SandboxPortal(state, config, host=host, port=port)
@@ -177,7 +155,16 @@ def sandbox_command(
         raise click.ClickException(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}"
         ) from None
+    try:
+        _serve(portal)
+    finally:
+        portal.stop()
+        if save_state is not None:
+            state.to_file(save_state)
 
+
+def _serve(portal: SandboxPortal) -> None:
+    """Print the URLs, then wait for Ctrl-C or SIGTERM."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -198,7 +185,3 @@ def sandbox_command(
             pass
     except KeyboardInterrupt:
         pass
-    finally:
-        portal.stop()
-        if save_state is not None:
-            state.to_file(save_state)

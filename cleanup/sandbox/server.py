@@ -51,7 +51,6 @@ from .stats import PortalStats, RequestRecord
 
 JSON_TYPE = "application/json; charset=utf-8"
 MAX_BODY = 16 * 1024 * 1024
-BATCH_MAX_LENGTH = 50
 IDLE_TIMEOUT = 120.0  # seconds an idle keep-alive connection is kept
 
 HTML_502 = (
@@ -594,31 +593,42 @@ class SandboxPortal:
                     status=429,
                 )
         start = time.time()
-        outcome = _Outcome()
         if method in REACTION_METHODS:
-            if "botToken" in params or "BOT_TOKEN" in params:
-                self.stats.add(bot_tokens_seen=1)
-            if cfg.command_error is not None:
-                return _Outcome(
-                    error=MethodError(*cfg.command_error), status=cfg.method_error_status
-                )
-            with self.state.lock:
-                error, removed = reaction_call(
-                    self.state, caller, params, add=method != METHOD_DELETE
-                )
-            self.stats.add(commands_executed=1, removed=int(removed))
-            if cfg.per_command_cost > 0:
-                time.sleep(cfg.per_command_cost)  # outside the lock, so concurrent requests overlap
-            cost = cfg.operating_cost if cfg.operating_cost is not None else cfg.per_command_cost
-            outcome.cost = cost
-            if billed:
-                self._operating.charge(key, cost, window)
-            if error is not None:
-                outcome.error, outcome.status = error, cfg.method_error_status
-            else:
-                outcome.value = self._success_value()
-        elif method == METHOD_PROFILE:
-            outcome.value = {
+            outcome = self._reaction(caller, method, params, key if billed else None)
+        else:
+            outcome = _Outcome(value=self._info_value(caller, method, start))
+        finish = time.time()
+        if outcome.error is None:
+            used, reset_at = self._operating.usage(key, window)
+            outcome.time = _time_block(start, finish, finish - start, used, reset_at)
+        return outcome
+
+    def _reaction(
+        self, caller: Caller, method: str, params: dict[str, Any], billed_to: Any
+    ) -> _Outcome:
+        """Reaction.delete or .add; its cost is charged to `billed_to` (None: the batch pays)."""
+        cfg = self.config
+        if "botToken" in params or "BOT_TOKEN" in params:
+            self.stats.add(bot_tokens_seen=1)
+        if cfg.command_error is not None:
+            return _Outcome(error=MethodError(*cfg.command_error), status=cfg.method_error_status)
+        with self.state.lock:
+            error, removed = reaction_call(self.state, caller, params, add=method != METHOD_DELETE)
+        self.stats.add(commands_executed=1, removed=int(removed))
+        if cfg.per_command_cost > 0:
+            time.sleep(cfg.per_command_cost)  # outside the lock, so concurrent requests overlap
+        cost = cfg.operating_cost if cfg.operating_cost is not None else cfg.per_command_cost
+        if billed_to is not None:
+            self._operating.charge(billed_to, cost, cfg.operating_window)
+        if error is not None:
+            return _Outcome(error=error, status=cfg.method_error_status, cost=cost)
+        return _Outcome(value=self._success_value(), cost=cost)
+
+    @staticmethod
+    def _info_value(caller: Caller, method: str, start: float) -> Any:
+        """The answers of the few other methods a client asks (profile, server.time, scope)."""
+        if method == METHOD_PROFILE:
+            return {
                 "ID": str(caller.user_id),  # the portal reads it from the database: a string
                 "ADMIN": True,
                 "NAME": "Sandbox",
@@ -627,21 +637,43 @@ class SandboxPortal:
                 "TIME_ZONE": "",
                 "TIME_ZONE_OFFSET": 0,
             }
-        elif method == METHOD_SERVER_TIME:
-            outcome.value = _iso(start)
-        elif method == METHOD_SCOPE:
-            outcome.value = ["imbot"]
-        finish = time.time()
-        if outcome.error is None:
-            used, reset_at = self._operating.usage(key, window)
-            outcome.time = _time_block(start, finish, finish - start, used, reset_at)
-        return outcome
+        if method == METHOD_SERVER_TIME:
+            return _iso(start)
+        return ["imbot"] if method == METHOD_SCOPE else None
 
     def _batch(self, caller: Caller, params: dict[str, Any], draft: _Draft) -> _Reply:
         """CRestProvider::methodsBatch."""
         cfg = self.config
         halt = php.truthy(_upper_keys(params).get("HALT"))
         commands = _batch_commands(params)
+        refused = self._batch_refusal(caller, commands)
+        if refused is not None:
+            return refused
+        self.stats.add(batch_calls=1)
+        expired = self._expire_batch_token(caller, params)
+        done: dict[str, dict[str, Any]] = {k: {} for k in ("result", "next", "total", "time")}
+        done["error"] = {}
+        whole = cfg.operating_billing == "batch"
+        spent = 0.0  # operating seconds of the commands, for the batch billing
+        for index, (key, call) in enumerate(commands.items()):
+            if index < cfg.batch_max_length and not expired and not isinstance(call, str):
+                continue  # the portal skips non-string commands: absent from every map
+            error, outcome = self._batch_command(caller, index, call, done, expired, whole)
+            spent += outcome.cost if outcome is not None else 0.0
+            if error is not None:
+                done["error"][key] = _error_entry(error.code, error.description)
+                if error.code == "OPERATION_TIME_LIMIT":
+                    draft.error = error.code  # some commands refused: the log says so
+                if halt:
+                    break
+            elif outcome is not None:
+                done["result"][key] = outcome.value
+                done["time"][key] = outcome.time
+        return self._batch_reply(caller, done, draft, spent if whole else None)
+
+    def _batch_refusal(self, caller: Caller, commands: dict[str, Any]) -> _Reply | None:
+        """A whole batch call refused: a method not allowed in it, too long, `batch` blocked."""
+        cfg = self.config
         if cfg.batch_not_allowed == "call" and any(
             isinstance(call, str) and _command_method(call) in REACTION_METHODS
             for call in list(commands.values())[: cfg.batch_max_length]
@@ -653,74 +685,74 @@ class SandboxPortal:
             )
         if cfg.batch_too_long_refused and len(commands) > cfg.batch_max_length:
             return _error_reply(400, "ERROR_BATCH_LENGTH_EXCEEDED", "Max batch length exceeded")
-        batch_key = (caller.entity, METHOD_BATCH)
-        whole = cfg.operating_billing == "batch"
-        if whole and cfg.operating_limit is not None:
-            used, _ = self._operating.usage(batch_key, cfg.operating_window)
+        if cfg.operating_billing == "batch" and cfg.operating_limit is not None:
+            used, _ = self._operating.usage((caller.entity, METHOD_BATCH), cfg.operating_window)
             if used > cfg.operating_limit:
                 return self._operating_reply()  # the method `batch` is blocked
-        self.stats.add(batch_calls=1)
-        expired = False
-        if caller.mode == "oauth":
-            with self._lock:
-                if self._expire_batches_left > 0:
-                    self._expire_batches_left -= 1
-                    expired = True
-                    info = self._access.get(str(params.get("auth")))
-                    if info is not None:
-                        info.expires_at = 0.0
-        done: dict[str, dict[str, Any]] = {
-            "result": {},
-            "next": {},
-            "total": {},
-            "time": {},
-            "error": {},
-        }
-        spent = 0.0  # operating seconds of the commands, for the batch billing
-        for index, (key, call) in enumerate(commands.items()):
-            error: MethodError | None = None
-            outcome: _Outcome | None = None
-            if index >= cfg.batch_max_length:
-                error = MethodError("ERROR_BATCH_LENGTH_EXCEEDED", "Max batch length exceeded")
-            elif expired:
-                error = MethodError("expired_token", "The access token provided has expired.")
-            elif not isinstance(call, str):
-                continue  # the portal skips non-string commands: absent from every map
-            else:
-                path, query = _split_command(call)
-                method = KNOWN_METHODS.get(path.lower())
-                # $result[...] references are substituted like the portal does (see php.substitute).
-                sub_params = php.substitute(php.parse_str(query), done) if query else {}
-                if method is None:
-                    error = MethodError("ERROR_METHOD_NOT_FOUND", "Method not found!")
-                elif method == METHOD_BATCH or (
-                    cfg.batch_not_allowed == "command" and method in REACTION_METHODS
-                ):
-                    error = MethodError(
-                        "ERROR_BATCH_METHOD_NOT_ALLOWED", "Method is not allowed for batch usage"
-                    )
-                else:
-                    self._batch_billed.on = whole
-                    try:
-                        outcome = self._run(caller, method, sub_params)
-                    finally:
-                        self._batch_billed.on = False
-                    spent += outcome.cost
-                    error = outcome.error
-            if error is not None:
-                done["error"][key] = _error_entry(error.code, error.description)
-                if error.code == "OPERATION_TIME_LIMIT":
-                    draft.error = error.code  # some commands refused: the log says so
-                if halt:
-                    break
-            elif outcome is not None:
-                done["result"][key] = outcome.value
-                done["time"][key] = outcome.time
+        return None
+
+    def _expire_batch_token(self, caller: Caller, params: dict[str, Any]) -> bool:
+        """`expire_during_batches`: this batch's OAuth token expires while it runs."""
+        if caller.mode != "oauth":
+            return False
+        with self._lock:
+            if self._expire_batches_left <= 0:
+                return False
+            self._expire_batches_left -= 1
+            info = self._access.get(str(params.get("auth")))
+            if info is not None:
+                info.expires_at = 0.0
+        return True
+
+    def _batch_command(
+        self,
+        caller: Caller,
+        index: int,
+        call: Any,
+        done: dict[str, dict[str, Any]],
+        expired: bool,
+        whole: bool,
+    ) -> tuple[MethodError | None, _Outcome | None]:
+        """One command of a batch: its error, or what it ran to."""
+        cfg = self.config
+        if index >= cfg.batch_max_length:
+            return MethodError("ERROR_BATCH_LENGTH_EXCEEDED", "Max batch length exceeded"), None
+        if expired:
+            return MethodError("expired_token", "The access token provided has expired."), None
+        path, query = _split_command(call)
+        method = KNOWN_METHODS.get(path.lower())
+        # $result[...] references are substituted like the portal does (see php.substitute).
+        sub_params = php.substitute(php.parse_str(query), done) if query else {}
+        if method is None:
+            return MethodError("ERROR_METHOD_NOT_FOUND", "Method not found!"), None
+        if method == METHOD_BATCH or (
+            cfg.batch_not_allowed == "command" and method in REACTION_METHODS
+        ):
+            return MethodError(
+                "ERROR_BATCH_METHOD_NOT_ALLOWED", "Method is not allowed for batch usage"
+            ), None
+        self._batch_billed.on = whole
+        try:
+            outcome = self._run(caller, method, sub_params)
+        finally:
+            self._batch_billed.on = False
+        return outcome.error, outcome
+
+    def _batch_reply(
+        self,
+        caller: Caller,
+        done: dict[str, dict[str, Any]],
+        draft: _Draft,
+        whole_cost: float | None,
+    ) -> _Reply:
+        """The batch's answer; `whole_cost` is charged to `batch` when the batch pays."""
+        cfg = self.config
+        batch_key = (caller.entity, METHOD_BATCH)
         finish = time.time()
-        if whole:
-            self._operating.charge(batch_key, spent, cfg.operating_window)
+        if whole_cost is not None:
+            self._operating.charge(batch_key, whole_cost, cfg.operating_window)
         used, reset_at = self._operating.usage(batch_key, cfg.operating_window)
-        if whole:
+        if whole_cost is not None:
             # b24jssdk PR 539: every command's `operating` shows the batch-wide total.
             for timing in done["time"].values():
                 if timing is not None:

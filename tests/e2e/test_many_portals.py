@@ -96,6 +96,7 @@ def span(records: list[RequestRecord]) -> tuple[float, float]:
 # ------------------------------------------------------------- two portals at once
 
 
+@pytest.mark.slow
 def test_two_portals_run_at_once_each_within_its_limit(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
 ) -> None:
@@ -123,6 +124,7 @@ def test_two_portals_run_at_once_each_within_its_limit(
     assert result.stderr.rstrip().splitlines()[-1] == "SUMMARY jobs=2 exit=0 portal-a=0 portal-b=0"
 
 
+@pytest.mark.slow
 def test_two_job_files_for_one_portal_share_its_bucket(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
 ) -> None:

@@ -464,6 +464,7 @@ def run_until_max_wait(
     return portal
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["batch", "single"])
 def test_operating_time_limit_that_never_lifts_ends_at_max_wait(
     run_cli: RunCli, tmp_path: Path, mode: str

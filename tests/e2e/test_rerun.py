@@ -113,6 +113,31 @@ def test_only_error_resends_just_those_rows_with_their_numbers(
     assert not portal.state.snapshot() - {(102, BOT, "like"), (105, BOT, "like")}
 
 
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_report_without_a_choice_keeps_its_row_numbers(
+    run_cli: RunCli, tmp_path: Path, fmt: str
+) -> None:
+    # Every row of the report again (the run's whole input, as the report lists it): each
+    # line keeps the report's number, so it still points at the spreadsheet (rows 3 and 7
+    # were blank there), and a duplicate names the original row.
+    portal, report = first_run(run_cli, tmp_path, fmt)
+    try:
+        result = run_cli("run", report, *cli(portal, tmp_path))
+    finally:
+        portal.stop()
+    assert result.exit_code == 1, result.stderr
+    rerun = tmp_path / "in.report.report.csv"  # the input's name without .csv/.parquet
+    lines = read_any(rerun)
+    assert [r["row"] for r in lines] == ["1", "2", "4", "5", "6", "8", "9", "10", "11"]
+    assert [(r["row"], r["status"]) for r in lines if r["messageId"] in ("103", "104")] == [
+        ("4", "removed"), ("8", "removed"),
+    ]  # fmt: skip
+    assert [r["error_description"] for r in lines if r["row"] == "6"] == ["duplicate of row 1"]
+    summary = json.loads((tmp_path / "in.report.report.csv.summary.json").read_text())
+    assert summary["source_report"] == str(report) and summary["left_out"] == 0
+    assert f"re-run of {report}: every row (9)" in result.stderr
+
+
 def test_only_failed_sends_only_failed_rows(run_cli: RunCli, tmp_path: Path) -> None:
     portal, report = first_run(run_cli, tmp_path)
     try:

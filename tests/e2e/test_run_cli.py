@@ -27,6 +27,19 @@ DELETE = "imbot.v2.Chat.Message.Reaction.delete"
 PortalFactory = Callable[..., SandboxPortal]
 RunCli = Callable[..., Result]
 
+# The report's documented columns, in order: written out here, not imported, so that a
+# change to them fails this test.
+REPORT_HEADER = [
+    "row",
+    "botId",
+    "messageId",
+    "reaction",
+    "status",
+    "error",
+    "error_description",
+    "attempts",
+]
+
 
 def reactions_left(portal: SandboxPortal) -> set[tuple[int, int, str]]:
     return {(b, m, r) for m, b, r in portal.state.snapshot()}
@@ -83,16 +96,7 @@ def test_every_status_and_exit_1(
     result = run(run_cli, portal, path)
     assert result.exit_code == 1
     report = report_of(path)
-    assert list(report[0]) == [
-        "row",
-        "botId",
-        "messageId",
-        "reaction",
-        "status",
-        "error",
-        "error_description",
-        "attempts",
-    ]
+    assert list(report[0]) == REPORT_HEADER
     got = [(r["row"], r["status"], r["error"], r["error_description"]) for r in report]
     assert got == [
         ("1", "removed", "", ""),
@@ -757,16 +761,7 @@ def test_report_formats(
     else:
         records = pq.read_table(report).to_pylist()
     assert [int(r["row"]) for r in records] == list(range(1, 63))
-    assert list(records[0]) == [
-        "row",
-        "botId",
-        "messageId",
-        "reaction",
-        "status",
-        "error",
-        "error_description",
-        "attempts",
-    ]
+    assert list(records[0]) == REPORT_HEADER
     assert [r["status"] for r in records] == ["removed"] * 60 + ["invalid", "duplicate"]
     assert int(records[0]["attempts"]) == 1
     assert (tmp_path / "out" / f"result{suffix}.summary.json").exists()

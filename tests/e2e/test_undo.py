@@ -12,8 +12,11 @@ from __future__ import annotations
 import csv
 import html
 import json
+import os
 import re
 import shlex
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -417,3 +420,64 @@ def test_undo_page_shows_how_to_send_failed_restores_again(run_cli: RunCli, tmp_
     text = page.read_text(encoding="utf-8")
     assert "undo of in.report.csv" in text and 'data-testid="tile-restored"' in text
     assert 'data-testid="tile-removed"' not in text
+
+
+@pytest.mark.parametrize("source", ["env", "file"])
+def test_run_job_page_commands_read_the_webhook_where_the_job_file_does(
+    run_cli: RunCli, tmp_path: Path, source: str
+) -> None:
+    # A run-job run took its webhook from the variable or file its job file names, not from
+    # B24_WEBHOOK_URL: the page's commands must read it from there, and work as shown in a
+    # shell that has only what the job's host has.
+    rows, existing = workload(30)
+    portal = start(existing)
+    (tmp_path / "inbox").mkdir()
+    write_input(tmp_path / "inbox" / "march.csv", rows)
+    tokens = args(portal, tmp_path)[3]
+    (tmp_path / "hook.url").write_text(portal.webhook_url() + "\n")
+    key = 'webhook_env = "OPS_HOOK"' if source == "env" else 'webhook_file = "hook.url"'
+    job = tmp_path / "job.toml"
+    job.write_text(
+        f'name = "march"\n{key}\nbot_tokens_file = "bot_tokens.json"\ninbox = "inbox"\n'
+        'reports = "reports"\nmin_age = 0\nrate = 1000\nburst = 1000\nprogress = "none"\n'
+    )
+    env = {"OPS_HOOK": portal.webhook_url()} if source == "env" else {}
+    assert run_cli("run-job", job, env=env).exit_code == 1
+    (page,) = (tmp_path / "reports").glob("*.report.html")
+
+    commands = page_commands(page)
+
+    shown = '"$OPS_HOOK"' if source == "env" else f'"$(cat {tmp_path / "hook.url"})"'
+    assert f"--webhook {shown} --bot-tokens {tokens}" in commands["undo"]
+    assert "B24_WEBHOOK_URL" not in page.read_text(encoding="utf-8")
+    shell_env = {"PATH": os.environ["PATH"], "PYTHONPATH": os.environ.get("PYTHONPATH", ""), **env}
+    program = f"{shlex.quote(sys.executable)} -m cleanup"
+    line = commands["undo"].replace("reaction-cleanup", program, 1) + " --yes --progress none"
+    done = subprocess.run(["bash", "-c", line], env=shell_env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert left(portal) == set(existing)
+
+
+def test_a_second_undo_is_refused_and_keeps_the_first_ones_report(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    # Sending every add again would overwrite the first undo's record, and an add replaces a
+    # reaction the bot may have put on that message since (one per bot and message).
+    portal, _, existing, _ = run_first(run_cli, tmp_path, n=30)
+    assert undo(run_cli, portal, tmp_path, "--yes").exit_code == 0
+    undo_report = tmp_path / "in.report.undo.csv"
+    first = undo_report.read_bytes()
+    executed = adds_sent(portal)
+
+    again = undo(run_cli, portal, tmp_path, "--yes")
+
+    assert again.exit_code == 2
+    assert again.stderr.count("\n") == 1, again.stderr
+    assert f"was undone before, into {undo_report} (27 restored)" in again.stderr
+    assert "--resume" in again.stderr and "--only-error" in again.stderr
+    assert adds_sent(portal) == executed and undo_report.read_bytes() == first
+    # Continuing it is allowed, and finds nothing left to send.
+    resumed = undo(run_cli, portal, tmp_path, "--yes", "--resume")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert "nothing to restore" in resumed.stderr and adds_sent(portal) == executed
+    assert left(portal) == set(existing)

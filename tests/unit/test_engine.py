@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from cleanup.inputs.validate import Row
+from cleanup.pacing.budget import OperatingBudget
 from cleanup.pacing.retry import RetryPolicy
-from cleanup.pacing.throttle import OperatingBudget, Throttle
+from cleanup.pacing.throttle import Throttle
 from cleanup.portal.classify import Kind, Outcome
 from cleanup.portal.transport import Answer, NetworkError
 from cleanup.results import RowResult, Status
