@@ -389,7 +389,7 @@ class Capacity:
         self._probing = False
         # A probe every PROBE_EVERY requests; sooner after a measure of few requests (it may
         # be low by a lot, and the bucket would empty while the job sends under it).
-        every = PROBE_EVERY if self._sure else PROBE_EVERY / 2
+        every = PROBE_EVERY if self._sure else PROBE_EVERY / 4
         self._probe_at = now + min(max(every / self.estimate, PROBE_SPACING[0]), PROBE_SPACING[1])
         return True
 
@@ -411,8 +411,11 @@ class Capacity:
             accepted = self._sent_total - later - self._refused_total - self.burst
             if span < 0.5 or accepted <= 0:
                 return None
+            # Few requests over a short span, and the bucket's level at the start unknown
+            # (another client may have had some in it): the high end of what they allow. Too
+            # high costs a refusal that measures again; too low, seconds of an idle bucket.
             self._sure = False
-            return min(accepted / span, self.ceiling * 0.9)
+            return min((accepted + SPAN_ERROR) / span, self.ceiling * 0.9)
         spans = [(sent_at - t, self._accepted(t, sent_at)) for t in self._full]
         spans = [(span, n) for span, n in spans if span >= self.MIN_SPAN]
         if not spans:

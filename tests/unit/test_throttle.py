@@ -143,7 +143,10 @@ def test_the_first_refusal_measures_the_rate_from_the_start() -> None:
         if not portal.try_acquire(5.0, 10):
             throttle.on_refusal(sent_ago=0.0)
             break
-    assert throttle.capacity.estimate == pytest.approx(5.0, rel=0.25)
+    # Few requests over a short span: the high end of what they allow (2 more); a probe
+    # comes soon, and the next refusal measures over a longer span.
+    assert 5.0 <= throttle.capacity.estimate <= 9.0
+    assert not throttle.capacity._sure
     assert throttle.rate == pytest.approx(0.95 * throttle.capacity.estimate)  # cruising under it
 
 
@@ -160,7 +163,7 @@ def test_the_first_measure_counts_only_what_left_before_the_refused_request() ->
         capacity.sent(clock.now())
         clock.advance(0.1)
     throttle.on_refusal(sent_ago=clock.now() - refused_sent)
-    assert capacity.estimate == pytest.approx(5.0, rel=0.05)
+    assert capacity.estimate == pytest.approx((10 + 2) / 2.0, rel=0.02)  # not (16 + 2) / 2
 
 
 def test_refusals_of_requests_sent_before_the_change_are_no_news() -> None:
