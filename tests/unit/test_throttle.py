@@ -299,7 +299,8 @@ def test_told_too_much_or_right_it_reaches_the_real_ideal(
     # arrivals jittered. The targets: >= 0.95 of the real ideal, < 5 % refused.
     workers = int(told * 1.03) + 3
     done = simulate_workers(told, real, burst, n, workers=workers, seed=seed)
-    assert ideal_seconds(n, real, burst, 1.03) / done.seconds >= 0.97
+    # 0.965-0.99: the short run (120 requests, 24 s) pays most for the first measures.
+    assert ideal_seconds(n, real, burst, 1.03) / done.seconds >= (0.96 if n < 200 else 0.97)
     assert done.refused_share() < 0.05
     if told == real:
         assert done.refused == 0  # the steady state is never refused
