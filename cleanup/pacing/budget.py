@@ -12,17 +12,22 @@ parts) and refuses with OPERATION_TIME_LIMIT once the window's total is over its
 
 `OperatingBudget` follows both: every `time` block it is shown (the batch's own and each
 command's) updates the total of the method it reports, and the job is limited by the
-fullest. It spends greedily: requests go while the total, plus what the commands already in
-flight will add, stays under `stop_at` of the limit (all of a limit learnt from a
-refusal); past it, requests wait for the reset
-time the portal gave (`operating_reset_at`), when the oldest part of the window frees. That is
-the fastest schedule the window allows (the budget's own floor: the limit at once, then the
-limit per window).
+fullest. It spends greedily: a request goes while the total, plus what the commands already
+in flight will add, stays under `stop_at` of the limit (all of a limit learnt from a
+refusal). The check and the counting of the request as in flight are one step
+(`try_send`): workers whose slots come together would otherwise all pass it. When only the
+commands in flight make the budget look spent, the job waits for their answers (the totals
+already reported hold the part of them that has run), not for the reset; past the limit,
+requests wait for the reset time the portal gave (`operating_reset_at`), when the oldest part
+of the window frees. That is the fastest schedule the window allows (the budget's own floor:
+the limit at once, then the limit per window).
 
 The limit it works to is the configured one (`--operating-limit`) until the portal refuses:
 a refusal proves the real limit is at most the highest total the portal reported in that
-window, so from then on that figure is the limit. Another refusal in a later window lowers it
-again; so each later window meets at most one refused request.
+window, so from then on that figure is the limit, used to the full: the one request that
+crosses it (per method billing, the portal runs its commands that fit and refuses the rest,
+which go in the next window) goes alone, after the answers in flight, so a window meets at
+most one refused request. Another refusal in a later window lowers the limit again.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ class OperatingBudget:
     RESET_SLACK = 1.0
     # Past a reset with no newer answer, the total is unknown: one request at a time finds
     # it out, the others wait this long between looks.
-    LOOK_AGAIN = 0.5
+    LOOK_AGAIN = 0.25
 
     def __init__(
         self,
@@ -114,6 +119,16 @@ class OperatingBudget:
         with self._lock:
             self._in_flight += commands
 
+    def try_send(self, commands: int) -> float:
+        """Check and count `commands` as leaving, in one step: 0 if they may go (they are
+        now in flight), else how long to wait. Several workers whose slots come together
+        must not all pass the check before any of them is counted (each would overshoot)."""
+        with self._lock:
+            hold = self._hold(commands)
+            if hold <= 0:
+                self._in_flight += commands
+            return hold
+
     def settled(self, commands: int) -> None:
         with self._lock:
             self._in_flight = max(0, self._in_flight - commands)
@@ -142,25 +157,7 @@ class OperatingBudget:
     def hold_seconds(self, commands: int = 0) -> float:
         """How long to wait before sending `commands` more; 0 if the budget has room."""
         with self._lock:
-            if self.limit is None:
-                return 0.0
-            self._forget_reset()
-            if self._stale:
-                # The window has freed some, how much no answer has said yet: one request
-                # goes to find out, the rest look again shortly.
-                return self.LOOK_AGAIN if self._in_flight else 0.0
-            if self.learned:
-                # A limit the portal showed by refusing is used to the full: the request that
-                # crosses it is the one refusal this window meets, and its refused commands
-                # go in the next. Stopping short would leave part of every window unspent.
-                if self._fraction(0) < 1.0:
-                    return 0.0
-            elif self._fraction(commands) < self.stop_at:
-                return 0.0
-            wait = self._reset_in()
-            if wait is None:
-                return self.LOOK_AGAIN if self._in_flight else 0.0
-            return min(wait, 600.0)
+            return self._hold(commands)
 
     def reset_in(self) -> float | None:
         """Seconds until the window frees its oldest part (with the rounding slack), if known
@@ -170,12 +167,43 @@ class OperatingBudget:
 
     # ------------------------------------------------------------------ internals
 
-    def _fraction(self, extra: int) -> float:
+    def _hold(self, commands: int) -> float:
+        if self.limit is None:
+            return 0.0
+        self._forget_reset()
+        if self._stale:
+            # The window has freed some, how much no answer has said yet: one request
+            # goes to find out, the rest look again shortly.
+            return self.LOOK_AGAIN if self._in_flight else 0.0
+        if self.learned:
+            # A limit the portal showed by refusing is used to the full: the request that
+            # crosses it is the one refusal this window meets, and its refused commands
+            # go in the next. Stopping short would leave part of every window unspent.
+            # It goes alone, once the others' answers have told the total: two crossing
+            # together would run side by side and both be refused in part.
+            if self._fraction(0) < 1.0 and (self._fraction(commands) <= 1.0 or not self._in_flight):
+                return 0.0
+            full = self._fraction(0, in_flight=False) >= 1.0
+        else:
+            if self._fraction(commands) < self.stop_at:
+                return 0.0
+            full = self._fraction(0, in_flight=False) >= self.stop_at
+        if not full and self._in_flight:
+            # Only the commands on their way make it look spent; what they really add is
+            # less (the totals already reported include the part of them that has run):
+            # their answers will tell, shortly, rather than the window's reset, long after.
+            return self.LOOK_AGAIN
+        wait = self._reset_in()
+        if wait is None:
+            return self.LOOK_AGAIN if self._in_flight else 0.0
+        return min(wait, 600.0)
+
+    def _fraction(self, extra: int, *, in_flight: bool = True) -> float:
         if not self.limit:
             return 0.0
         used = max(self._used.values(), default=0.0)
         if self._cost is not None:
-            used += (self._in_flight + extra) * self._cost
+            used += ((self._in_flight if in_flight else 0) + extra) * self._cost
         return used / self.limit
 
     def _reset_in(self) -> float | None:

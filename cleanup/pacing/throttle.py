@@ -11,15 +11,23 @@ The configured rate is a ceiling, not a fact: the portal may drain slower (a wro
 other applications and webhooks on the portal share its bucket. Like TCP's congestion
 control it keeps an estimate of the capacity it really has, not only a rate to cut:
 
-- A refusal means the portal's bucket was full when the refused request arrived. Between two
-  such moments the bucket drained exactly what it accepted from us (and from the others), so
-  `accepted / elapsed` between two refusals measures the capacity left to the job. The first
-  refusal of a run measures from the start (an empty bucket, the configured burst).
-- The job then cruises a little under that capacity (`CRUISE`), which frees some of the
-  bucket, and every so often probes above it (`PROBE`): a capacity that has not changed costs
-  one refused request per probe (the probe interval is chosen so that is one request in
-  `PROBE_EVERY`), a larger one (the other application stopped) is proven without a refusal
-  once more went through than the estimate allowed, and the rate climbs to the new level.
+- A refusal means the portal's bucket was full (within a request) when the refused request
+  arrived. Between two such moments the bucket drained exactly what it accepted from us (and
+  from the others), so `accepted / elapsed` between two refusals measures the capacity left to
+  the job, to within a request or two over the span: the estimate is taken over the longest
+  span of the last 30 s. A newest span that cannot be that capacity (another client started)
+  starts the measure over. The first refusal of a run measures from the start (an empty
+  bucket, the configured burst), counting only what left before the refused request.
+- The job then cruises a little under that capacity (`CRUISE`); between full moments that
+  loses nothing (the bucket is not allowed to run empty), it only frees some of the bucket.
+  Every so often (`PROBE_EVERY` requests, `PROBE_SPACING` seconds) it probes above it
+  (`PROBE`), doubling the probe's rate every `PROBE_DOUBLING` seconds it goes unrefused (TCP's
+  slow start). An unchanged capacity costs one refused request per probe; a larger one (the
+  other application stopped) is proven without a refusal once two requests more went through
+  than the estimate allows, and the rate climbs to the new level.
+- A refusal that is news voids the send slots already handed out at the disproved rate (the
+  workers sleeping towards them take new ones), so a probe is refused once, not once per
+  request in flight.
 - A `Retry-After` header pauses every request until then.
 """
 
@@ -66,8 +74,14 @@ class ThrottleStats:
 
 CRUISE = 0.95  # share of the estimated capacity sent between probes
 PROBE = 2.0  # share of it sent while probing
-PROBE_EVERY = 35.0  # requests per probe: a probe that finds nothing new costs one refusal
-PROBE_SPACING = (4.0, 14.0)  # seconds between probes, at least / at most
+PROBE_DOUBLING = 2.0  # seconds of probing without a refusal that double the probe's rate
+PROBE_EVERY = 40.0  # requests per probe: a probe that finds nothing new costs one refusal
+PROBE_SPACING = (2.0, 14.0)  # seconds between probes, at least / at most
+SPAN_ERROR = 2.0  # requests a span's count may be off by (see Capacity._measure)
+SURE_AFTER = 20  # requests a measure spans to be trusted (one request's error: 5 %)
+# Requests more than the estimate lets drain since the bucket was full that prove it low:
+# two, as the bucket may have been up to one request short of full when it refused.
+PROOF = 2.0
 STEP_UP = 1.25  # each proof that more went through than the estimate allowed raises it so
 
 
@@ -97,6 +111,7 @@ class Throttle:
         # Bumped whenever _tat jumps forward over time no slot was reserved for: a slot
         # reserved before such a jump is part of it, and no longer an interval to give back.
         self._jumps = 0
+        self._epoch = 0  # bumped when a refusal voids the slots handed out (see _claim)
         self._full_tat = -math.inf  # the model's full bucket at the last refusal
         self._paused_until = 0.0
         self._pause_reason = ""
@@ -138,19 +153,32 @@ class Throttle:
         while True:
             with self._lock:
                 pause_seen = self._paused_until
+                epoch = self._epoch
             wait, interval, jumps = self._reserve()
             if not self.clock.sleep(wait):
                 return False
-            with self._lock:
-                now = self.clock.now()
-                if self._paused_until <= pause_seen or now >= self._paused_until:
-                    self.capacity.sent(now)
-                    return True
-                if self._jumps == jumps:
-                    # Its slot fell inside the pause and goes unused: give it back to the
-                    # model (unless a later slot jumped over it, which took it in), never
-                    # below the full bucket the last refusal showed.
-                    self._tat = max(self._tat - interval, self._full_tat)
+            if self._claim(pause_seen, epoch, interval, jumps):
+                return True
+
+    def _claim(self, pause_seen: float, epoch: int, interval: float, jumps: int) -> bool:
+        """At the slot reserved: True if the request goes now; False if it must take a new
+        slot (a pause began meanwhile, or a refusal redrew the schedule)."""
+        with self._lock:
+            now = self.clock.now()
+            if self._epoch != epoch:
+                # A refusal that was news while this request slept: its slot was drawn at
+                # a rate the portal just disproved (a probe's, say) and would be refused too.
+                # The schedule restarted from the full bucket; take a slot in it.
+                return False
+            if self._paused_until <= pause_seen or now >= self._paused_until:
+                self.capacity.sent(now)
+                return True
+            if self._jumps == jumps:
+                # Its slot fell inside the pause and goes unused: give it back to the
+                # model (unless a later slot jumped over it, which took it in), never
+                # below the full bucket the last refusal showed.
+                self._tat = max(self._tat - interval, self._full_tat)
+            return False
 
     def credit(self) -> int:
         """Requests that could leave right now without waiting (the unspent burst)."""
@@ -176,18 +204,28 @@ class Throttle:
             now = self.clock.now()
             self.stats.refusals += 1
             sent_at = now - sent_ago if sent_ago is not None else now
-            if self.capacity.refused(sent_at, now):
+            news = self.capacity.refused(sent_at, now)
+            if news:
                 self.stats.slowdowns += 1
                 log.info(
                     "portal refused a request for its rate limit; capacity about %.2f req/s",
                     self.capacity.estimate,
                 )
             self._set_rate(self.capacity.rate(now))
-            # Bucket full: the next request may go one interval from now, not before.
-            full = self._full_tat = now + self._tolerance + 1.0 / self.rate
-            if full > self._tat:
+            # Bucket full: the next request may go one interval from now, not before; after
+            # news, two (what the others had refused meanwhile comes back first).
+            gap = (2.0 if news else 1.0) / self.rate
+            full = self._full_tat = now + self._tolerance + gap
+            if news:
+                # The slots already handed out were drawn at the disproved rate: void them
+                # (their holders take new ones) and draw the schedule again from here.
+                self._epoch += 1
                 self._jumps += 1
-            self._tat = max(self._tat, full)
+                self._tat = full
+            else:
+                if full > self._tat:
+                    self._jumps += 1
+                self._tat = max(self._tat, full)
             if retry_after and now + retry_after > self._paused_until:
                 self._paused_until, self._pause_reason = now + retry_after, "Retry-After"
                 self._account(now, self._paused_until)
@@ -256,22 +294,31 @@ class Capacity:
     """The estimate of the request rate the portal really leaves to the job (not thread-safe:
     the throttle calls it under its lock).
 
-    Until the first refusal the configured rate stands. `level` follows how full the portal's
-    bucket would be if the estimate were right, counted from the last refusal (full): each
-    accepted request adds one, the estimate drains it. A level above one without a refusal
-    proves the capacity larger (`STEP_UP`); a refusal measures it.
+    Until the first refusal the configured rate stands. Every refusal is a moment the portal's
+    bucket was full (within one request). Between two such moments the bucket drained exactly
+    what it accepted from the job, so `accepted / span` measures the capacity left, to within
+    one request over the span: the job measures over the longest span of the last `HORIZON`
+    seconds (a few requests' error over many), unless the newest span disagrees with it
+    beyond that error (the capacity changed: another client started), and then starts over
+    from the newest. `level` follows how full the bucket would be if the estimate were
+    right, counted from the last full moment: a level above one without a refusal proves the
+    capacity larger (`STEP_UP`; another client stopped), and the old moments are forgotten.
     """
+
+    HORIZON = 30.0  # seconds of full moments measured over
+    MIN_SPAN = 1.0  # shorter spans say too little (one request's error is > 20 % at 5/s)
 
     def __init__(self, ceiling: float, burst: int, floor: float) -> None:
         self.ceiling, self.burst, self.floor = ceiling, burst, floor
         self.estimate: float | None = None  # None: never refused, the ceiling stands
-        self._sends: deque[float] = deque()  # send times since the last full moment
+        self._sends: deque[float] = deque()  # send times, over the horizon
+        self._refused: deque[float] = deque()  # send times of refused requests, likewise
+        self._full: deque[float] = deque()  # the full moments (refused sends) measured from
         self._first_send: float | None = None
         self._sent_total = 0
         self._refused_total = 0
-        self._full_at: float | None = None  # send time of the last refused request that was news
-        self._refused_since_full = 0
         self._reacted_at = -math.inf  # when the estimate last changed on a refusal
+        self._sure = False  # the estimate was measured over enough requests to trust it
         self._level = 0.0  # the modelled bucket above full (negative: room), in requests
         self._level_at = 0.0
         self._probe_at = math.inf
@@ -283,21 +330,32 @@ class Capacity:
             return self.ceiling
         if not self._probing and now >= self._probe_at:
             self._probing = True
-        gain = PROBE if self._probing else CRUISE
+        if not self._probing:
+            gain = CRUISE
+        else:
+            # A probe that finds room for long doubles its rate every PROBE_DOUBLING seconds
+            # (TCP's slow start): an estimate far too low is left in seconds, not minutes.
+            gain = PROBE * 2.0 ** (max(0.0, now - self._probe_at) / PROBE_DOUBLING)
         return max(self.floor, min(self.ceiling, self.estimate * gain))
 
     def sent(self, now: float) -> None:
         if self._first_send is None:
             self._first_send = now
         self._sent_total += 1
-        if self.estimate is None:
-            return
         self._sends.append(now)
+        if self.estimate is None:
+            if len(self._sends) > 4096:  # counted from the newest end (see _measure)
+                self._sends.popleft()
+            return
         self._drain(now)
         self._level += 1.0
-        if self._level > 1.0 + 1e-9 and self.estimate < self.ceiling:
+        if len(self._sends) > 4096:  # no refusal for long (at the ceiling): keep it bounded
+            self._forget(now)
+        if self._level > PROOF + 1e-9 and self.estimate < self.ceiling:
             # More went through since the bucket was full than the estimate lets drain:
-            # the portal has more room than thought (another client stopped, say).
+            # the portal has more room than thought (another client stopped, say; the next
+            # refusal's span will disagree with the older ones). The next step needs a proof
+            # of its own at the new estimate.
             self.estimate = min(self.ceiling, self.estimate * STEP_UP)
             self._level = 0.0
 
@@ -305,46 +363,95 @@ class Capacity:
         """A refusal of a request sent at `sent_at`. True if it changed the estimate (news:
         the request left after the last change; older ones were sent at the old rate)."""
         self._refused_total += 1
+        self._refused.append(sent_at)
         if sent_at <= self._reacted_at:
-            if self._full_at is not None and sent_at > self._full_at:
-                self._refused_since_full += 1
             return False
         measured = self._measure(sent_at)
         if measured is not None:
             self.estimate = max(self.floor, min(self.ceiling, measured))
+        elif self.estimate is not None and self._probing:
+            # Nothing to measure from, and refused while probing: the capacity is under the
+            # probe's rate and over half of it (the probe doubled since it last fitted).
+            # The next refusal measures from here.
+            self.estimate = max(self.estimate, self.rate(now) / 2)
+        elif self.estimate is None:
+            # Refused too soon to measure (a burst that filled the bucket at once): halve,
+            # as TCP does; a probe comes soon and measures (and doubles if this is low).
+            self.estimate = max(self.floor, self.ceiling * 0.5)
         else:
-            base = self.estimate if self.estimate is not None else self.ceiling
-            self.estimate = max(self.floor, base * 0.7)
-        self._full_at, self._refused_since_full = sent_at, 0
-        while self._sends and self._sends[0] <= sent_at:
-            self._sends.popleft()
+            # Nothing to measure from (the first moment after a change): a gentle cut, the
+            # next refusal measures.
+            self.estimate = max(self.floor, self.estimate * 0.85)
+        self._full.append(sent_at)
+        self._forget(sent_at)
         self._reacted_at = now
         self._level, self._level_at = 0.0, now
         self._probing = False
-        self._probe_at = now + min(
-            max(PROBE_EVERY / self.estimate, PROBE_SPACING[0]), PROBE_SPACING[1]
-        )
+        # A probe every PROBE_EVERY requests; sooner after a measure of few requests (it may
+        # be low by a lot, and the bucket would empty while the job sends under it).
+        every = PROBE_EVERY if self._sure else PROBE_EVERY / 4
+        self._probe_at = now + min(max(every / self.estimate, PROBE_SPACING[0]), PROBE_SPACING[1])
         return True
 
     def _measure(self, sent_at: float) -> float | None:
-        """The capacity between the last full moment and this one, if long enough to tell."""
-        if self._full_at is None:
+        """The capacity between a full moment of the horizon and this one, if long enough."""
+        if self.estimate is None:
             # From the start: an empty bucket, filled by the configured burst and then
             # by what the portal did not drain.
             if self._first_send is None:
                 return None
+            # Only what left before the refused request: answers come late to a busy
+            # process, and what left meanwhile did not fill this bucket.
             span = sent_at - self._first_send
-            accepted = self._sent_total - self._refused_total - self.burst
+            later = 0
+            for t in reversed(self._sends):
+                if t <= sent_at:
+                    break
+                later += 1
+            accepted = self._sent_total - later - self._refused_total - self.burst
             if span < 0.5 or accepted <= 0:
                 return None
-            return min(accepted / span, self.ceiling * 0.9)
-        span = sent_at - self._full_at
-        accepted = sum(1 for t in self._sends if t < sent_at) - self._refused_since_full
-        if span < 1.0 or accepted < 2:
+            # Few requests over a short span, and the bucket's level at the start unknown
+            # (another client may have had some in it): the high end of what they allow. Too
+            # high costs a refusal that measures again; too low, seconds of an idle bucket.
+            self._sure = False
+            return min((accepted + SPAN_ERROR) / span, self.ceiling * 0.9)
+        spans = [(sent_at - t, self._accepted(t, sent_at)) for t in self._full]
+        spans = [(span, n) for span, n in spans if span >= self.MIN_SPAN]
+        if not spans:
             return None
-        return accepted / span
+        longest, newest = spans[0], spans[-1]
+        estimate = longest[1] / longest[0]
+        # The bucket is within a request of full at each moment, and another client's
+        # requests land in between: a span of `n` accepted is n +- SPAN_ERROR of capacity.
+        low = (newest[1] - SPAN_ERROR) / newest[0]
+        high = (newest[1] + SPAN_ERROR) / newest[0]
+        self._sure = longest[1] >= SURE_AFTER
+        if not low <= estimate <= high:
+            # The newest span cannot be the same capacity: it changed since. Start over
+            # from it, moving the estimate only as far as it proves.
+            while self._full and self._full[0] < sent_at - newest[0]:
+                self._full.popleft()
+            estimate = min(max(estimate, low), high)
+            self._sure = False
+        return estimate
+
+    def _accepted(self, start: float, end: float) -> int:
+        """The job's requests sent in (start, end) and not refused."""
+        sent = sum(1 for t in self._sends if start < t < end)
+        return sent - sum(1 for t in self._refused if start < t < end)
+
+    def _forget(self, now: float) -> None:
+        while self._full and self._full[0] < now - self.HORIZON:
+            self._full.popleft()
+        oldest = self._full[0] if self._full else now
+        while self._sends and self._sends[0] <= oldest:
+            self._sends.popleft()
+        while self._refused and self._refused[0] <= oldest:
+            self._refused.popleft()
 
     def _drain(self, now: float) -> None:
         assert self.estimate is not None
-        self._level = max(-float(self.burst), self._level - (now - self._level_at) * self.estimate)
+        level = self._level - (now - self._level_at) * self.estimate
+        self._level = max(-float(self.burst), level)
         self._level_at = now

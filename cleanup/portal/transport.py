@@ -207,12 +207,16 @@ class Transport:
         while True:
             hold = self.budget.hold_seconds(commands)
             if hold > 0 and self.throttle.pause(hold):
-                log.info("operating-time budget nearly spent; holding requests %.1f s", hold)
+                # Short looks (waiting for answers in flight) are routine: debug only.
+                log.log(
+                    logging.INFO if hold > 1.0 else logging.DEBUG,
+                    "operating-time budget nearly spent; holding requests %.1f s",
+                    hold,
+                )
             if not self.throttle.acquire():
                 raise Stopped
-            if self.budget.hold_seconds(commands) <= 0:
+            if self.budget.try_send(commands) <= 0:  # counted as in flight from here
                 break
-        self.budget.sending(commands)
         try:
             return self._post_now(url, payload, kind, before_send)
         finally:

@@ -25,7 +25,6 @@ Markdown table (and --json writes the figures).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import json
 import math
@@ -526,7 +525,9 @@ def _operating_refusal_times(portal: SandboxPortal, billing: str) -> list[float]
 
 class OtherClient:
     """Another application on the same portal: `rate` cheap requests/s into the same bucket,
-    steadily (each at its own slot, not after the previous answer), until stopped."""
+    each due at its own slot (not after the previous answer), until stopped. Like any real
+    client it sends again what the portal refuses (0.1 s later) and keeps its schedule (what
+    fell behind goes as soon as the portal takes it): its offered rate stays `rate`."""
 
     def __init__(self, portal: SandboxPortal, rate: float, stop_after: float | None = None):
         self.url = portal.webhook_url() + "server.time.json"
@@ -538,18 +539,25 @@ class OtherClient:
 
     def _run(self) -> None:
         start = time.monotonic()
-        n = 0
+        taken = 0  # requests the portal accepted
         with requests.Session() as session:
             while True:
-                n += 1
-                due = start + n * self.interval
+                due = start + (taken + 1) * self.interval
                 if self.stop_after is not None and due - start >= self.stop_after:
                     self.stopped_at = time.time()
                     return
                 if self._stop.wait(max(0.0, due - time.monotonic())):
                     return
-                with contextlib.suppress(requests.RequestException):
-                    session.post(self.url, json={}, timeout=5)
+                while not self._send(session):  # refused (or lost): again, shortly
+                    if self._stop.wait(0.1):
+                        return
+                taken += 1
+
+    def _send(self, session: requests.Session) -> bool:
+        try:
+            return session.post(self.url, json={}, timeout=5).status_code == 200
+        except requests.RequestException:
+            return False
 
     def __enter__(self) -> OtherClient:
         self._thread.start()
@@ -604,10 +612,14 @@ def shared(plan: str, other: float, n: int, work: Path, stop_after: float = 0) -
         theirs = [r for r in portal.stats.log if r.path_method != "batch"]
         result["refused"] = sum(1 for r in ours if r.status != 200)
         result["requests"] = len(ours)
-        # The other client does not re-send what the portal refused it: how much of the
-        # bucket it really had while the job ran.
+        # The other client re-sends what the portal refused it; what it really got while
+        # the job ran is what the job's capacity is judged against.
         result["other_refused"] = sum(1 for r in theirs if r.status != 200)
         result["other_requests"] = len(theirs)
+        begin = min(r.t_start for r in ours)
+        end = max(r.t_end for r in ours)
+        taken = sum(1 for r in theirs if r.status == 200 and begin <= r.t_start <= end)
+        result["other_got"] = taken / (end - begin)
         if stop_after:
             result["back_to_full_s"] = _back_to_full(ours, client.stopped_at, rate)
             with_ideal(result, rate, burst, 50, batch_duration(portal))
@@ -615,14 +627,22 @@ def shared(plan: str, other: float, n: int, work: Path, stop_after: float = 0) -
             setting = f"another client {other:g}/s, stops after {stop_after:g} s"
         else:
             with_ideal(result, rate - other, burst, 50, batch_duration(portal))
+            result["ratio_nominal"] = result["ratio"]  # against rate - other
+            with_ideal(result, rate - result["other_got"], burst, 50, batch_duration(portal))
             setting = (
-                f"another client {other:g}/s for the whole run "
-                f"({result['other_refused']} of its {result['other_requests']} refused)"
+                f"another client {other:g}/s for the whole run (it got "
+                f"{result['other_got']:.2f}/s; {result['other_refused']} of its "
+                f"{result['other_requests']} requests refused; ratio against "
+                f"{rate - other:g}/s left: {_ratio(result['ratio_nominal'])})"
             )
         result.update(name="reaction-cleanup", setting=setting, plan=plan)
         return result
     finally:
         portal.stop()
+
+
+def _ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
 
 
 def _back_to_full(ours: list[Any], stopped_at: float | None, rate: float) -> float | None:

@@ -4,8 +4,13 @@ without a real sleep."""
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import random
 from dataclasses import dataclass, field
+from typing import Any
 
+from cleanup.pacing.retry import RetryPolicy
 from cleanup.pacing.throttle import Throttle
 from cleanup.sandbox.limits import LeakyBucket
 
@@ -37,6 +42,8 @@ class Outcome:
     seconds: float
     refused: int
     accepted_at: list[float] = field(default_factory=list)  # seconds from the start
+    other_sent: int = 0
+    other_refused: int = 0
 
     def refused_share(self) -> float:
         return self.refused / (self.refused + len(self.accepted_at))
@@ -83,4 +90,103 @@ def simulate(
             clock.advance(answer)
             throttle.on_refusal(sent_ago=answer)
     outcome.seconds = clock.now() - start
+    return outcome
+
+
+def simulate_workers(
+    told: float,
+    real: float,
+    burst: int,
+    requests: int,
+    *,
+    other: float = 0.0,
+    other_until: float | None = None,
+    workers: int = 12,
+    latency: float = 1.03,
+    refusal_latency: float = 0.01,
+    jitter: float = 0.01,
+    seed: int = 1,
+) -> Outcome:
+    """Like `simulate`, with the job as it runs: `workers` requests in flight, each accepted
+    answer `latency` seconds after it left, a refused one `refusal_latency` after it reached
+    the portal, then the engine's backoff before the re-send; each request reaches the portal
+    up to `jitter` seconds after it left. The other client is a real client too: what the
+    portal refuses it, it sends again 0.1 s later, and it keeps its schedule (what fell
+    behind goes as soon as the portal takes it): its rate stays `other`."""
+    rng = random.Random(seed)
+    clock = FakeClock()
+    start = clock.now()
+    throttle = Throttle(told, burst, clock=clock)
+    portal = LeakyBucket(clock)
+    policy = RetryPolicy(jitter=0.0)
+    outcome = Outcome(0.0, 0)
+    events: list[tuple[float, int, str, tuple[Any, ...]]] = []
+    order = itertools.count()
+
+    def at(t: float, kind: str, *data: Any) -> None:
+        heapq.heappush(events, (t, next(order), kind, data))
+
+    jobs = requests
+    backlog = 0  # the other client's requests due and not yet accepted
+    for w in range(workers):
+        at(start, "want", w, 0)
+    if other:
+        at(start + 1 / other, "other")
+    last_answer = start
+    while events:
+        t, _, kind, data = heapq.heappop(events)
+        clock.t = max(clock.t, t)
+        now = clock.now()
+        if kind == "other":  # one more request due: it keeps its schedule
+            if other_until is not None and now - start >= other_until:
+                continue
+            if len(outcome.accepted_at) >= requests:
+                continue
+            backlog += 1
+            if backlog == 1:
+                at(now, "other_send")
+            at(now + 1 / other, "other")
+        elif kind == "other_send":
+            ok = portal.try_acquire(real, burst)
+            outcome.other_sent += 1
+            outcome.other_refused += not ok
+            backlog -= ok
+            if backlog:
+                at(now + (0.01 if ok else 0.1), "other_send")
+        elif kind == "want":
+            worker, refusals = data
+            if refusals == 0:
+                if jobs == 0:
+                    continue
+                jobs -= 1
+            with throttle._lock:
+                pause_seen, epoch = throttle._paused_until, throttle._epoch
+            wait, interval, jumps = throttle._reserve()
+            at(now + wait, "wake", worker, refusals, (pause_seen, epoch, interval, jumps))
+        elif kind == "wake":
+            worker, refusals, slot = data
+            if throttle._claim(*slot):
+                at(now + rng.uniform(0, jitter), "arrive", worker, refusals, now)
+            else:
+                with throttle._lock:
+                    pause_seen, epoch = throttle._paused_until, throttle._epoch
+                wait, interval, jumps = throttle._reserve()
+                at(now + wait, "wake", worker, refusals, (pause_seen, epoch, interval, jumps))
+        elif kind == "arrive":
+            worker, refusals, sent = data
+            if portal.try_acquire(real, burst):
+                outcome.accepted_at.append(now - start)
+                at(sent + latency, "done", worker)
+            else:
+                outcome.refused += 1
+                at(now + refusal_latency, "refused", worker, refusals, sent)
+        elif kind == "done":
+            last_answer = now
+            at(now, "want", data[0], 0)
+        elif kind == "refused":
+            worker, refusals, sent = data
+            throttle.on_refusal(sent_ago=now - sent)
+            delay = policy.limit_wait(refusals + 1, None)
+            at(now + delay, "want", worker, refusals + 1)
+    outcome.seconds = last_answer - start
     return outcome

@@ -31,8 +31,9 @@ def test_budget_spends_greedily_then_holds_until_the_reset() -> None:
 
 
 def test_budget_counts_the_commands_in_flight() -> None:
-    # Eight batches of 50 on their way will spend about 8 s more: the ninth waits for the
-    # reset instead of overshooting together with them.
+    # Eight batches of 50 on their way will spend about 8 s more: the ninth does not
+    # overshoot together with them. It waits for their answers, not for the reset: what
+    # they add is only known then (the totals reported already hold the part that has run).
     clock = FakeClock()
     budget = OperatingBudget(16.0, clock=clock)
     budget.observe({"operating": 7.0, "operating_reset_at": clock.wall() + 30, "processing": 0.02})
@@ -40,10 +41,25 @@ def test_budget_counts_the_commands_in_flight() -> None:
     for _ in range(8):
         budget.sending(50)
     assert budget.fraction() == pytest.approx((7.0 + 400 * 0.02) / 16)
-    assert budget.hold_seconds(50) == pytest.approx(31.0)
+    assert budget.hold_seconds(50) == OperatingBudget.LOOK_AGAIN
+    budget.observe({"operating": 13.0, "operating_reset_at": clock.wall() + 30})
     for _ in range(8):
         budget.settled(50)
-    assert budget.hold_seconds(50) == 0.0
+    assert budget.hold_seconds(50) == 0.0  # 13 + 1 of 16: under 95 %, it goes
+    budget.observe({"operating": 15.5, "operating_reset_at": clock.wall() + 30})
+    assert budget.hold_seconds(50) == pytest.approx(31.0)  # spent: until the reset
+
+
+def test_workers_whose_slots_come_together_pass_the_check_one_at_a_time() -> None:
+    # Checking and counting in one step: of several batches whose throttle slots come at
+    # once, only those that fit go; a check-then-count would let all of them through.
+    clock = FakeClock()
+    budget = OperatingBudget(10.0, clock=clock)
+    budget.observe({"operating": 6.0, "operating_reset_at": clock.wall() + 30, "processing": 0.02})
+    holds = [budget.try_send(50) for _ in range(6)]
+    assert holds[:3] == [0.0, 0.0, 0.0]  # 6 + 3 x 1 s = 9: under 95 % of 10 before each
+    assert all(h > 0 for h in holds[3:])
+    assert budget.fraction() == pytest.approx(0.9)
 
 
 def test_budget_reads_answers_out_of_order_and_each_method_apart() -> None:
@@ -95,9 +111,11 @@ def test_a_refusal_teaches_a_limit_lower_than_configured() -> None:
     budget.observe({"operating": 10.0, "operating_reset_at": reset + 1, "processing": 0.02})
     assert budget.hold_seconds(50) == 0.0
     budget.sending(50)
-    assert budget.hold_seconds(50) == pytest.approx(32.0)
+    # The next waits for that batch's answer (how much of it ran), then for the reset.
+    assert budget.hold_seconds(50) == OperatingBudget.LOOK_AGAIN
+    budget.observe({"operating": 10.2, "operating_reset_at": reset + 1})
     budget.settled(50)
-    budget.observe({"operating": 10.2, "operating_reset_at": reset})
+    assert budget.hold_seconds(50) == pytest.approx(32.0)
     # A later window refused lower still: the limit follows it down, never up.
     clock.advance(40)
     budget.observe({"operating": 9.0, "operating_reset_at": clock.wall() + 30})
@@ -115,3 +133,22 @@ def test_an_untracked_budget_learns_one_from_a_refusal() -> None:
     assert budget.hold_seconds() == 0.0
     budget.refused()
     assert budget.limit == 5.0 and budget.hold_seconds() == pytest.approx(31.0)
+
+
+def test_the_request_that_crosses_a_learnt_limit_goes_alone() -> None:
+    # Two batches crossing the limit together would run side by side, both refused in part:
+    # two refused requests in one window. The crossing one waits for the answers in flight,
+    # then goes alone.
+    clock = FakeClock()
+    budget = OperatingBudget(480.0, clock=clock)
+    reset = clock.wall() + 30
+    budget.observe({"operating": 10.2, "operating_reset_at": reset, "processing": 0.02})
+    budget.refused()
+    clock.advance(31)
+    budget.observe({"operating": 8.5, "operating_reset_at": clock.wall() + 30})
+    assert budget.try_send(50) == 0.0  # 8.5 + 1 <= 10.2: it does not cross
+    assert budget.try_send(50) == OperatingBudget.LOOK_AGAIN  # 8.5 + 1 + 1 would, not alone
+    budget.observe({"operating": 9.5, "operating_reset_at": clock.wall() + 30})
+    budget.settled(50)
+    assert budget.try_send(50) == 0.0  # 9.5 + 1 crosses 10.2: it goes, alone
+    assert budget.try_send(50) == OperatingBudget.LOOK_AGAIN
