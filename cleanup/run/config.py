@@ -244,7 +244,7 @@ class RunConfig(BaseModel):
     operating_limit: Annotated[float | None, AfterValidator(_zero_is_off), Option()] = Field(
         480.0,
         ge=0,
-        description="The portal's operating-time budget per method, seconds per 10 min; 0 turns the tracking off.",
+        description="The portal's operating-time budget per method, seconds per 10 min (cloud 480; on-premise 0 when off, 420 when on); 0 assumes none, and a refusal teaches the limit.",
     )
     dry_run: Annotated[bool, Option()] = Field(
         False, description="Validate and plan only: no calls to the portal."
