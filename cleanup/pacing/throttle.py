@@ -100,7 +100,6 @@ class Throttle:
             raise ValueError("rate must be > 0 and burst >= 1")
         self.clock = clock or SystemClock()
         self.budget = budget  # a spent operating budget: no burst to offer (credit)
-        self.configured_rate = rate
         self.rate = rate
         self.burst = burst
         self.headroom = default_headroom(burst) if headroom is None else headroom
