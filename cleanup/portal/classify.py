@@ -72,6 +72,15 @@ TRANSIENT_CODES = frozenset(
 _PLAN_WORDS = re.compile(r"\b(?:commercial|subscription|plan|тариф|подписк|коммерческ)")
 
 
+# A proxy's answers when the portal behind it is down: with no JSON body, an outage.
+UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
+
+
+def is_unavailable(status: int, body: Any) -> bool:
+    """A proxy's 502/503/504 without the portal's JSON: the portal is away (an outage)."""
+    return body is None and status in UNAVAILABLE_STATUSES
+
+
 def is_success(value: Any) -> bool:
     """Both documented success shapes: `true` (method page) and `{"result": true}` (server)."""
     if value is True:

@@ -27,8 +27,9 @@ from cleanup.pacing.budget import OperatingBudget
 from cleanup.pacing.retry import RetryPolicy
 from cleanup.pacing.throttle import Throttle
 from cleanup.portal.auth import Auth
-from cleanup.portal.classify import OPERATION_TIME_LIMIT, Kind, Outcome
+from cleanup.portal.classify import OPERATION_TIME_LIMIT, Kind, Outcome, is_unavailable
 from cleanup.portal.envelope import BatchEnvelope, call_outcome, single_result
+from cleanup.portal.outage import OutageHold
 from cleanup.portal.transport import Answer, NetworkError, Stopped, Transport
 from cleanup.redact import redact
 from cleanup.results import RowResult, Status, gave_up
@@ -38,7 +39,12 @@ from cleanup.run.planner import MAX_BATCH, Batch, plan
 log = logging.getLogger("cleanup")
 
 MAX_WAIT_REACHED = ": --max-wait reached"
-MAX_RESENDS = 20  # rounds of ERROR_BATCH_LENGTH_EXCEEDED without progress before giving up
+MAX_RESENDS = 20
+# Network failures that may mean the portal is away (see cleanup.portal.outage): the
+# connection refused or its name not resolved, a connect timeout, a request dropped.
+OUTAGE_KINDS = frozenset(
+    {"connect", "connect_timeout", "connection_lost"}
+)  # rounds of ERROR_BATCH_LENGTH_EXCEEDED without progress before giving up
 
 
 # ---------------------------------------------------------------------- decision tables
@@ -117,10 +123,15 @@ class UnitResult:
 
 
 class _RowState:
-    __slots__ = ("attempts", "earlier", "maybe_done", "row")
+    __slots__ = ("attempts", "earlier", "maybe_done", "retries", "row", "waited")
 
     def __init__(self, row: Row, earlier: int) -> None:
         self.row = row
+        # The row's own budgets: re-sends after an unknown outcome (--max-retries) and
+        # seconds waited (--max-wait). A batch spends them for every row it carries, and
+        # no row's faults spend another's.
+        self.retries = 0
+        self.waited = 0.0
         # Requests of an earlier, stopped run that carried the row (from the journal): they
         # count as attempts, and any of them may have acted.
         self.earlier = earlier
@@ -136,13 +147,12 @@ class _RowState:
 
 
 class _Unit:
-    """One unit's rows that have their result, and its budgets: retries and waiting."""
+    """One unit's rows that have their result, and how often the portal refused it (the
+    retry and wait budgets are each row's own)."""
 
     def __init__(self) -> None:
         self.done: dict[int, RowResult] = {}
-        self.retries = 0
         self.resends = 0
-        self.waited = 0.0
         self.refusals = 0
         self.operating_refusals = 0
         self.refreshed = False  # an expired token per command was renewed for this unit
@@ -181,6 +191,7 @@ class Engine:
         action: Action = DELETE,
         journal: Journal | None = None,
         rng: random.Random | None = None,
+        hold: OutageHold | None = None,
     ) -> None:
         self.transport = transport
         self.auth = auth
@@ -194,6 +205,8 @@ class Engine:
         self.budget = budget
         self.journal = journal
         self.rng = rng or random.Random()
+        # The portal being away holds every worker of the run, for up to --max-wait.
+        self.hold = hold or OutageHold(clock, max_wait=policy.max_wait)
         self.stats = EngineStats()
         self._lock = threading.Lock()
         self.failed_bots: dict[int, tuple[str, str, int]] = {}
@@ -295,15 +308,24 @@ class Engine:
         unit: _Unit,
         request: Callable[[Callable[[], None] | None], Answer],
     ) -> Answer | None:
-        """The request's answer; None after a network failure (handled here)."""
+        """The request's answer; None after a network failure (handled here). While the
+        portal is away, waits in the outage hold first (or is the probe)."""
+        self.hold.admit()
         try:
-            return request(self._journal_sent([s.row.row for s in states]))
+            answer = request(self._journal_sent([s.row.row for s in states]))
         except NetworkError as exc:
             self._network_failure(exc, states, unit)
             return None
         except Stopped:
+            self.hold.release()
             self._unsent(states)  # stopped before it left
             raise
+        except BaseException:
+            self.hold.release()
+            raise
+        if not is_unavailable(answer.status, answer.body):
+            self.hold.answered()
+        return answer
 
     # ------------------------------------------------------------------ one answer
 
@@ -398,7 +420,13 @@ class Engine:
     def _retry(self, group: Group, rnd: _Round, unit: _Unit) -> None:
         for s, _ in group:
             s.maybe_done = True
-        self._transient_wait(unit, group[-1][1], [s for s, _ in group], unreachable=False)
+        outcome = group[-1][1]
+        rows = [s for s, _ in group]
+        if rnd.whole_call and is_unavailable(rnd.answer.status, rnd.answer.body):
+            # A proxy's page, not the portal's answer: the portal may be away.
+            if not self.hold.failed(f"{outcome.error} without the portal's answer", certain=False):
+                return  # an outage: waited out in the hold, not counted against the rows
+        self._transient_wait(unit, outcome, rows, unreachable=False)
 
     _steps: Mapping[Step, Callable[[Engine, Group, _Round, _Unit], None]] = {
         Step.SETTLE: _settle,
@@ -417,6 +445,12 @@ class Engine:
             for s in states:
                 s.attempts += 1
                 s.maybe_done = True
+        else:
+            self._unsent(states)  # the connection never opened: no attempt
+        if exc.kind in OUTAGE_KINDS:
+            certain = not exc.maybe_sent
+            if not self.hold.failed(str(exc), certain=certain):
+                return  # an outage: waited out in the hold, not counted against the rows
         code = "TIMEOUT" if exc.kind == "timeout" else "NETWORK_ERROR"
         outcome = Outcome(Kind.TRANSIENT, code, str(exc))
         self._transient_wait(unit, outcome, states, unreachable=not exc.maybe_sent)
@@ -426,18 +460,23 @@ class Engine:
     def _transient_wait(
         self, unit: _Unit, outcome: Outcome, rows: list[_RowState], *, unreachable: bool
     ) -> None:
-        unit.retries += 1
-        if unit.retries > self.policy.max_retries:
-            if unreachable:
-                raise _unreachable(outcome, self.policy.max_retries)
-            for s in rows:
-                why = f" after {s.attempts} attempts"
-                self._give_up(s, unit, outcome.kind, outcome.error, outcome.description, why)
+        """Each row spends one re-send of its own budget; a row whose budget is spent is
+        given up (an unreachable portal: the run aborts), the others wait and re-send."""
+        for s in rows:
+            s.retries += 1
+        spent = [s for s in rows if s.retries > self.policy.max_retries]
+        if spent and unreachable:
+            raise _unreachable(outcome, self.policy.max_retries)
+        for s in spent:
+            why = f" after {s.attempts} attempts"
+            self._give_up(s, unit, outcome.kind, outcome.error, outcome.description, why)
+        rows = [s for s in rows if s.retries <= self.policy.max_retries]
+        if not rows:
             return
         self.stats.add(retries=1)
-        delay = self.policy.backoff(unit.retries, self.rng)
+        delay = self.policy.backoff(max(s.retries for s in rows), self.rng)
         log.debug("retrying %d row(s) in %.1f s after %s", len(rows), delay, redact(outcome.error))
-        if not self._wait(unit, delay):
+        if not self._wait(rows, delay):
             for s in rows:
                 self._give_up(
                     s, unit, outcome.kind, outcome.error, outcome.description, MAX_WAIT_REACHED
@@ -462,7 +501,7 @@ class Engine:
         self.throttle.on_refusal(retry_after, sent_ago)
         delay = self.policy.limit_wait(unit.refusals, retry_after)
         self.throttle.held(delay)  # wall-clock waiting time for the summary
-        if not self._wait(unit, delay):
+        if not self._wait(rows, delay):
             for s in rows:
                 self._give_up(
                     s,
@@ -487,7 +526,7 @@ class Engine:
         delay = self.policy.operating_wait(unit.operating_refusals, reset_in, retry_after)
         # Bounded like every other wait: a portal that keeps the method blocked must not
         # hold the run forever. The pause itself is served by the throttle (all workers).
-        if not self._spend_wait(unit, delay):
+        if not self._spend_wait(rows, delay):
             for s in rows:
                 self._give_up(
                     s,
@@ -508,16 +547,17 @@ class Engine:
                 delay,
             )
 
-    def _spend_wait(self, unit: _Unit, seconds: float) -> bool:
-        """Count `seconds` against the unit's --max-wait; False if that would exceed it."""
-        if unit.waited + seconds > self.policy.max_wait:
+    def _spend_wait(self, rows: list[_RowState], seconds: float) -> bool:
+        """Count `seconds` against each row's --max-wait; False if that would exceed one."""
+        if any(s.waited + seconds > self.policy.max_wait for s in rows):
             return False
-        unit.waited += seconds
+        for s in rows:
+            s.waited += seconds
         return True
 
-    def _wait(self, unit: _Unit, seconds: float) -> bool:
-        """Sleep `seconds` unless the unit's wait budget is spent. Raises Stopped on stop."""
-        if not self._spend_wait(unit, seconds):
+    def _wait(self, rows: list[_RowState], seconds: float) -> bool:
+        """Sleep `seconds` unless the rows' wait budget is spent. Raises Stopped on stop."""
+        if not self._spend_wait(rows, seconds):
             return False
         if not self.clock.sleep(seconds):
             raise Stopped

@@ -266,12 +266,108 @@ def test_a_bot_the_portal_rejects_is_not_sent_again() -> None:
 # ---------------------------------------------------------------------- no answer
 
 
-def test_a_refused_connection_is_no_attempt_and_ends_the_run_when_it_lasts() -> None:
+class Clocked(Script):
+    """A script that also notes the fake clock's time of each request."""
+
+    def __init__(self, clock: FakeClock, *replies: Reply) -> None:
+        super().__init__(*replies)
+        self.clock = clock
+        self.times: list[float] = []
+
+    def _next(self, request: dict[str, Any]) -> Answer:
+        self.times.append(self.clock.t)
+        return super()._next(request)
+
+
+def held_engine(*replies: Reply, **kw: Any) -> tuple[Engine, Clocked]:
+    clock = FakeClock()
+    script = Clocked(clock, *replies)
+    eng = engine(script, **kw)
+    eng.clock = clock
+    eng.hold.clock = clock
+    eng.throttle = Throttle(1000.0, 1000, clock=clock)
+    return eng, script
+
+
+def test_a_refused_connection_is_no_attempt_and_ends_the_run_after_max_wait(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # An outage is waited out for --max-wait (100 s here), one probe at a time with a capped
+    # backoff; not --max-retries (3 here): far more than 3 probes go out before the abort.
     refused = NetworkError("connect", "refused", maybe_sent=False)
-    script = Script(*[refused] * 4)
-    result = engine(script).run_unit(rows(1))
+    eng, script = held_engine(*[refused] * 100)
+    result = eng.run_unit(rows(1))
     assert result.fatal is not None and result.fatal.code == "PORTAL_UNREACHABLE"
     assert seen(result.results) == [("skipped", "", 0)]
+    gaps = [b - a for a, b in zip(script.times, script.times[1:], strict=False)]
+    assert gaps[:5] == [0.5, 1.0, 2.0, 4.0, 5.0] and max(gaps) == 5.0  # capped backoff
+    assert 20 < len(script.times) < 30
+    assert script.times[-1] - script.times[0] <= 100.0
+    waiting = [r.message for r in caplog.records if "has not answered for" in r.message]
+    assert waiting == [
+        "the portal has not answered for 60 s; still waiting (up to 100 s, --max-wait)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "drop",
+    [
+        NetworkError("connect", "refused", maybe_sent=False),
+        NetworkError("connection_lost", "closed", maybe_sent=True),
+        answer(502, None),
+        answer(504, None),
+    ],
+    ids=["refused", "dropped", "proxy 502", "proxy 504"],
+)
+def test_an_outage_is_waited_out_without_spending_the_rows_retries(drop: Reply) -> None:
+    # 15 failures in a row (about 55 s) with --max-retries 3: the row is still removed.
+    eng, script = held_engine(*[drop] * 15, everything_ok)
+    [row] = eng.run_unit(rows(1)).results
+    assert row.status is Status.REMOVED
+    assert eng.hold.outages == 1 and 40 < eng.hold.away_s < 70
+    # A request that may have run counts as an attempt, truthfully.
+    maybe_sent = not isinstance(drop, NetworkError) or drop.maybe_sent
+    assert row.attempts == (16 if maybe_sent else 1)
+
+
+def test_after_an_outage_a_lost_delete_reads_already_absent() -> None:
+    lost = NetworkError("connection_lost", "closed", maybe_sent=True)
+    eng, _ = held_engine(lost, lost, lost, per_command(r1="REACTION_NOT_FOUND"))
+    [row] = eng.run_unit(rows(1)).results
+    assert (row.status, row.error_description) == (Status.REMOVED, ALREADY_ABSENT)
+
+
+def test_one_dropped_request_counts_against_its_rows_only() -> None:
+    # Dropped requests with answers between them are faults of those requests, not an
+    # outage: each spends its own rows' budget (3 re-sends), and no other row's.
+    lost = NetworkError("connection_lost", "closed", maybe_sent=True)
+    ok = answer(200, {"result": {"result": True}})
+    eng, _ = held_engine(*[lost, ok] * 4, ok, mode="single")
+    results = eng.run_unit(rows(5)).results
+    assert [r.status for r in results] == [Status.REMOVED] * 5
+    assert [r.attempts for r in results] == [2, 2, 2, 2, 1]
+    assert eng.hold.outages == 0
+
+
+def test_the_retry_budget_is_each_rows_own_in_single_calls() -> None:
+    # Row 1 fails 4 times (3 re-sends, then given up); row 2 still has all of its own.
+    err = answer(500, {"error": "INTERNAL_SERVER_ERROR"})
+    ok = answer(200, {"result": {"result": True}})
+    eng, _ = held_engine(err, err, err, err, err, err, err, ok, mode="single")
+    first, second = eng.run_unit(rows(2)).results
+    assert (first.status, first.attempts) == (Status.FAILED, 4)
+    assert first.error_description.endswith("(gave up after 4 attempts)")
+    assert (second.status, second.attempts) == (Status.REMOVED, 4)
+
+
+def test_a_batch_spends_the_budget_of_the_rows_it_carries() -> None:
+    # Both rows ride the same batches: both spend; a row answered OK leaves the others
+    # with what they had spent, not less.
+    err = answer(500, {"error": "INTERNAL_SERVER_ERROR"})
+    eng, _ = held_engine(err, per_command(r1=True, r2="INTERNAL_SERVER_ERROR"), err, err, err)
+    first, second = eng.run_unit(rows(2)).results
+    assert (first.status, first.attempts) == (Status.REMOVED, 2)
+    assert (second.status, second.attempts) == (Status.FAILED, 4)
 
 
 def test_a_lost_reply_is_an_attempt_that_may_have_acted() -> None:
