@@ -422,10 +422,13 @@ class Engine:
             s.maybe_done = True
         outcome = group[-1][1]
         rows = [s for s, _ in group]
-        if rnd.whole_call and is_unavailable(rnd.answer.status, rnd.answer.body):
-            # A proxy's page, not the portal's answer: the portal may be away.
-            if not self.hold.failed(f"{outcome.error} without the portal's answer", certain=False):
-                return  # an outage: waited out in the hold, not counted against the rows
+        # A proxy's page, not the portal's answer: the portal may be away. An outage is
+        # waited out in the hold, not counted against the rows.
+        proxy = rnd.whole_call and is_unavailable(rnd.answer.status, rnd.answer.body)
+        if proxy and not self.hold.failed(
+            f"{outcome.error} without the portal's answer", certain=False
+        ):
+            return
         self._transient_wait(unit, outcome, rows, unreachable=False)
 
     _steps: Mapping[Step, Callable[[Engine, Group, _Round, _Unit], None]] = {

@@ -321,7 +321,7 @@ def test_a_refused_connection_is_no_attempt_and_ends_the_run_after_max_wait(
 )
 def test_an_outage_is_waited_out_without_spending_the_rows_retries(drop: Reply) -> None:
     # 15 failures in a row (about 55 s) with --max-retries 3: the row is still removed.
-    eng, script = held_engine(*[drop] * 15, everything_ok)
+    eng, _ = held_engine(*[drop] * 15, everything_ok)
     [row] = eng.run_unit(rows(1)).results
     assert row.status is Status.REMOVED
     assert eng.hold.outages == 1 and 40 < eng.hold.away_s < 70
