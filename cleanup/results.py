@@ -14,6 +14,9 @@ class Status(StrEnum):
     """The report's documented statuses, and nothing else."""
 
     REMOVED = "removed"
+    # A first attempt found the reaction not there (REACTION_NOT_FOUND for a documented
+    # code): the state the row asked for; nothing to remove. Not a failure.
+    ABSENT = "absent"
     RESTORED = "restored"  # an undo added the reaction back (or found it there again)
     FAILED = "failed"
     INVALID = "invalid"
@@ -23,13 +26,27 @@ class Status(StrEnum):
 
 # Statuses a --resume keeps; a skipped row is still to do.
 FINAL_STATUSES = frozenset(
-    {Status.REMOVED, Status.RESTORED, Status.FAILED, Status.INVALID, Status.DUPLICATE}
+    {
+        Status.REMOVED,
+        Status.ABSENT,
+        Status.RESTORED,
+        Status.FAILED,
+        Status.INVALID,
+        Status.DUPLICATE,
+    }
 )
 # The statuses each kind of report uses, in the order summaries and pages list them.
-RUN_STATUSES = (Status.REMOVED, Status.FAILED, Status.INVALID, Status.DUPLICATE, Status.SKIPPED)
+RUN_STATUSES = (
+    Status.REMOVED,
+    Status.ABSENT,
+    Status.FAILED,
+    Status.INVALID,
+    Status.DUPLICATE,
+    Status.SKIPPED,
+)
 UNDO_STATUSES = (Status.RESTORED, Status.FAILED, Status.SKIPPED)
 # Rows a request reached the portal for and that have their answer.
-SENT_STATUSES = (Status.REMOVED, Status.RESTORED, Status.FAILED)
+SENT_STATUSES = (Status.REMOVED, Status.ABSENT, Status.RESTORED, Status.FAILED)
 
 # Marks a failure where the run stopped trying (not the portal's answer about the row), so
 # that --resume sends the row again. Part of the report's text, hence kept stable.

@@ -28,9 +28,10 @@ from cleanup.version import __version__
 
 ROWS_PER_CAUSE = 200  # rows listed under each cause; the report file has them all
 _LISTED = ("failed", "invalid", "skipped")
-_STATUS_ORDER = ("removed", "failed", "invalid", "duplicate", "skipped")
+_STATUS_ORDER = ("removed", "absent", "failed", "invalid", "duplicate", "skipped")
 _STATUS_TEXT = {
     "removed": "removed (or found already absent on a retry)",
+    "absent": "not there: nothing to remove",
     "restored": "added back (or found there again: REACTION_ALREADY_SET)",
     "failed": "the portal refused or the job gave up",
     "invalid": "not sent: the row is not valid",
@@ -286,6 +287,8 @@ def _state(s: Mapping[str, Any], by_status: Mapping[str, int]) -> tuple[str, str
     done = "restored" if s.get("undo_of") else "removed"
     if by_status.get("failed") or by_status.get("invalid") or by_status.get("skipped"):
         return f"Finished: some rows were not {done}", "warn"
+    if by_status.get("absent"):
+        return f"Finished: every row {done} or not there", "good"
     return f"Finished: every row {done}", "good"
 
 

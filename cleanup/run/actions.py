@@ -104,11 +104,15 @@ def reaction_params(row: Row, bot_token: str | None) -> Params:
     return params
 
 
-def settle_delete(row: Row, outcome: Outcome, doubt: Doubt) -> Verdict:
+NOT_THERE = "not there: nothing to remove (the portal answered REACTION_NOT_FOUND)"
+
+
+def settle_delete_strict(row: Row, outcome: Outcome, doubt: Doubt) -> Verdict:
     """REACTION_NOT_FOUND after a request that may have acted means that request removed
     it: `removed`, saying so. Not for a code off the documented list (sent with
     --allow-unknown-reactions): the same answer also means "no such reaction code", so the
-    row fails, naming both readings. Otherwise the portal's answer stands."""
+    row fails, naming both readings. Otherwise the portal's answer stands (--absent-as-failed:
+    a reaction not there at the first attempt is `failed`)."""
     if outcome.kind is Kind.OK:
         return Verdict(Status.REMOVED)
     if outcome.kind is Kind.NOT_FOUND and doubt is not Doubt.NONE:
@@ -120,7 +124,22 @@ def settle_delete(row: Row, outcome: Outcome, doubt: Doubt) -> Verdict:
     return failed(outcome)
 
 
+def settle_delete(row: Row, outcome: Outcome, doubt: Doubt) -> Verdict:
+    """As `settle_delete_strict`, but REACTION_NOT_FOUND at a first attempt, for a documented
+    code (the job checked it before sending), is the state the row asked for: `absent`. For
+    a code off the list the answer may mean "no such code": the row stays `failed`."""
+    if outcome.kind is Kind.NOT_FOUND and doubt is Doubt.NONE and row.reaction in _DOCUMENTED:
+        return Verdict(Status.ABSENT, "", NOT_THERE)
+    return settle_delete_strict(row, outcome, doubt)
+
+
 DELETE = Action(DELETE_METHOD, reaction_params, settle_delete, did="removed")
+# --absent-as-failed: a reaction not there is a failed row, as before the `absent` status.
+DELETE_STRICT = replace(DELETE, settle=settle_delete_strict)
+
+
+def delete_action(*, absent_as_failed: bool) -> Action:
+    return DELETE_STRICT if absent_as_failed else DELETE
 
 
 # ---------------------------------------------------------------------- add (undo)

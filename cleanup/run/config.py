@@ -187,7 +187,7 @@ class RunConfig(BaseModel):
         Option(metavar="STATUS[,STATUS...]", parse=partial(_listed_option, "--only")),
     ] = Field(
         default_factory=list,
-        description="Re-run a report: send only its rows whose status is one of these (removed, failed, invalid, duplicate, skipped); each keeps its row number.",
+        description="Re-run a report: send only its rows whose status is one of these (removed, absent, failed, invalid, duplicate, skipped); each keeps its row number.",
     )
     only_error: Annotated[
         list[str],
@@ -201,6 +201,13 @@ class RunConfig(BaseModel):
     allow_unknown_reactions: Annotated[bool, Option()] = Field(
         False,
         description="Send reaction codes that are not in the documented list (the portal's list may grow).",
+    )
+    absent_as_failed: Annotated[bool, Option()] = Field(
+        False,
+        description=(
+            "Report a reaction the portal says is not there (REACTION_NOT_FOUND at the first"
+            " attempt) as failed, not absent; the run then exits 1 for it."
+        ),
     )
     mode: Annotated[Mode, Option()] = Field(
         "auto",
@@ -225,12 +232,14 @@ class RunConfig(BaseModel):
         int | None, Option(shown_default="from the rate and observed latency")
     ] = Field(None, ge=1, le=64, description="Requests in flight at once.")
     max_retries: Annotated[int, Option()] = Field(
-        5, ge=0, description="Re-sends after network errors, 5xx and garbled answers."
+        5,
+        ge=0,
+        description="Re-sends of each row after network errors, 5xx and garbled answers (its own budget; an outage does not use it up).",
     )
     max_wait: Annotated[float, Option()] = Field(
         900.0,
         ge=0,
-        description="Seconds one batch may spend waiting (backoff and limits) before its rows fail.",
+        description="Seconds a row may spend waiting (backoff and limits) before it fails, and seconds an outage is waited out before the run aborts (exit 3).",
     )
     timeout: Annotated[float, Option()] = Field(
         75.0, ge=1, description="Seconds to wait for an answer."

@@ -39,7 +39,7 @@ from cleanup.portal.auth import Auth
 from cleanup.portal.transport import Transport
 from cleanup.redact import redact
 from cleanup.results import RowResult, RunSummary, Status
-from cleanup.run.actions import DELETE, Action
+from cleanup.run.actions import DELETE, Action, delete_action
 from cleanup.run.config import RunConfig, load_bot_tokens
 from cleanup.run.engine import Engine
 from cleanup.run.planner import MAX_BATCH, Batch, Planner, count_batches, estimate_seconds
@@ -104,6 +104,8 @@ def run_file(
     `pacing`: the portal's bucket and operating-time budget when other runs on the same
     portal share them (`cleanup.run.portals`); by default the run has its own."""
     config.check()
+    if action is DELETE:
+        action = delete_action(absent_as_failed=config.absent_as_failed)
     stop = stop or StopSignal()
     clock = clock or SystemClock(stop.event)
     auth = config.make_auth()

@@ -5,11 +5,21 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 from cleanup.inputs.validate import Row
-from cleanup.run.actions import DELETE, DELETE_METHOD
+from cleanup.portal.classify import Kind, Outcome
+from cleanup.results import Status
+from cleanup.run.actions import (
+    ALREADY_ABSENT,
+    DELETE,
+    DELETE_METHOD,
+    NOT_THERE,
+    Doubt,
+    delete_action,
+)
 from cleanup.sandbox import php
 
 any_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
@@ -42,3 +52,32 @@ def test_command_round_trips_through_a_query_parser(
     assert parse_qs(query, keep_blank_values=True) == {k: [v] for k, v in expected.items()}
     # The portal's own reading (PHP parse_str, as the sandbox models it) agrees.
     assert php.parse_str(query) == expected
+
+
+# ---------------------------------------------------------------------- absent (issue 17)
+
+NOT_FOUND = Outcome(Kind.NOT_FOUND, "REACTION_NOT_FOUND", "Reaction not found")
+
+
+@pytest.mark.parametrize(
+    ("reaction", "doubt", "strict", "expected"),
+    [
+        ("like", Doubt.NONE, False, (Status.ABSENT, "", NOT_THERE)),
+        ("like", Doubt.NONE, True, (Status.FAILED, "REACTION_NOT_FOUND", "Reaction not found")),
+        ("like", Doubt.THIS_RUN, False, (Status.REMOVED, "", ALREADY_ABSENT)),
+        ("like", Doubt.THIS_RUN, True, (Status.REMOVED, "", ALREADY_ABSENT)),
+        (
+            "notACode",
+            Doubt.NONE,
+            False,
+            (Status.FAILED, "REACTION_NOT_FOUND", "Reaction not found"),
+        ),
+    ],
+    ids=["first attempt", "--absent-as-failed", "lost reply", "lost reply strict", "unknown code"],
+)
+def test_reaction_not_found_reads(
+    reaction: str, doubt: Doubt, strict: bool, expected: tuple[Status, str, str]
+) -> None:
+    row = Row(1, 456, 789, reaction, ("456", "789", reaction))
+    action = delete_action(absent_as_failed=strict)
+    assert tuple(action.settle(row, NOT_FOUND, doubt)) == expected
