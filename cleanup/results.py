@@ -138,6 +138,13 @@ class RunSummary:
     left_out: int = 0
     # An undo: the report whose removed rows it adds back (its statuses are UNDO_STATUSES).
     undo_of: str | None = None
+    # run-job's retry run of a file (1, 2 ...): it re-sent the rows that failed transiently.
+    retry_run: int = 0
+    # Seconds the portal was away (an outage waited out, cleanup.portal.outage).
+    outage_s: float = 0.0
+    # run-job: rows that failed for a transient reason and that the next run re-sends (the
+    # file waits in the inbox for that retry run); 0: the file does not wait for one.
+    waits_retry: int = 0
     timeline: list[dict[str, float]] = field(default_factory=list)
     examples: list[str] = field(default_factory=list)  # dry run: the first invalid rows
     exit_code: int = EXIT_OK

@@ -269,6 +269,7 @@ def _print_file(outcome: FileOutcome, quiet: bool, fmt: str, job: str | None = N
             archived_to=str(outcome.archived_to) if outcome.archived_to else None,
             complete=outcome.complete,
             resumed=outcome.resumed,
+            waits_retry=outcome.waits_retry,
         )
         summary_event(f"{name}: {one_line(summary)}", outcome.exit_code, fields)
         return
@@ -283,6 +284,12 @@ def _print_file(outcome: FileOutcome, quiet: bool, fmt: str, job: str | None = N
         click.echo(f"archived: {outcome.archived_to}", err=True)
     elif summary.report and not summary.dry_run and not outcome.complete:
         click.echo(f"left in place: {outcome.source} (the next run resumes it)", err=True)
+    elif outcome.waits_retry:
+        click.echo(
+            f"left in place: {outcome.source} (waits for a retry run: the next run re-sends"
+            f" its {outcome.waits_retry} row(s) that failed for a transient reason)",
+            err=True,
+        )
 
 
 def _print_job_summary(result: JobFileResult, quiet: bool, fmt: str) -> None:
@@ -297,6 +304,7 @@ def _print_job_summary(result: JobFileResult, quiet: bool, fmt: str) -> None:
                 "exit_code": result.exit_code,
                 "files": len(result.files),
                 "already_done": result.already_done,
+                "waiting_retry": [str(f.source) for f in result.waiting_retry],
                 "stopped": result.stopped,
                 **result.totals(),
             },

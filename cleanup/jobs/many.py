@@ -206,8 +206,9 @@ def _run_one(
 def figures(run: JobRun) -> JobFigures:
     """A job file's part of the run, as its metrics show it."""
     rows: dict[str, int] = {}
-    requests = refusals = 0
+    requests = refusals = waiting = 0
     if run.result is not None:
+        waiting = len(run.result.waiting_retry)
         totals = run.result.totals()
         rows = {s.value: totals[s.value] for s in Status}
         for outcome in run.result.files:
@@ -222,6 +223,7 @@ def figures(run: JobRun) -> JobFigures:
         rows=rows,
         requests=requests,
         limit_refusals=refusals,
+        files_waiting_retry=waiting,
     )
 
 

@@ -35,7 +35,8 @@ from cleanup.jobs.schema import JobFile
 from cleanup.jobs.state import JobState
 from cleanup.outputs.files import writing
 from cleanup.outputs.journal import fingerprint
-from cleanup.outputs.summary import summary_path, summary_record
+from cleanup.outputs.report import transient_failures
+from cleanup.outputs.summary import summary_path, summary_record, write_summary
 from cleanup.redact import redact
 from cleanup.results import RunSummary, Status
 from cleanup.run.config import RunConfig
@@ -44,6 +45,9 @@ from cleanup.run.progress import ProgressFactory
 from cleanup.run.runner import StopSignal, run_file
 
 log = logging.getLogger("cleanup")
+
+RETRY = "retry"  # a file's state: its report is complete, and a retry run is to come
+RETRY_RUNS: int = RunConfig.model_fields["retry_runs"].default
 
 
 @dataclass
@@ -62,6 +66,10 @@ class FileOutcome:
     html: Path | None = None
     error: str | None = None  # the file could not be processed at all
     stops_job: bool = False  # a problem every later file would hit too
+    retry_run: int = 0  # this was the file's retry run number N (0: its first run or a resume)
+    # Rows that failed for a transient reason and that the next run sends again (the file
+    # waits in the inbox for that retry run); 0: the file does not wait for one.
+    waits_retry: int = 0
 
 
 @dataclass
@@ -74,6 +82,11 @@ class JobFileResult:
     stopped: str | None = None  # why the loop ended early
     started_at: float = 0.0  # unix time
     elapsed_s: float = 0.0
+
+    @property
+    def waiting_retry(self) -> list[FileOutcome]:
+        """The files that stay in the inbox for a retry run of their transient failures."""
+        return [f for f in self.files if f.waits_retry]
 
     @property
     def exit_code(self) -> int:
@@ -226,14 +239,22 @@ def _already_done(job: JobFile, path: Path, entry: dict[str, Any], dry: bool) ->
 def _process(ctx: _Context, path: Path, sha: str) -> FileOutcome:
     """Run one input file into its report; archive it if the report is complete."""
     job, state = ctx.job, ctx.state
-    entry = state.files.get(sha)
-    resumed = entry is not None and entry.get("status") == "running" and bool(entry.get("report"))
-    report = _take(ctx, path, sha, resumed)
+    entry = state.files.get(sha) or {}
+    resumed = entry.get("status") in ("running", RETRY) and bool(entry.get("report"))
+    retry = _retry_of(ctx, entry) if entry.get("status") == RETRY else None
+    report = _take(ctx, path, sha, resumed, retry)
     outcome = FileOutcome(path, sha, EXIT_OK, report=None if ctx.dry else report, resumed=resumed)
+    again = {} if retry is None else {"resend": retry[1], "retry_run": retry[0]}
     config = RunConfig(
-        input=path, report=report, resume=resumed, run_id=ctx.run_id, label=job.name, **ctx.base
+        input=path,
+        report=report,
+        resume=resumed,
+        run_id=ctx.run_id,
+        label=job.name,
+        **ctx.base,
+        **again,
     )
-    outcome.config = config
+    outcome.config, outcome.retry_run = config, config.retry_run
     try:
         on_progress = ctx.progress(config.progress) if ctx.progress else None
         pacing = ctx.pacings.for_config(config) if ctx.pacings else None
@@ -255,16 +276,42 @@ def _process(ctx: _Context, path: Path, sha: str) -> FileOutcome:
     return outcome
 
 
-def _take(ctx: _Context, path: Path, sha: str, resumed: bool) -> Path:
+def _retry_of(ctx: _Context, entry: dict[str, Any]) -> tuple[int, frozenset[int]]:
+    """A file waiting for a retry run: its number, and the rows that failed transiently."""
+    report = ctx.job.reports / str(entry["report"])
+    return int(entry.get("retry_runs", 0)) + 1, frozenset(transient_failures(report))
+
+
+def _take(
+    ctx: _Context,
+    path: Path,
+    sha: str,
+    resumed: bool,
+    retry: tuple[int, frozenset[int]] | None = None,
+) -> Path:
     """The file's report path, noted in the state file before anything is sent."""
     entry = ctx.state.files.get(sha)
     started = ctx.now()
     if resumed:
         assert entry is not None
         report = ctx.job.reports / str(entry["report"])
-        log.info(
-            "resuming %s (sha256 %s…): its report %s is unfinished", path.name, sha[:8], report.name
-        )
+        if retry is not None:
+            log.info(
+                "%s: retry run %d of %d: re-sending its %d row(s) that failed for a transient"
+                " reason (report %s)",
+                path.name,
+                retry[0],
+                int(ctx.base.get("retry_runs", RETRY_RUNS)),
+                len(retry[1]),
+                report.name,
+            )
+        else:
+            log.info(
+                "resuming %s (sha256 %s…): its report %s is unfinished",
+                path.name,
+                sha[:8],
+                report.name,
+            )
     else:
         report = ctx.job.reports / report_name(path, sha, started, ctx.job.report_format)
         log.info("processing %s (sha256 %s…) -> %s", path.name, sha[:8], report.name)
@@ -278,6 +325,8 @@ def _take(ctx: _Context, path: Path, sha: str, resumed: bool) -> Path:
         started=new_entry.get("started") or _iso(started),
         size=path.stat().st_size,
     )
+    if retry is not None:
+        new_entry["retry_runs"] = retry[0]
     ctx.state.files[sha] = new_entry
     ctx.state.save()  # before anything is sent: a crash now still resumes this report
     return report
@@ -292,9 +341,11 @@ def _finish(ctx: _Context, outcome: FileOutcome, summary: RunSummary, config: Ru
         and summary.by_status.get(Status.SKIPPED.value, 0) == 0
     )
     assert outcome.report is not None
+    entry = ctx.state.files[sha]
+    if outcome.complete:
+        _check_retry(outcome, entry, summary, config)
     if job.html:
         outcome.html = _write_html(job, config, summary, outcome.report, path, sha)
-    entry = ctx.state.files[sha]
     entry.update(exit_code=summary.exit_code, counts=_counts(summary), run_id=ctx.run_id)
     if not outcome.complete:
         ctx.state.save()
@@ -304,7 +355,12 @@ def _finish(ctx: _Context, outcome: FileOutcome, summary: RunSummary, config: Ru
             summary.aborted or summary.interrupted or "rows left unsent",
         )
         return
+    if outcome.waits_retry:
+        entry.update(status=RETRY, retry_rows=outcome.waits_retry)
+        ctx.state.save()
+        return
     entry.update(status="done", finished=_iso(ctx.now()))
+    entry.pop("retry_rows", None)
     ctx.state.save()  # done first: if the move below fails, the next run only finishes the move
     if job.archive is None:
         return
@@ -318,6 +374,38 @@ def _finish(ctx: _Context, outcome: FileOutcome, summary: RunSummary, config: Ru
     else:
         entry["archived_to"] = str(outcome.archived_to)
         ctx.state.save()
+
+
+def _check_retry(
+    outcome: FileOutcome, entry: dict[str, Any], summary: RunSummary, config: RunConfig
+) -> None:
+    """A complete report with rows that failed for a transient reason: the file stays in
+    the inbox for the next run to re-send them, up to `retry_runs` times. Said in the
+    summary (rewritten) and the log."""
+    assert outcome.report is not None
+    done = int(entry.get("retry_runs", 0))
+    rows = transient_failures(outcome.report)
+    name = outcome.source.name
+    if rows and done < config.retry_runs:
+        outcome.waits_retry = summary.waits_retry = len(rows)
+        write_summary(outcome.report, summary, config.settings())
+        log.warning(
+            "%s: %d row(s) failed for a transient reason; it stays in the inbox and the next"
+            " run re-sends them (retry run %d of %d)",
+            name,
+            len(rows),
+            done + 1,
+            config.retry_runs,
+        )
+    elif rows:
+        log.warning(
+            "%s: %d row(s) failed for a transient reason after %d retry run(s); archiving it"
+            " with what is left (retry_runs = %d)",
+            name,
+            len(rows),
+            done,
+            config.retry_runs,
+        )
 
 
 def _write_html(

@@ -43,6 +43,7 @@ def summary_lines(s: RunSummary, config: RunConfig) -> list[str]:
         lines.append(f"  fell back to single calls: {s.fallback_to_single}")
     if s.resumed_rows:
         lines.append(f"  kept from the earlier run: {s.resumed_rows} rows")
+    lines += _bad_night_lines(s)
     lines += _chosen_lines(s, config)
     if s.report:
         lines.append(f"report: {s.report}")
@@ -75,6 +76,21 @@ def _dry_run_lines(s: RunSummary, config: RunConfig) -> list[str]:
         )
     lines += [f"  {e}" for e in s.examples]
     return lines + _chosen_lines(s, config)
+
+
+def _bad_night_lines(s: RunSummary) -> list[str]:
+    """An outage waited out, a retry run, and rows the next run re-sends."""
+    lines = []
+    if s.outage_s:
+        lines.append(f"  the portal was away for {s.outage_s:.0f} s: waited out (--max-wait)")
+    if s.retry_run:
+        lines.append(f"  retry run {s.retry_run}: re-sent the rows that had failed transiently")
+    if s.waits_retry:
+        lines.append(
+            f"  waits for a retry run: {s.waits_retry} row(s) failed for a transient reason;"
+            " the next run re-sends them"
+        )
+    return lines
 
 
 def _chosen_lines(s: RunSummary, config: RunConfig) -> list[str]:
@@ -122,5 +138,6 @@ def job_one_line(result: JobFileResult) -> str:
     state = state_word(code, rows_not_done=not_done)
     return (
         f"SUMMARY job={result.job} run={result.run_id} status={state} exit={code} "
-        f"files={len(result.files)} rows={totals['rows']} {counts}"
+        f"files={len(result.files)} waiting_retry={len(result.waiting_retry)}"
+        f" rows={totals['rows']} {counts}"
     )

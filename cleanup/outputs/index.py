@@ -182,6 +182,12 @@ def _attention(s: Mapping[str, Any], counts: Mapping[str, int]) -> tuple[str, st
         return f"{counts['skipped']} row(s) skipped: --resume sends them", "bad"
     if code not in (EXIT_OK, EXIT_ROWS_FAILED):
         return f"ended with exit code {code} ({state_word(int(code or 0))})", "bad"
+    if s.get("waits_retry"):
+        return (
+            f"waits for a retry run: {s['waits_retry']} row(s) failed for a transient reason;"
+            " the next run re-sends them",
+            "warn",
+        )
     problems = [f"{counts[st]} {st}" for st in ("failed", "invalid") if counts.get(st)]
     if problems:
         return " and ".join(problems) + " row(s): see its report", "warn"

@@ -125,7 +125,7 @@ class Journal:
                 f"cannot resume {report}: {why}. Resuming would mix two inputs' rows; give"
                 " another --report, or run without --resume to start over"
             )
-        if header.get("only") != self.identity.get("only"):
+        if _chosen(header.get("only")) != _chosen(self.identity.get("only")):
             raise ReportMismatchError(
                 f"cannot resume {report}: that run chose its rows with"
                 f" {_choice_text(header.get('only'))}, this one with"
@@ -217,6 +217,11 @@ def find_journal(report: Path) -> Path:
         journal.parent.mkdir(parents=True, exist_ok=True)
         legacy.replace(journal)
     return journal
+
+
+def _chosen(only: Any) -> Any:
+    """A journal's `only` (--only, --only-error); none chosen as no key at all."""
+    return only if only and any(only) else None
 
 
 def check_resumable(report: Path) -> None:

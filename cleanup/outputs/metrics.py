@@ -43,6 +43,11 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
         (),
     ),
     f"{PREFIX}_exit_code": ("The exit code of the job's last run.", ()),
+    f"{PREFIX}_files_waiting_retry": (
+        "Input files the job's last run left in the inbox for a retry run of their rows"
+        " that failed for a transient reason.",
+        (),
+    ),
 }
 
 
@@ -57,6 +62,7 @@ class JobFigures:
     rows: dict[str, int] = field(default_factory=dict)  # by status
     requests: int = 0
     limit_refusals: int = 0
+    files_waiting_retry: int = 0
 
     @property
     def succeeded(self) -> bool:
@@ -103,6 +109,7 @@ def build_registry(
         gauges[f"{PREFIX}_requests"].labels(f.job).set(f.requests)
         gauges[f"{PREFIX}_limit_refusals"].labels(f.job).set(f.limit_refusals)
         gauges[f"{PREFIX}_exit_code"].labels(f.job).set(f.exit_code)
+        gauges[f"{PREFIX}_files_waiting_retry"].labels(f.job).set(f.files_waiting_retry)
     return registry
 
 

@@ -35,6 +35,7 @@ from cleanup.outputs.files import (
     writing,
 )
 from cleanup.outputs.journal import Journal, resend_on_resume
+from cleanup.portal.classify import failed_transiently
 from cleanup.results import FINAL_STATUSES, REPORT_COLUMNS, RowResult, Status
 
 REPORT_FORMATS = ("csv", "jsonl", "parquet")  # the report's format follows its extension
@@ -183,8 +184,24 @@ def iter_records(path: Path) -> Iterator[dict[str, Any]]:
         yield from csv.DictReader(read_csv_lines(path))
 
 
-def read_report(path: Path) -> dict[int, RowResult]:
-    """The final results in an existing report that --resume keeps, by row."""
+def transient_failures(path: Path) -> list[int]:
+    """The rows of a report that ended `failed` for a transient reason
+    (`classify.failed_transiently`): what a retry run of run-job sends again."""
+    out = []
+    for rec in iter_records(path):
+        if str(rec.get("status")) == Status.FAILED.value and failed_transiently(
+            str(rec.get("error") or "")
+        ):
+            try:
+                out.append(int(rec["row"]))
+            except (KeyError, ValueError, TypeError):
+                continue
+    return sorted(set(out))
+
+
+def read_report(path: Path, *, only_resend: frozenset[int] | None = None) -> dict[int, RowResult]:
+    """The final results in an existing report that --resume keeps, by row. With
+    `only_resend` (a retry run), every final line is kept but those rows'."""
     out: dict[int, RowResult] = {}
     for rec in iter_records(path):
         try:
@@ -196,9 +213,11 @@ def read_report(path: Path) -> dict[int, RowResult]:
             )  # fmt: skip
         except (KeyError, ValueError, TypeError):
             continue
-        if status in FINAL_STATUSES and not resend_on_resume(
-            status, result.error, result.error_description
-        ):
+        if only_resend is not None:
+            resend = result.row in only_resend
+        else:
+            resend = resend_on_resume(status, result.error, result.error_description)
+        if status in FINAL_STATUSES and not resend:
             out[result.row] = result
     return out
 

@@ -81,6 +81,20 @@ def is_unavailable(status: int, body: Any) -> bool:
     return body is None and status in UNAVAILABLE_STATUSES
 
 
+# A row that ended `failed` with one of these was given up for a transient reason (no answer,
+# a server error, a limit that never lifted): a later scheduled run sends it again. The
+# portal's final word about a row (ACCESS_DENIED, BOT_*, REACTION_NOT_FOUND) is never here.
+RETRIED_BY_A_LATER_RUN = frozenset(
+    {"NETWORK_ERROR", "TIMEOUT", QUERY_LIMIT_EXCEEDED, OPERATION_TIME_LIMIT} | TRANSIENT_CODES
+)
+_HTTP_5XX = re.compile(r"HTTP_5\d\d")
+
+
+def failed_transiently(error: str) -> bool:
+    """Whether a `failed` row's error is a transient one a later run retries."""
+    return error in RETRIED_BY_A_LATER_RUN or _HTTP_5XX.fullmatch(error) is not None
+
+
 def is_success(value: Any) -> bool:
     """Both documented success shapes: `true` (method page) and `{"result": true}` (server)."""
     if value is True:

@@ -283,6 +283,11 @@ class RunConfig(BaseModel):
         le=1,
         description="Exit code of a run that finished with only row failures (failed, invalid or skipped rows): 1, or 0 for a scheduler that would retry it as a crash. Aborts and errors keep their codes.",
     )
+    retry_runs: Annotated[int, Option(cli=False)] = Field(
+        3,
+        ge=0,
+        description="run-job: how many later runs re-send a file's rows that failed for a transient reason (network, timeout, 5xx, a limit that never lifted) before the file is archived with what is left; 0 archives it at once.",
+    )
     metrics_file: Annotated[Path | None, Option(metavar="PATH")] = Field(
         None,
         description="Write the run's figures in the Prometheus text format to this file (atomically; for node_exporter's textfile collector, name it *.prom). Its folder is created when missing.",
@@ -300,6 +305,9 @@ class RunConfig(BaseModel):
     # report with some rows sent again, their lines replaced (--only-error); see run.undo.
     rows: tuple[RowRanges, ...] = ()
     resend: frozenset[int] = frozenset()
+    # run-job's retry run (1, 2 ...; 0: not one): continues the report, re-sending exactly
+    # `resend` (its rows that failed transiently) and keeping every other line.
+    retry_run: int = 0
 
     def __init__(self, **data: Any) -> None:
         try:

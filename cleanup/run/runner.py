@@ -130,6 +130,7 @@ def run_file(
             str(config.input) if config.choice or table.detected.get("report_rows") else None
         ),
         undo_of=str(config.input) if action.undo else None,
+        retry_run=config.retry_run,
     )
     if config.dry_run:
         return _dry_run(config, table, validator, summary, stop, action)
@@ -256,12 +257,13 @@ class _Parts:
         if config.resume:
             check_resumable(report)
         identity: dict[str, Any] = {"input": str(config.input), **fingerprint(config.input)}
-        if config.choice:  # --resume must choose the same rows
+        if config.only or config.only_error:  # --resume must choose the same rows
             identity["only"] = [
                 sorted({v.casefold() for v in vs}) for vs in (config.only, config.only_error)
             ]
         journal = Journal(journal_path(report), identity, resume=config.resume)
-        finals = read_report(report) if config.resume else {}
+        only_resend = config.resend if config.retry_run else None
+        finals = read_report(report, only_resend=only_resend) if config.resume else {}
         for row in config.resend:  # their lines are replaced by this run's
             finals.pop(row, None)
         engine = Engine(
@@ -543,6 +545,7 @@ class _Run:
         typical = statistics.median(e for _, e, _ in self.timeline) if self.timeline else 0.0
         s.ideal_s = ideal_seconds(count_batches(sent, per_request), s.rate, s.burst, typical)
         s.retries = self.engine.stats.retries
+        s.outage_s = round(self.engine.hold.waited_s(), 3)
         s.token_refreshes = getattr(self.parts.auth, "refreshes", 0)
         s.concurrency = self.config.concurrency or self._concurrency()
         s.timeline = _timeline(self.timeline, self.summary.started_at)
