@@ -161,7 +161,7 @@ def test_webhook_secrets_never_leak(
     dead = f"http://127.0.0.1:{_closed_port()}/rest/1/{CODE}/"
     args = ["run", csv_path, "--webhook", dead, *common, "--report", folder / "dead.report.csv"]
     args[args.index("--max-retries") + 1] = "0"
-    result = run_cli(*args)
+    result = run_cli(*args, "--max-wait", "1")
     leaks.add_result("unreachable", result)
     assert result.exit_code == 3, result.stderr
     assert "PORTAL_UNREACHABLE" in result.stderr
