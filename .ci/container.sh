@@ -7,7 +7,7 @@
 # No container registry is reachable here, so the base image is made from Debian's archive
 # (mmdebstrap, the host's apt sources) and the project's wheels are downloaded on the host
 # with pip and installed in the build with --no-index under --network none. Users build the
-# same Dockerfile on a slim Python image instead (README, "Container image").
+# same Dockerfile on a slim Python image instead (docs/how-to/container.md).
 #
 # Needs root, podman, runc and mmdebstrap (installed here when missing), and pip (the
 # calling virtual environment's, whose Python must match the base's: both Debian's python3).
