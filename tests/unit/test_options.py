@@ -152,16 +152,3 @@ def test_settings_hold_no_webhook() -> None:
     settings = config.settings()
     assert "webhook" not in settings and settings["auth"] == "webhook"
     assert settings["report"] == "x.report.csv"
-
-
-def test_the_reference_documents_every_option_and_job_file_key() -> None:
-    from cleanup.jobs.schema import job_keys
-
-    reference = Path(__file__).resolve().parents[2] / "docs" / "reference"
-    options = (reference / "cli.md").read_text(encoding="utf-8")
-    keys = (reference / "job-file.md").read_text(encoding="utf-8")
-    for opt in declared_options(RunConfig):
-        if opt.option.cli:
-            assert f"`{opt.flag}" in options, opt.flag
-    for key in job_keys():
-        assert f"`{key}`" in keys, key
