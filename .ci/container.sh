@@ -55,8 +55,10 @@ fi
 
 step "wheels (pip download on the host)"
 rm -rf .ci/wheels
-# The project's runtime dependencies, and setuptools to build the project itself.
-python -m pip download -qq --disable-pip-version-check -d .ci/wheels . "setuptools>=68"
+# The project's runtime dependencies as requirements.lock pins them (hashes checked), and
+# setuptools to build the project itself.
+python -m pip download -qq --disable-pip-version-check -d .ci/wheels -r requirements.lock
+python -m pip download -qq --disable-pip-version-check -d .ci/wheels "setuptools>=68"
 
 step "image $image (podman build, no network)"
 podman build --quiet --pull=never --network none \
