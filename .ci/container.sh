@@ -58,7 +58,7 @@ rm -rf .ci/wheels
 # The project's runtime dependencies as requirements.lock pins them (hashes checked), and
 # setuptools to build the project itself.
 python -m pip download -qq --disable-pip-version-check -d .ci/wheels -r requirements.lock
-python -m pip download -qq --disable-pip-version-check -d .ci/wheels "setuptools>=68"
+python -m pip download -qq --disable-pip-version-check -d .ci/wheels "setuptools>=77"
 
 step "image $image (podman build, no network)"
 podman build --quiet --pull=never --network none \
