@@ -41,11 +41,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
-from relay import Relay  # noqa: E402
 
 from cleanup.sandbox import PortalConfig, PortalState, SandboxPortal  # noqa: E402
+from tests.helpers.relay import Relay  # noqa: E402
 
 BOT = 456
 Row = tuple[int, int, str]
@@ -177,7 +176,7 @@ def part_faults(work: Path, n: int) -> None:
     folder = work / "faults"
     folder.mkdir()
     src = write_rows(folder / "in.csv", rows)
-    common = ("--webhook", p.webhook_url(), "--bot-tokens", tokens(folder, p))
+    common: tuple[Any, ...] = ("--webhook", p.webhook_url(), "--bot-tokens", tokens(folder, p))
     common += ("--rate", "1000", "--burst", "1000", "--progress", "none")
     code, wall, _ = cli("run", src, *common)
     report = read_report(folder / "in.report.csv")
@@ -210,7 +209,7 @@ def part_absent(work: Path, n: int) -> None:
     folder = work / "absent"
     folder.mkdir()
     src = write_rows(folder / "in.csv", rows)
-    common = ("--webhook", p.webhook_url(), "--bot-tokens", tokens(folder, p))
+    common: tuple[Any, ...] = ("--webhook", p.webhook_url(), "--bot-tokens", tokens(folder, p))
     common += ("--rate", "1000", "--burst", "1000", "--progress", "none")
     first, _, _ = cli("run", src, *common)
     second, _, _ = cli("run", src, *common, "--report", folder / "again.report.csv")

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 from click.testing import Result
-from conftest import bot_tokens_file, read_report, write_rows
-from relay import Relay
 
 from cleanup.run.actions import NOT_THERE
 from cleanup.sandbox import PortalConfig, SandboxPortal
+from tests.helpers.cli import bot_tokens_file, read_report, write_rows
+from tests.helpers.relay import Relay
 
 RunCli = Callable[..., Result]
 PortalFactory = Callable[..., SandboxPortal]

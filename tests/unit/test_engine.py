@@ -21,23 +21,9 @@ from cleanup.portal.transport import Answer, NetworkError
 from cleanup.results import RowResult, Status
 from cleanup.run.actions import ALREADY_ABSENT, DELETE_METHOD, Action, Doubt, Verdict, failed
 from cleanup.run.engine import BATCH_RULES, COMMAND_RULES, SINGLE_RULES, Engine, Step
+from tests.helpers.clock import FakeClock
 
 BOT = 456
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def now(self) -> float:
-        return self.t
-
-    def wall(self) -> float:
-        return 1_700_000_000.0 + self.t
-
-    def sleep(self, seconds: float) -> bool:
-        self.t += max(seconds, 0.0)
-        return True
 
 
 Reply = Answer | Exception | Callable[[dict[str, Any]], Answer]
@@ -266,7 +252,7 @@ def test_a_bot_the_portal_rejects_is_not_sent_again() -> None:
 # ---------------------------------------------------------------------- no answer
 
 
-class Clocked(Script):
+class TimedScript(Script):
     """A script that also notes the fake clock's time of each request."""
 
     def __init__(self, clock: FakeClock, *replies: Reply) -> None:
@@ -279,9 +265,9 @@ class Clocked(Script):
         return super()._next(request)
 
 
-def held_engine(*replies: Reply, **kw: Any) -> tuple[Engine, Clocked]:
+def held_engine(*replies: Reply, **kw: Any) -> tuple[Engine, TimedScript]:
     clock = FakeClock()
-    script = Clocked(clock, *replies)
+    script = TimedScript(clock, *replies)
     eng = engine(script, **kw)
     eng.clock = clock
     eng.hold.clock = clock
@@ -342,7 +328,8 @@ def test_one_dropped_request_counts_against_its_rows_only() -> None:
     # outage: each spends its own rows' budget (3 re-sends), and no other row's.
     lost = NetworkError("connection_lost", "closed", maybe_sent=True)
     ok = answer(200, {"result": {"result": True}})
-    eng, _ = held_engine(*[lost, ok] * 4, ok, mode="single")
+    replies: list[Reply] = [lost, ok] * 4
+    eng, _ = held_engine(*replies, ok, mode="single")
     results = eng.run_unit(rows(5)).results
     assert [r.status for r in results] == [Status.REMOVED] * 5
     assert [r.attempts for r in results] == [2, 2, 2, 2, 1]
