@@ -455,6 +455,8 @@ class Engine:
             certain = not exc.maybe_sent
             if not self.hold.failed(str(exc), certain=certain):
                 return  # an outage: waited out in the hold, not counted against the rows
+        else:
+            self.hold.release()  # a probe that timed out: another worker may probe
         code = "TIMEOUT" if exc.kind == "timeout" else "NETWORK_ERROR"
         outcome = Outcome(Kind.TRANSIENT, code, str(exc))
         self._transient_wait(unit, outcome, states, unreachable=not exc.maybe_sent)
