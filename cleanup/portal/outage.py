@@ -42,6 +42,7 @@ class OutageHold:
         probe_base: float = 0.5,
         probe_max: float = 5.0,
         poll: float = 0.25,
+        warn_after: float = 10.0,
         log_every: float = 60.0,
     ) -> None:
         self.clock = clock
@@ -49,6 +50,7 @@ class OutageHold:
         self.probe_base = probe_base
         self.probe_max = probe_max
         self.poll = poll
+        self.warn_after = warn_after  # a short outage is told at INFO only
         self.log_every = log_every
         self._lock = threading.Lock()
         self._streak = 0  # outage-type failures since the last answer
@@ -56,7 +58,8 @@ class OutageHold:
         self._prober: int | None = None  # the thread whose request is the probe
         self._probes = 0  # failed probes in this outage
         self._next_probe = 0.0
-        self._logged_at = 0.0
+        self._next_log = 0.0  # when "still waiting" is logged next
+        self._warned = False  # this outage was logged as a warning
         self.outages = 0
         self.away_s = 0.0  # seconds the portal was away, outages that ended
 
@@ -111,7 +114,8 @@ class OutageHold:
             self.away_s += away
             self._away_since = None
             self._probes = 0
-        log.warning("the portal answers again after %.0f s; going on", away)
+            level = logging.WARNING if self._warned else logging.INFO
+        log.log(level, "the portal answers again after %.0f s; going on", away)
 
     def failed(self, what: str, *, certain: bool) -> bool:
         """An outage-type failure (`certain`: the connection never opened). True when it
@@ -127,11 +131,13 @@ class OutageHold:
                 return False
             if not certain and self._streak < DROPS_TO_OUTAGE:
                 return True
-            self._away_since = self._logged_at = now
+            self._away_since = now
+            self._next_log = now + self.warn_after
+            self._warned = False
             self.outages += 1
             self._probes = 0
             self._next_probe = now + self.probe_wait(0)
-        log.warning(
+        log.info(
             "the portal is not answering (%s); holding every request, one probe at a time,"
             " for up to %.0f s (--max-wait)",
             what,
@@ -148,8 +154,10 @@ class OutageHold:
     # ------------------------------------------------------------------ internals
 
     def _log_waiting(self, now: float, away: float) -> None:
-        if now - self._logged_at >= self.log_every:
-            self._logged_at = now
+        """A warning once the outage lasts `warn_after`, then once every `log_every`."""
+        if self._away_since is not None and now >= self._next_log:
+            self._warned = True
+            self._next_log = self._away_since + self.log_every * (away // self.log_every + 1)
             log.warning(
                 "the portal has not answered for %.0f s; still waiting (up to %.0f s, --max-wait)",
                 away,
