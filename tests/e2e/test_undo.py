@@ -440,6 +440,7 @@ def test_run_job_page_commands_read_the_webhook_where_the_job_file_does(
     job.write_text(
         f'name = "march"\n{key}\nbot_tokens_file = "bot_tokens.json"\ninbox = "inbox"\n'
         'reports = "reports"\nmin_age = 0\nrate = 1000\nburst = 1000\nprogress = "none"\n'
+        "absent_as_failed = true\n"
     )
     env = {"OPS_HOOK": portal.webhook_url()} if source == "env" else {}
     assert run_cli("run-job", job, env=env).exit_code == 1
