@@ -53,7 +53,7 @@ def sample_rows() -> tuple[
             given = f"  {code} "
         bot_text = f"{bot}.0" if i % 11 == 0 else str(bot)
         rows.append([bot_text, str(message), given, "marker left by the triage bot"])
-    # Not set by that bot: REACTION_NOT_FOUND.
+    # Not set by that bot: REACTION_NOT_FOUND, so `absent` (not there: nothing to remove).
     for i in range(5):
         messages[5100 + i] = 10
         rows.append(["101", str(5100 + i), "like", "already cleaned by hand"])

@@ -266,7 +266,6 @@ def test_the_html_report_renders_in_chromium_with_the_summarys_numbers(
             for code in (
                 "ACCESS_DENIED",
                 "BOT_OWNERSHIP_ERROR",
-                "REACTION_NOT_FOUND",
                 "MESSAGE_NOT_FOUND",
                 "INVALID_REACTION",
                 "INVALID_BOT_ID",

@@ -117,12 +117,13 @@ def test_renamed_copy_is_not_processed_again_but_an_edited_file_is(
     # Edited: two rows more, so another content: processed, with its own report.
     s.drop("monday.csv", [*rows, (BOT, 1011, "like"), (BOT, 1012, "like")])
     edited = run_file(run_cli, s)
-    # The first ten were removed last time, so the portal answers REACTION_NOT_FOUND: exit 1.
-    assert edited.exit_code == 1, edited.output
+    # The first ten were removed last time, so the portal answers REACTION_NOT_FOUND: they
+    # are absent (not there: nothing to remove), not failures: exit 0.
+    assert edited.exit_code == 0, edited.output
     reports = s.reports_of()
     assert len(reports) == 2
     newest = max(reports, key=lambda p: p.stat().st_mtime)
-    assert [r["status"] for r in read_report(newest)] == ["failed"] * 10 + ["removed"] * 2
+    assert [r["status"] for r in read_report(newest)] == ["absent"] * 10 + ["removed"] * 2
     assert s.portal.state.snapshot() == set()
     # The archive already has a monday.csv: the new one is kept beside it, not over it.
     assert len(list(s.archive.glob("monday*.csv"))) == 3
