@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from cleanup.exits import EXIT_ABORTED, EXIT_LOCKED, EXIT_OUTPUT, EXIT_USAGE
+from cleanup.redact import redact
 
 
 class CleanupError(Exception):
@@ -14,13 +15,30 @@ class CleanupError(Exception):
 
     exit_code = EXIT_USAGE
 
+    @property
+    def problems(self) -> list[str]:
+        """The error as the user reads it: one line per problem (a ConfigError has several)."""
+        return [str(self)]
+
+
+def problem_lines(exc: BaseException) -> list[str]:
+    """Any exception as lines for the user, secrets masked: each problem of a CleanupError,
+    or one line naming an unexpected error (a bug). The one place that words them."""
+    if isinstance(exc, CleanupError):
+        return [redact(problem) for problem in exc.problems]
+    return [redact(f"internal error: {type(exc).__name__}: {exc}")]
+
 
 class ConfigError(CleanupError):
     """Configuration is unusable. Holds every problem found, not only the first."""
 
     def __init__(self, problems: str | Iterable[str]) -> None:
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
-        super().__init__("; ".join(self.problems))
+        self._problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self._problems))
+
+    @property
+    def problems(self) -> list[str]:
+        return list(self._problems)
 
 
 class InputError(CleanupError):
