@@ -33,7 +33,7 @@ from cleanup.portal.protocol import MAX_BATCH
 from cleanup.portal.transport import Answer, NetworkError, Stopped, Transport
 from cleanup.redact import redact
 from cleanup.results import RowResult, Status, gave_up
-from cleanup.run.actions import DELETE, Action, Doubt, failed
+from cleanup.run.actions import DELETE, Action, Doubt, failed, skip_description, stopped_why
 from cleanup.run.planner import Batch, plan
 
 log = logging.getLogger("cleanup")
@@ -230,13 +230,11 @@ class Engine:
             pass
         except FatalAPIError as exc:
             fatal = exc
+        why = stopped_why(fatal.code if fatal else None)
         for state in unit.open(states):
-            why = f"run aborted ({fatal.code})" if fatal else "job stopped"
-            if state.maybe_done:
-                why += f" before its outcome was known; an earlier attempt may have {self.action.did} it"
-            else:
-                why = f"not sent: {why}"
-            unit.done[state.row.row] = state.row.result(Status.SKIPPED, "", why, state.attempts)
+            doubt = Doubt.THIS_RUN if state.maybe_done else Doubt.NONE
+            note = skip_description(why, self.action.did, doubt=doubt)
+            unit.done[state.row.row] = state.row.result(Status.SKIPPED, "", note, state.attempts)
         return UnitResult([unit.done[s.row.row] for s in states], fatal)
 
     def _send_all(self, states: list[_RowState], unit: _Unit) -> None:

@@ -40,7 +40,7 @@ from cleanup.portal.protocol import MAX_BATCH
 from cleanup.portal.transport import Transport
 from cleanup.redact import redact
 from cleanup.results import RowResult, RunSummary, Status
-from cleanup.run.actions import DELETE, Action
+from cleanup.run.actions import DELETE, Action, Doubt, skip_description, stopped_why
 from cleanup.run.config import RunConfig, load_bot_tokens
 from cleanup.run.engine import Engine
 from cleanup.run.planner import Batch, Planner, count_batches, estimate_seconds
@@ -472,7 +472,7 @@ class _Run:
                 )
                 for unit in self.pool.abandon():
                     for row in unit:
-                        note = self._skip_reason(row.row) + "; its request was still in flight"
+                        note = self._skip_reason(row.row, in_flight=True)
                         emitter.put(row.result(Status.SKIPPED, "", note, 1))
                 break
             self._drain(emitter, block=True)
@@ -507,14 +507,10 @@ class _Run:
         done = self.summary.rows
         self.on_progress(ProgressUpdate(done, self.failed, self.total, waiting, finished))
 
-    def _skip_reason(self, row: int) -> str:
-        if self.aborted is not None:
-            why = f"not sent: run aborted ({self.aborted.code})"
-        else:
-            why = f"not sent: job stopped ({self.stop.reason or 'stop'})"
-        if row in self.previously_sent:
-            why += f"; an earlier run may have {self.engine.action.did} it"
-        return why
+    def _skip_reason(self, row: int, *, in_flight: bool = False) -> str:
+        why = stopped_why(self.aborted.code if self.aborted else None, self.stop.reason or "stop")
+        doubt = Doubt.EARLIER_RUN if row in self.previously_sent else Doubt.NONE
+        return skip_description(why, self.engine.action.did, doubt=doubt, in_flight=in_flight)
 
     def _finish_summary(self, elapsed: float) -> RunSummary:
         s = self.summary
