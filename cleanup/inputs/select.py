@@ -193,11 +193,7 @@ def _select(chunks: Iterator[RawChunk], table: Table, choice: RowChoice) -> Iter
         table.detected["left_out"] += len(chunk) - len(rows)
         if len(rows) == 0:
             continue
-        yield RawChunk(chunk.first_row, *_arrays(chunk)).take(keep, rows)
-
-
-def _arrays(chunk: RawChunk) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array | None]:
-    return chunk.bot_id, chunk.message_id, chunk.reaction, chunk.problem
+        yield RawChunk(chunk.first_row, *chunk.arrays()).take(keep, rows)
 
 
 def _report_rows(file: str, text: pa.Array, places: np.ndarray, last: int) -> np.ndarray:
