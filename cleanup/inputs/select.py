@@ -26,7 +26,8 @@ from cleanup.inputs.readers import RawChunk, Table, drop_blank_rows, open_table
 from cleanup.results import Status
 
 STATUSES = tuple(s.value for s in Status)
-REPORT_COLUMNS = ("row", "status", "error")  # what every report has (and a spreadsheet rarely)
+# Columns every report has (and a spreadsheet rarely): a file with them all is a report.
+REPORT_MARKERS = ("row", "status", "error")
 _ROW_NUMBER = re.compile(r"^0*(\d{1,18})(\.0*)?$")  # 12, or 12.0 from a float column
 
 
@@ -147,8 +148,8 @@ def open_rows(path: str | Path, *, choice: RowChoice | None = None, **options: A
     Raises InputError (exit 2, naming the file) when the file has no column the choice
     reads: `status` for --only, `error` for --only-error.
     """
-    table = open_table(path, extra=REPORT_COLUMNS, **options)
-    is_report = all(column in table.extra for column in REPORT_COLUMNS)
+    table = open_table(path, extra=REPORT_MARKERS, **options)
+    is_report = all(column in table.extra for column in REPORT_MARKERS)
     chosen = choice or RowChoice()
     if not chosen and not is_report:
         return table

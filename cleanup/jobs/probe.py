@@ -86,8 +86,8 @@ def check_portal(config: RunConfig, clock: Clock) -> list[str]:
         user = answer.body.get("result") if isinstance(answer.body, dict) else None
         user_id = user.get("ID") if isinstance(user, dict) else None
         who = f" (user {user_id})" if user_id else ""
-        lines = [f"ok: {auth.kind} credentials accepted by {auth.host}{who}"]
-        lines.append(_check_scope(transport, auth.kind))
+        lines = [f"ok: {auth.mode} credentials accepted by {auth.host}{who}"]
+        lines.append(_check_scope(transport, auth.mode))
     finally:
         transport.close()
     return lines
@@ -135,7 +135,7 @@ def _call(transport: Transport, method: str, clock: Clock) -> tuple[Answer, Outc
             return answer, outcome  # stopped meanwhile
 
 
-def _check_scope(transport: Transport, kind: str) -> str:
+def _check_scope(transport: Transport, mode: str) -> str:
     """The imbot scope: without it every delete fails. Judged only when `scope` answers a list."""
     from cleanup.portal.transport import NetworkError
 
@@ -151,7 +151,7 @@ def _check_scope(transport: Transport, kind: str) -> str:
     if "imbot" not in scopes:
         raise FatalAPIError(
             "insufficient_scope",
-            f"the {kind} has the scopes {', '.join(scopes) or '(none)'}",
+            f"the {mode} has the scopes {', '.join(scopes) or '(none)'}",
             "Add the 'imbot' scope to the webhook or application",
         )
     return "ok: scope imbot granted"

@@ -58,7 +58,7 @@ def fingerprint(path: Path) -> dict[str, Any]:
     return {"sha256": digest.hexdigest(), "size": size}
 
 
-def resend_on_resume(status: Status, error: str, description: str) -> bool:
+def retry_on_resume(status: Status, error: str, description: str) -> bool:
     """Whether --resume sends the row again instead of keeping its line.
 
     Skipped rows, and failed rows whose failure was not the portal's answer about the row:
@@ -151,7 +151,7 @@ class Journal:
                             sent.pop(int(r), None)
                 elif "done" in record:
                     for row, status, error, description, attempts in record["done"]:
-                        if resend_on_resume(Status(status), str(error), str(description)):
+                        if retry_on_resume(Status(status), str(error), str(description)):
                             self.outcomes.pop(int(row), None)
                             continue
                         self.outcomes[int(row)] = (
@@ -238,5 +238,5 @@ __all__ = [
     "find_journal",
     "fingerprint",
     "journal_path",
-    "resend_on_resume",
+    "retry_on_resume",
 ]

@@ -35,7 +35,7 @@ from cleanup.outputs.files import (
     state_file,
     writing,
 )
-from cleanup.outputs.journal import Journal, resend_on_resume
+from cleanup.outputs.journal import Journal, retry_on_resume
 from cleanup.results import FINAL_STATUSES, REPORT_COLUMNS, RowResult, Status
 
 REPORT_FORMATS = ("csv", "jsonl", "parquet")  # the report's format follows its extension
@@ -193,7 +193,7 @@ def read_report(path: Path) -> dict[int, RowResult]:
             )  # fmt: skip
         except (KeyError, ValueError, TypeError):
             continue
-        if status in FINAL_STATUSES and not resend_on_resume(
+        if status in FINAL_STATUSES and not retry_on_resume(
             status, result.error, result.error_description
         ):
             out[result.row] = result

@@ -98,7 +98,7 @@ class _RestEndpoint:
 class WebhookAuth(_RestEndpoint):
     """`https://portal/rest/USER_ID/CODE/` — the code in the path is the secret."""
 
-    kind = "webhook"
+    mode = "webhook"
     needs_bot_tokens = True
 
     def __init__(self, url: str, *, allow_insecure_http: bool = False) -> None:
@@ -233,7 +233,7 @@ class TokenStore:
 class OAuthAuth(_RestEndpoint):
     """`PORTAL/rest/METHOD.json` with `auth`; refreshes once per expiry, for all workers."""
 
-    kind = "oauth"
+    mode = "oauth"
     needs_bot_tokens = False
 
     def __init__(

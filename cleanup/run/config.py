@@ -290,7 +290,7 @@ class RunConfig(BaseModel):
     # Not options of `run`: an undo chooses rows by number (--rows), and continues its
     # report with some rows sent again, their lines replaced (--only-error); see run.undo.
     rows: tuple[RowRanges, ...] = ()
-    resend: frozenset[int] = frozenset()
+    redo_rows: frozenset[int] = frozenset()
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -367,7 +367,7 @@ class RunConfig(BaseModel):
         out["rate"], out["burst"] = rate, burst
         out["report"] = str(self.report_path)
         out["rows"] = [str(r) for r in self.rows]
-        out["resend"] = len(self.resend)  # how many: the rows are in the report
+        out["redo_rows"] = len(self.redo_rows)  # how many: the rows are in the report
         return out
 
 

@@ -39,7 +39,7 @@ from cleanup.run.planner import Batch, plan
 log = logging.getLogger("cleanup")
 
 MAX_WAIT_REACHED = ": --max-wait reached"
-MAX_RESENDS = 20  # rounds of ERROR_BATCH_LENGTH_EXCEEDED without progress before giving up
+MAX_OVERFLOWS = 20  # rounds of ERROR_BATCH_LENGTH_EXCEEDED without progress before giving up
 
 
 # ---------------------------------------------------------------------- decision tables
@@ -75,7 +75,7 @@ COMMAND_RULES: Mapping[Kind, Rule] = {
     Kind.TRANSIENT: Rule(Step.RETRY, ran=True),
     Kind.RATE_LIMITED: Rule(Step.WAIT_RATE, ran=False),
     Kind.OPERATING_LIMIT: Rule(Step.WAIT_OPERATING, ran=False),
-    Kind.RESEND: Rule(Step.SHRINK, ran=False),
+    Kind.OVERFLOW: Rule(Step.SHRINK, ran=False),
     Kind.BATCH_NOT_ALLOWED: Rule(Step.FALL_BACK, ran=False),
     Kind.EXPIRED_TOKEN: Rule(Step.REFRESH, ran=False),
     Kind.FATAL: Rule(Step.ABORT, ran=False),
@@ -142,7 +142,7 @@ class _Unit:
     def __init__(self) -> None:
         self.done: dict[int, RowResult] = {}
         self.retries = 0
-        self.resends = 0
+        self.overflows = 0
         self.waited = 0.0
         self.refusals = 0
         self.operating_refusals = 0
@@ -363,8 +363,8 @@ class Engine:
     def _shrink(self, group: Group, rnd: _Round, unit: _Unit) -> None:
         ran = rnd.carried - len(group)  # the portal ran the commands before its limit
         if ran == 0:
-            unit.resends += 1  # bounded: a portal that never takes the batch ends it
-        if unit.resends > MAX_RESENDS:
+            unit.overflows += 1  # bounded: a portal that never takes the batch ends it
+        if unit.overflows > MAX_OVERFLOWS:
             self._fail(group, rnd, unit)
         else:
             # A whole request refused as too long (the docs' HTTP 400) says no number: halve.
@@ -416,7 +416,7 @@ class Engine:
             for s in states:
                 s.attempts += 1
                 s.maybe_done = True
-        code = "TIMEOUT" if exc.kind == "timeout" else "NETWORK_ERROR"
+        code = "TIMEOUT" if exc.cause == "timeout" else "NETWORK_ERROR"
         outcome = Outcome(Kind.TRANSIENT, code, str(exc))
         self._transient_wait(unit, outcome, states, unreachable=not exc.maybe_sent)
 

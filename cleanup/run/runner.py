@@ -127,7 +127,7 @@ def run_file(
         run_id=config.run_id or uuid.uuid4().hex[:12],
         input=str(config.input),
         report=None if config.dry_run else str(config.report_path),
-        auth_mode=auth.kind if auth else "none",
+        auth_mode=auth.mode if auth else "none",
         dry_run=config.dry_run,
         rate=rate,
         burst=burst,
@@ -303,7 +303,7 @@ class _Parts:
             ]
         journal = Journal(journal_path(report), identity, resume=config.resume)
         finals = read_report(report) if config.resume else {}
-        for row in config.resend:  # their lines are replaced by this run's
+        for row in config.redo_rows:  # their lines are replaced by this run's
             finals.pop(row, None)
         engine = Engine(
             transport,
@@ -321,7 +321,9 @@ class _Parts:
         # Results the earlier run knew but had not yet written to the report (it writes in
         # input order): taken as they are, not re-sent.
         journaled = {
-            r: o for r, o in journal.outcomes.items() if r not in finals and r not in config.resend
+            r: o
+            for r, o in journal.outcomes.items()
+            if r not in finals and r not in config.redo_rows
         }
         return cls(auth, throttle, budget, transport, journal, engine, finals, journaled)
 
@@ -530,7 +532,7 @@ class _Run:
         steady = math.ceil(self.throttle.rate * self.latency) + 2
         return max(2, min(MAX_WORKERS, steady + self.throttle.credit()))
 
-    def _observe_request(self, kind: str, started: float, elapsed: float, status: int) -> None:
+    def _observe_request(self, mode: str, started: float, elapsed: float, status: int) -> None:
         self.latency = 0.8 * self.latency + 0.2 * elapsed
         self.timeline.append((started, elapsed, status))
 

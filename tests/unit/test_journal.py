@@ -13,7 +13,7 @@ from cleanup.outputs.journal import (
     Journal,
     check_resumable,
     fingerprint,
-    resend_on_resume,
+    retry_on_resume,
 )
 from cleanup.results import RowResult, Status, gave_up
 
@@ -136,7 +136,7 @@ def test_a_report_without_its_journal_cannot_be_resumed(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "error", "description", "resend"),
+    ("status", "error", "description", "retried"),
     [
         (Status.SKIPPED, "", "not sent: run aborted", True),
         (Status.FAILED, "TIMEOUT", gave_up("timed out", " after 3 attempts"), True),
@@ -147,6 +147,6 @@ def test_a_report_without_its_journal_cannot_be_resumed(tmp_path: Path) -> None:
     ],
 )
 def test_what_resume_sends_again(
-    status: Status, error: str, description: str, resend: bool
+    status: Status, error: str, description: str, retried: bool
 ) -> None:
-    assert resend_on_resume(status, error, description) is resend
+    assert retry_on_resume(status, error, description) is retried

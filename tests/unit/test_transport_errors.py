@@ -69,13 +69,13 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize(("exc", "kind", "maybe_sent"), CASES.values(), ids=CASES)
+@pytest.mark.parametrize(("exc", "cause", "maybe_sent"), CASES.values(), ids=CASES)
 def test_the_type_tells_whether_the_portal_may_have_seen_it(
-    exc: requests.exceptions.RequestException, kind: str, maybe_sent: bool
+    exc: requests.exceptions.RequestException, cause: str, maybe_sent: bool
 ) -> None:
     error = _network_error(exc)
-    assert (error.kind, error.maybe_sent) == (kind, maybe_sent)
-    assert str(error).startswith(f"{kind}: ")
+    assert (error.cause, error.maybe_sent) == (cause, maybe_sent)
+    assert str(error).startswith(f"{cause}: ")
 
 
 @pytest.fixture
@@ -109,9 +109,9 @@ def send(port: int) -> NetworkError:
 
 def test_a_refused_connection_never_reached_the_portal() -> None:
     error = send(closed_port())
-    assert (error.kind, error.maybe_sent) == ("connect", False)
+    assert (error.cause, error.maybe_sent) == ("connect", False)
 
 
 def test_a_dropped_connection_may_have_been_acted_on(hang_up: int) -> None:
     error = send(hang_up)
-    assert (error.kind, error.maybe_sent) == ("connection_lost", True)
+    assert (error.cause, error.maybe_sent) == ("connection_lost", True)
