@@ -107,5 +107,32 @@ class FatalAPIError(CleanupError):
         super().__init__(f"{text}{stop}{hint}" if hint else text)
 
 
+class InsecureTransportError(FatalAPIError):
+    """The portal redirected to plain http://: a configuration problem found mid-run."""
+
+    exit_code = EXIT_USAGE
+
+
+class StateFileError(CleanupError):
+    """A job file's state file is damaged, or of a format this version does not read: move
+    it away to start afresh, or run the version that wrote it."""
+
+
 class AuthRefreshError(FatalAPIError):
     """The OAuth refresh failed; the user has to authorise the application again."""
+
+
+# Signals between the transport and the engine: the engine turns them into rows' outcomes,
+# so they never reach the user as errors (not CleanupErrors).
+
+
+class Stopped(Exception):
+    """The run is stopping (signal or abort): nothing more is sent."""
+
+
+class NetworkError(Exception):
+    """No answer. `maybe_sent` is False only when the connection never opened."""
+
+    def __init__(self, cause: str, detail: str, *, maybe_sent: bool) -> None:
+        self.cause, self.maybe_sent = cause, maybe_sent
+        super().__init__(f"{cause}: {redact(detail)}")

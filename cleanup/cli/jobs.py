@@ -277,8 +277,8 @@ def _print_file(outcome: FileOutcome, quiet: bool, fmt: str, job: str | None = N
         summary_event(f"{name}: {one_line(summary)}", outcome.exit_code, fields)
         return
     click.echo(f"== {name}{' (resumed)' if outcome.resumed else ''}", err=True)
-    assert outcome.config is not None
-    for line in summary_lines(summary, outcome.config):
+    config = outcome.config
+    for line in summary_lines(summary, config) if config is not None else [one_line(summary)]:
         if not line.startswith("SUMMARY "):  # one SUMMARY line per job file's run, at the end
             click.echo(line, err=True)
     if outcome.html:

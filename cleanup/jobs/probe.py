@@ -69,12 +69,12 @@ def check_job_file(
 def check_portal(config: RunConfig, clock: Clock) -> list[str]:
     """Ask `profile` (or an empty batch), then `scope`: the credentials and the imbot scope."""
     from cleanup.pacing.throttle import Throttle
-    from cleanup.portal.transport import Transport
+    from cleanup.portal.transport import HTTPTransport
 
     auth = config.make_auth()
     assert auth is not None
     rate, burst = config.effective_rate
-    transport = Transport(
+    transport = HTTPTransport(
         auth,
         Throttle(rate, burst),
         timeout=min(config.timeout, 30.0),
@@ -115,8 +115,8 @@ def _ask_credentials(transport: Transport, clock: Clock) -> Answer:
 
 def _call(transport: Transport, method: str, clock: Clock) -> tuple[Answer, Outcome]:
     """One question, asked again after a limit refusal (PROBE_RETRY)."""
+    from cleanup.errors import NetworkError
     from cleanup.portal.classify import Kind, classify_answer
-    from cleanup.portal.transport import NetworkError
 
     refusals = 0
     while True:
@@ -137,7 +137,7 @@ def _call(transport: Transport, method: str, clock: Clock) -> tuple[Answer, Outc
 
 def _check_scope(transport: Transport, mode: str) -> str:
     """The imbot scope: without it every delete fails. Judged only when `scope` answers a list."""
-    from cleanup.portal.transport import NetworkError
+    from cleanup.errors import NetworkError
 
     try:
         scope = transport.call("scope", {})

@@ -14,17 +14,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urljoin
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
-from cleanup.errors import ConfigError
+from cleanup.errors import ConfigError, InsecureTransportError, NetworkError, Stopped
 from cleanup.pacing.budget import OperatingBudget
 from cleanup.pacing.throttle import Throttle
-from cleanup.portal.auth import Auth, InsecureTransportError, check_transport_security
+from cleanup.portal.auth import Auth, check_transport_security
 from cleanup.portal.protocol import MAX_BATCH
 from cleanup.redact import redact
 from cleanup.version import __version__
@@ -50,18 +50,6 @@ class Answer:
 BeforeSend = Callable[[], None]
 
 
-class Stopped(Exception):
-    """The run is stopping (signal or abort): nothing more is sent."""
-
-
-class NetworkError(Exception):
-    """No answer. `maybe_sent` is False only when the connection never opened."""
-
-    def __init__(self, cause: str, detail: str, *, maybe_sent: bool) -> None:
-        self.cause, self.maybe_sent = cause, maybe_sent
-        super().__init__(f"{cause}: {redact(detail)}")
-
-
 @dataclass
 class TransportStats:
     requests: int = 0
@@ -69,7 +57,24 @@ class TransportStats:
     single_requests: int = 0
 
 
-class Transport:
+class Transport(Protocol):
+    """What the engine needs of a transport (as httpx's `BaseTransport`): one method call,
+    or a batch of commands, each returning the portal's parsed answer. `HTTPTransport`
+    speaks HTTP to the portal; the engine's tests pass scripted ones, checked by mypy."""
+
+    def call(
+        self, method: str, params: dict[str, Any], *, before_send: BeforeSend | None = None
+    ) -> Answer: ...
+
+    def batch(
+        self, commands: dict[str, str], halt: int = 0, *, before_send: BeforeSend | None = None
+    ) -> Answer: ...
+
+
+class HTTPTransport:
+    """The transport over HTTP: base URL, auth and token refresh, redirects, pacing, and
+    the PHP JSON quirks; returns parsed answers."""
+
     def __init__(
         self,
         auth: Auth,

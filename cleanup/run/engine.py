@@ -20,17 +20,17 @@ from enum import Enum
 from typing import NamedTuple
 
 from cleanup.clock import Clock
-from cleanup.errors import FatalAPIError, OutputError
+from cleanup.errors import FatalAPIError, NetworkError, OutputError, Stopped
 from cleanup.inputs.validate import Row
 from cleanup.outputs.report import Journal
 from cleanup.pacing.budget import OperatingBudget
 from cleanup.pacing.retry import RetryPolicy
 from cleanup.pacing.throttle import Throttle
-from cleanup.portal.auth import Auth
+from cleanup.portal.auth import TokenRenewal
 from cleanup.portal.classify import OPERATION_TIME_LIMIT, Kind, Outcome
 from cleanup.portal.envelope import BatchEnvelope, call_outcome, single_result
 from cleanup.portal.protocol import MAX_BATCH
-from cleanup.portal.transport import Answer, NetworkError, Stopped, Transport
+from cleanup.portal.transport import Answer, Transport
 from cleanup.redact import redact
 from cleanup.results import RowResult, Status, gave_up
 from cleanup.run.actions import DELETE, Action, Doubt, failed, skip_description, stopped_why
@@ -172,7 +172,7 @@ class Engine:
         self,
         transport: Transport,
         *,
-        auth: Auth,
+        auth: TokenRenewal,
         bot_tokens: dict[int, str] | None,
         policy: RetryPolicy,
         mode: str,

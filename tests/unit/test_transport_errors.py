@@ -21,9 +21,10 @@ from urllib3.exceptions import (
 )
 from urllib3.exceptions import ProxyError as Urllib3ProxyError
 
+from cleanup.errors import NetworkError
 from cleanup.pacing.throttle import Throttle
 from cleanup.portal.auth import WebhookAuth
-from cleanup.portal.transport import NetworkError, Transport, _network_error
+from cleanup.portal.transport import HTTPTransport, _network_error
 
 URL = "http://127.0.0.1/rest/1/code/batch.json"
 
@@ -100,7 +101,9 @@ def closed_port() -> int:
 
 
 def send(port: int) -> NetworkError:
-    transport = Transport(WebhookAuth(f"http://127.0.0.1:{port}/rest/1/code/"), Throttle(100.0, 10))
+    transport = HTTPTransport(
+        WebhookAuth(f"http://127.0.0.1:{port}/rest/1/code/"), Throttle(100.0, 10)
+    )
     with pytest.raises(NetworkError) as caught:
         transport.batch({"r1": "x"})
     transport.close()
