@@ -247,6 +247,11 @@ class RunSummary(BaseModel):
     def statuses(self) -> tuple[Status, ...]:
         return statuses_of(undo=self.undo_of is not None)
 
+    @property
+    def done(self) -> Status:
+        """The status of a row this kind of run got done: removed, or restored (an undo)."""
+        return Status.RESTORED if self.undo_of is not None else Status.REMOVED
+
     def count(self, status: Status) -> int:
         return int(self.by_status.get(status.value, 0))
 
