@@ -24,7 +24,7 @@ from cleanup.outputs.commands import commands_note, next_commands
 from cleanup.outputs.files import write_atomic
 from cleanup.outputs.report import iter_records
 from cleanup.redact import redact
-from cleanup.results import NOT_DONE_STATUSES, RunSummary, TimeBucket
+from cleanup.results import NOT_DONE_STATUSES, REPORT_COLUMNS, RunSummary, TimeBucket
 from cleanup.version import __version__
 
 ROWS_PER_CAUSE = 200  # rows listed under each cause; the report file has them all
@@ -308,7 +308,8 @@ def _cause(cause: Cause) -> dict[str, Any]:
     }
 
 
-_ROW_COLUMNS = ("row", "botId", "messageId", "reaction", "error_description", "attempts")
+# A listed row's columns: the report's, less those its cause already shows.
+_ROW_COLUMNS = tuple(c for c in REPORT_COLUMNS if c not in ("status", "error"))
 
 
 def _requests(s: RunSummary) -> dict[str, Any]:
