@@ -9,7 +9,10 @@ itself uses, so the pages cannot drift from it:
 - `job-file-keys`: every key of a job file, from `jobs/job-file.schema.json`;
 - `exit-codes`: every `EXIT_*` code in `cleanup/exits.py`, with its comment there;
 - `report-columns`, `statuses`: the report's columns and the statuses, from
-  `cleanup/results.py`.
+  `cleanup/results.py`;
+- `summary-fields`: the fields of `R.summary.json`, from the model that writes it
+  (`RunSummary` in `cleanup/results.py`);
+- `input-formats`: the input file endings, from `cleanup/inputs/formats.py`.
 
 mkdocs loads this file as a hook (mkdocs.yml, `hooks:`); tests/unit/test_docs.py imports it.
 """
@@ -17,6 +20,7 @@ mkdocs loads this file as a hook (mkdocs.yml, `hooks:`); tests/unit/test_docs.py
 from __future__ import annotations
 
 import enum
+import inspect
 import io
 import json
 import re
@@ -171,12 +175,63 @@ def statuses() -> str:
     return table(("Status", *(f"{name} statuses" for name in groups)), rows)
 
 
+def summary_fields() -> str:
+    """Each field of the run's summary (`R.summary.json`), from the model that writes it:
+    its JSON type, and the comment beside (or above) it in cleanup/results.py."""
+    from cleanup.results import RunSummary
+
+    comments = field_comments(inspect.getsource(RunSummary))
+    fields = RunSummary.model_json_schema(mode="serialization")["properties"]
+    rows = [
+        (f"`{name}`", json_kind(spec), comments.get(name) or spec.get("description", ""))
+        for name, spec in fields.items()
+    ]
+    return table(("Field", "Value", "Meaning"), rows)
+
+
+def field_comments(source: str) -> dict[str, str]:
+    """name -> its comment, for each `name: type = ...` line of a class body: the comment at
+    the line's end, after the comment lines right above it."""
+    comments: dict[str, str] = {}
+    above: list[str] = []
+    for line in source.splitlines():
+        if line.strip().startswith("#"):
+            above.append(line.strip().lstrip("# "))
+            continue
+        match = re.match(r"^    (\w+): [^#]*(?:#\s*(.*))?$", line)
+        if match:
+            comments[match.group(1)] = " ".join([*above, match.group(2) or ""]).strip()
+        above = []
+    return comments
+
+
+def json_kind(spec: dict[str, Any]) -> str:
+    """A JSON Schema's type in a word or two: `integer`, `string or null`, `object`."""
+    if "anyOf" in spec:
+        return " or ".join(json_kind(s) for s in spec["anyOf"])
+    if "$ref" in spec or spec.get("type") == "object":
+        return "object"
+    if spec.get("type") == "array":
+        return "list"
+    return str(spec.get("type", "any"))
+
+
+def input_formats() -> str:
+    """Each input file ending and the format it means, from cleanup/inputs/formats.py."""
+    from cleanup.inputs import formats
+
+    rows = [(f"`{ending}`", f"`{kind}`") for ending, kind in formats.INPUT_SUFFIXES.items()]
+    return table(("Ending", "Format"), rows)
+
+
 GENERATORS: dict[str, Callable[[], str]] = {
     "commands": commands,
     "job-file-keys": job_file_keys,
     "exit-codes": exit_codes,
     "report-columns": report_columns,
     "statuses": statuses,
+    "input-formats": input_formats,
+    "summary-fields": summary_fields,
 }
 
 
