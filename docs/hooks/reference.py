@@ -7,7 +7,8 @@ itself uses, so the pages cannot drift from it:
 - `commands`: every command of `reaction-cleanup` and its options, from click (the same text
   as `--help`);
 - `job-file-keys`: every key of a job file, from `jobs/job-file.schema.json`;
-- `exit-codes`: every `EXIT_*` code in `cleanup/exits.py`, with its comment there;
+- `exit-codes`: every `EXIT_*` code in `cleanup/exits.py`, with its comment there (beside
+  or above it);
 - `report-columns`, `statuses`: the report's columns and the statuses, from
   `cleanup/results.py`;
 - `summary-fields`: the fields of `R.summary.json`, from the model that writes it
@@ -21,11 +22,9 @@ from __future__ import annotations
 
 import enum
 import inspect
-import io
 import json
 import re
-import tokenize
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,28 +109,12 @@ def value_kind(spec: dict[str, Any]) -> str:
     return " ".join(filter(None, [kind, *bounds, pattern]))
 
 
-def exit_code_comments() -> Iterator[tuple[str, str]]:
-    """(name, comment) of each `EXIT_NAME = N  # comment` line of cleanup/exits.py."""
-    source = (ROOT / "cleanup" / "exits.py").read_text(encoding="utf-8")
-    name = ""
-    for token in tokenize.generate_tokens(io.StringIO(source).readline):
-        if token.type == tokenize.NAME and token.start[1] == 0:
-            name = token.string
-        elif token.type == tokenize.COMMENT and name.startswith("EXIT_"):
-            yield name, token.string.lstrip("# ")
-        elif token.type == tokenize.NEWLINE and name.startswith("EXIT_"):
-            yield name, ""
-        if token.type in (tokenize.NEWLINE, tokenize.NL):
-            name = ""
-
-
 def exit_codes() -> str:
     """Every EXIT_* code of cleanup/exits.py, worst first as `exits.worst` ranks them."""
     from cleanup import exits
 
-    comments: dict[str, str] = {}
-    for name, comment in exit_code_comments():
-        comments[name] = comments.get(name) or comment
+    source = (ROOT / "cleanup" / "exits.py").read_text(encoding="utf-8")
+    comments = line_comments(source, r"(EXIT_\w+) = ")
     codes = {name: getattr(exits, name) for name in comments}
     rank: Callable[[int], int] = getattr(exits, "severity", lambda code: code)
     rows = [
@@ -180,7 +163,7 @@ def summary_fields() -> str:
     its JSON type, and the comment beside (or above) it in cleanup/results.py."""
     from cleanup.results import RunSummary
 
-    comments = field_comments(inspect.getsource(RunSummary))
+    comments = line_comments(inspect.getsource(RunSummary), r"    (\w+): ")
     fields = RunSummary.model_json_schema(mode="serialization")["properties"]
     rows = [
         (f"`{name}`", json_kind(spec), comments.get(name) or spec.get("description", ""))
@@ -189,16 +172,16 @@ def summary_fields() -> str:
     return table(("Field", "Value", "Meaning"), rows)
 
 
-def field_comments(source: str) -> dict[str, str]:
-    """name -> its comment, for each `name: type = ...` line of a class body: the comment at
-    the line's end, after the comment lines right above it."""
+def line_comments(source: str, name: str) -> dict[str, str]:
+    """name -> its comment, for each line of `source` that starts with the `name` pattern
+    (its group 1 is the name): the comment lines right above it, then the one at its end."""
     comments: dict[str, str] = {}
     above: list[str] = []
     for line in source.splitlines():
         if line.strip().startswith("#"):
             above.append(line.strip().lstrip("# "))
             continue
-        match = re.match(r"^    (\w+): [^#]*(?:#\s*(.*))?$", line)
+        match = re.match(rf"^{name}[^#]*(?:#\s*(.*))?$", line)
         if match:
             comments[match.group(1)] = " ".join([*above, match.group(2) or ""]).strip()
         above = []
