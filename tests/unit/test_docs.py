@@ -116,6 +116,16 @@ def test_every_summary_field_and_input_ending_is_in_the_reference() -> None:
         assert f"| `{ending}` |" in endings, ending
 
 
+def test_the_readme_is_short_and_its_links_lead_somewhere() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 250
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme)
+    local = [link for link in links if "://" not in link]
+    assert len(local) >= 20
+    for link in local:
+        assert (ROOT / link).is_file(), link
+
+
 def test_every_page_asks_only_for_generators_that_exist() -> None:
     for page in DOCS.rglob("*.md"):
         for name in REFERENCE.MARKER.findall(page.read_text(encoding="utf-8")):
