@@ -123,6 +123,9 @@ class RunSummary:
     undo_of: str | None = None
     timeline: list[dict[str, float]] = field(default_factory=list)
     examples: list[str] = field(default_factory=list)  # dry run: the first invalid rows
+    # What became of the run's chat notification (cleanup.outputs.notify.Delivery.as_dict):
+    # None when none was asked for. It never changes the exit code.
+    notification: dict[str, Any] | None = None
     exit_code: int = EXIT_OK
 
     def add(self, result: RowResult) -> None:

@@ -59,18 +59,33 @@ def run_command(
             summary = run_file(
                 config, stop=stop, on_progress=progress_for(config.progress, quiet=quiet)
             )
-        extra = []
-        if html_path is not None and not summary.dry_run and summary.report:
-            write_html(summary, config, html_path)
-            extra.append(f"html: {html_path}")
-        if not summary.dry_run and summary.report:
-            from cleanup.outputs.index import refresh_index
-
-            refresh_index(Path(summary.report).parent)  # a run-job folder's index.html
+        extra = after_run(summary, config, html_path)
         print_summary(summary, config, quiet, log_format, extra)
         if config.metrics_file is not None or config.pushgateway:
             _publish_metrics(summary, config)
         sys.exit(summary.exit_code)
+
+
+def after_run(summary: RunSummary, config: RunConfig, html_path: Path | None) -> list[str]:
+    """What follows a run of `run` or `undo`: the HTML page, the folder's index, the chat
+    notification (it needs the page). Returns the lines the printed summary adds."""
+    from cleanup.outputs.notify import delivery_line, notify_run
+
+    extra = []
+    page = None
+    if html_path is not None and not summary.dry_run and summary.report:
+        write_html(summary, config, html_path)
+        page = html_path
+        extra.append(f"html: {html_path}")
+    if not summary.dry_run and summary.report:
+        from cleanup.outputs.index import refresh_index
+
+        refresh_index(Path(summary.report).parent)  # a run-job folder's index.html
+    notify_run(summary, config, page=page)
+    line = delivery_line(summary)
+    if line is not None:
+        extra.append(line)
+    return extra
 
 
 def one_auth_mode(typed: dict[str, Any], from_env: dict[str, Any]) -> dict[str, Any]:

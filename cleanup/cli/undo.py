@@ -12,7 +12,7 @@ import click
 from cleanup.cli.common import cli_errors, new_run_id, stop_on_signals
 from cleanup.cli.options import click_options, given_options, output_options
 from cleanup.cli.progress import progress_for
-from cleanup.cli.run import one_auth_mode, print_summary, write_html
+from cleanup.cli.run import after_run, one_auth_mode, print_summary
 from cleanup.errors import ConfigError
 from cleanup.exits import EXIT_OK
 from cleanup.inputs.select import split_values
@@ -119,14 +119,7 @@ def undo_command(
                 summary = undo_file(
                     undo, stop=stop, on_progress=progress_for(undo.config.progress, quiet=quiet)
                 )
-        extra = []
-        if html_path is not None and not summary.dry_run and summary.report:
-            write_html(summary, undo.config, html_path)
-            extra.append(f"html: {html_path}")
-        if not summary.dry_run and summary.report:
-            from cleanup.outputs.index import refresh_index
-
-            refresh_index(Path(summary.report).parent)  # a run-job folder's index.html
+        extra = after_run(summary, undo.config, html_path)
         print_summary(summary, undo.config, quiet, log_format, extra)
         sys.exit(summary.exit_code)
 

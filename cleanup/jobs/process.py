@@ -294,6 +294,7 @@ def _finish(ctx: _Context, outcome: FileOutcome, summary: RunSummary, config: Ru
     assert outcome.report is not None
     if job.html:
         outcome.html = _write_html(job, config, summary, outcome.report, path, sha)
+    _notify(ctx, outcome, summary, config)
     entry = ctx.state.files[sha]
     entry.update(exit_code=summary.exit_code, counts=_counts(summary), run_id=ctx.run_id)
     if not outcome.complete:
@@ -318,6 +319,20 @@ def _finish(ctx: _Context, outcome: FileOutcome, summary: RunSummary, config: Ru
     else:
         entry["archived_to"] = str(outcome.archived_to)
         ctx.state.save()
+
+
+def _notify(ctx: _Context, outcome: FileOutcome, summary: RunSummary, config: RunConfig) -> None:
+    """One message per file processed, as soon as its report and page are written: each
+    file has its own page to attach and its own re-run command, and a long job file's run
+    tells of each file when it ends. The portal's shared bucket paces it, unless the run was
+    stopped (that bucket no longer sends: the notification gets a bucket of its own)."""
+    from cleanup.outputs.notify import notify_run
+
+    pacing = None if ctx.stop.is_set or ctx.pacings is None else ctx.pacings.for_config(config)
+    try:
+        notify_run(summary, config, page=outcome.html, context=ctx.job.name, pacing=pacing)
+    except Exception as exc:  # a notification must never cost the run its result
+        log.error("notification for %s failed: %s", outcome.source.name, redact(exc))
 
 
 def _write_html(
