@@ -269,11 +269,12 @@ def notify_run(
     context: str = "",
     pacing: PortalPacing | None = None,
     clock: Clock | None = None,
-    upload_limit: int = UPLOAD_LIMIT,
+    upload_limit: int | None = None,
 ) -> Delivery | None:
     """Post the run's result if asked for; record what became of it on `summary`. Never
     raises for the notification's own problems, and never changes the exit code. None when
-    no notification was asked for."""
+    no notification was asked for. `upload_limit`: bytes of base64 text a file may take
+    (default UPLOAD_LIMIT, read when called: tests lower it to use a small file)."""
     if config.notify is None or config.notify_bot is None or summary.dry_run:
         return None
     if not wanted(config, summary):
@@ -287,7 +288,7 @@ def notify_run(
                 context,
                 pacing,
                 clock,
-                upload_limit,
+                UPLOAD_LIMIT if upload_limit is None else upload_limit,
             )
         except CleanupError as exc:  # the bot tokens file unreadable now, say
             delivery = Delivery(config.notify, config.notify_bot, "failed", redact(exc)[:200])
