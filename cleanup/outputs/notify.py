@@ -221,7 +221,7 @@ class Poster:
     def _with_retries(self, method: str, params: dict[str, Any]) -> tuple[Any, Outcome]:
         from cleanup.portal.transport import NetworkError, Stopped
 
-        retries = refusals = 0
+        retries = refusals = blocked = 0
         waited = 0.0
         while True:
             try:
@@ -240,8 +240,8 @@ class Poster:
                 refusals += 1
                 wait = self.policy.limit_wait(refusals, retry_after)
             elif outcome.kind is Kind.OPERATING_LIMIT:
-                refusals += 1
-                wait = self.policy.operating_wait(refusals, None, retry_after)
+                blocked += 1
+                wait = self.policy.operating_wait(blocked, None, retry_after)
             elif outcome.kind is Kind.TRANSIENT and retries < self.policy.max_retries:
                 retries += 1
                 wait = self.policy.backoff(retries, self.rng)

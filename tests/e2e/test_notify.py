@@ -331,3 +331,82 @@ def test_notify_and_notify_bot_go_together(run_cli: RunCli, tmp_path: Path) -> N
     assert result.exit_code == 2 and "--notify and --notify-bot go together" in result.stderr
     result = run_cli("run", src, "--dry-run", "--notify", "chat0", "--notify-bot", "7")
     assert result.exit_code == 2 and "notify must be chat123" in result.stderr
+
+
+# --------------------------------------------------------------------------- retries
+
+
+class FakeClock:
+    """Waits recorded, never slept."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+        self.sleeps: list[float] = []
+
+    def now(self) -> float:
+        return self.t
+
+    def wall(self) -> float:
+        return 1_700_000_000.0 + self.t
+
+    def sleep(self, seconds: float) -> bool:
+        self.sleeps.append(seconds)
+        self.t += seconds
+        return True
+
+
+def finished_run(portal: SandboxPortal, tmp_path: Path) -> tuple[Any, Any]:
+    """A run of the rows (one fails), done from Python: its summary and config."""
+    from cleanup.run.config import RunConfig
+    from cleanup.run.runner import run_file
+
+    src = write_rows(tmp_path / "in.csv", rows())
+    tokens = {str(b.id): b.token for b in portal.state.bots.values()}
+    (tmp_path / "tokens.json").write_text(json.dumps(tokens))
+    config = RunConfig(
+        input=src,
+        webhook=portal.webhook_url(),
+        bot_tokens=tmp_path / "tokens.json",
+        rate=1000,
+        burst=1000,
+        progress="none",
+        notify=f"chat{CHAT}",
+        notify_bot=NOTIFIER,
+    )
+    return run_file(config), config
+
+
+def test_limits_and_server_errors_are_waited_out_through_the_retry_policy(
+    portal_factory: PortalFactory, tmp_path: Path
+) -> None:
+    portal = make_portal(portal_factory)
+    summary, config = finished_run(portal, tmp_path)
+    portal.inject("limit", "http500", "operating")
+    clock = FakeClock()
+    delivery = notify.notify_run(summary, config, clock=clock)
+    assert delivery is not None and delivery.status == "sent"
+    assert delivery.attachment == "sent"
+    assert len(messages(portal)) == 1 and len(files(portal)) == 1
+    assert len(clock.sleeps) >= 3  # one wait per refusal or error, on the injected clock
+    assert summary.exit_code == 1  # unchanged
+
+
+def test_a_network_fault_after_the_retries_is_a_failed_notification(
+    portal_factory: PortalFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    portal = make_portal(portal_factory)
+    summary, config = finished_run(portal, tmp_path)
+    portal.inject(*["reset"] * (notify.NOTIFY_RETRY.max_retries + 1))
+    clock = FakeClock()
+    with caplog.at_level("ERROR", logger="cleanup"):
+        delivery = notify.notify_run(summary, config, clock=clock)
+    assert delivery is not None and delivery.status == "failed"
+    assert delivery.error == notify.NETWORK_ERROR
+    assert portal.state.posted() == []
+    assert summary.exit_code == 1
+    [line] = [r.getMessage() for r in caplog.records if "notification" in r.getMessage()]
+    assert line == (
+        "notification to chat50 by bot 700 failed: NETWORK_ERROR; the run's result stands"
+    )
+    saved = summary_of(tmp_path / "in.report.csv")["notification"]
+    assert saved["status"] == "failed" and saved["error"] == "NETWORK_ERROR"
