@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -240,6 +244,42 @@ def test_an_aborted_run_still_posts(
     assert f"(exit code {result.exit_code})" in message["message"]
 
 
+def test_a_run_stopped_by_sigterm_posts_how_it_ended(
+    portal_factory: PortalFactory, tmp_path: Path
+) -> None:
+    from cleanup.sandbox import PortalConfig
+
+    state = PortalState.build([(BOT, m, "like") for m in range(1, 31)])
+    state.add_bot(NOTIFIER)
+    state.add_chat(CHAT, [NOTIFIER])
+    portal = portal_factory(state=state, config=PortalConfig(latency=0.15))
+    src = write_rows(tmp_path / "in.csv", [(BOT, m, "like") for m in range(1, 31)])
+    args = [*portal_args(portal, tmp_path), "--mode", "single", "--concurrency", "1"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cleanup", "run", str(src), *args, *notify_args()],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    report = tmp_path / "in.report.csv"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if report.exists() and len(report.read_text().splitlines()) >= 4:
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    [message] = messages(portal)
+    assert "Ended: interrupted (exit code 143): stopped by SIGTERM" in message["message"]
+    assert "Rows left: " in message["message"]
+    assert files(portal)[0]["content"] == report.read_bytes()
+
+
 # --------------------------------------------------------------------------- undo, run-job
 
 
@@ -272,7 +312,7 @@ def test_run_job_posts_one_message_per_file(
         'name = "nightly"\nwebhook_env = "B24_NOTIFY_TEST_WEBHOOK"\n'
         'bot_tokens_file = "bot_tokens.json"\ninbox = "inbox"\nreports = "reports"\n'
         'min_age = 0\nrate = 1000\nburst = 1000\nprogress = "none"\n'
-        f'notify = "chat{CHAT}"\nnotify_bot = {NOTIFIER}\n'
+        f'notify = "chat{CHAT}"\nnotify_bot = {NOTIFIER}\nmetrics_file = "m.prom"\n'
     )
     write_rows(root / "inbox" / "a.csv", [(BOT, m, "like") for m in range(1, 5)])
     write_rows(
@@ -292,6 +332,8 @@ def test_run_job_posts_one_message_per_file(
         if page.name != "index.html":
             assert sent[page.name] == page.read_bytes()
     assert len(sent) == 2
+    metrics = (root / "m.prom").read_text()
+    assert 'reaction_cleanup_notification_failures{job="nightly"} 0.0' in metrics
 
 
 def test_check_job_checks_the_notifying_bot_without_posting(
