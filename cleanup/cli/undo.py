@@ -12,11 +12,12 @@ import click
 from cleanup.cli.common import cli_errors, new_run_id, stop_on_signals
 from cleanup.cli.options import click_options, given_options, output_options
 from cleanup.cli.progress import progress_for
-from cleanup.cli.run import after_run, one_auth_mode, print_summary
+from cleanup.cli.run import one_auth_mode, outputs_lines, print_summary
 from cleanup.errors import ConfigError
 from cleanup.exits import EXIT_OK
 from cleanup.inputs.select import split_values
 from cleanup.logs import set_run_id, setup_logging
+from cleanup.outputs.after import write_outputs
 from cleanup.run.config import RunConfig
 from cleanup.run.runner import StopSignal
 from cleanup.run.undo import Undo, prepare_undo, undo_file
@@ -119,8 +120,9 @@ def undo_command(
                 summary = undo_file(
                     undo, stop=stop, on_progress=progress_for(undo.config.progress, quiet=quiet)
                 )
-        extra = after_run(summary, undo.config, html_path)
-        print_summary(summary, undo.config, quiet, log_format, extra)
+        # No metrics: an undo's figures would replace its run's under the same job name.
+        page, summary = write_outputs(summary, undo.config, html=html_path, metrics=False)
+        print_summary(summary, undo.config, quiet, log_format, outputs_lines(page, summary))
         sys.exit(summary.exit_code)
 
 

@@ -27,14 +27,14 @@ from urllib.parse import urlsplit
 
 from cleanup.clock import Clock, SystemClock
 from cleanup.errors import CleanupError
-from cleanup.exits import EXIT_OK, state_word
+from cleanup.exits import EXIT_OK
 from cleanup.outputs.commands import next_commands
 from cleanup.outputs.html import advice
-from cleanup.outputs.summary import summary_record, write_summary
+from cleanup.outputs.summary import write_summary
 from cleanup.pacing.retry import RetryPolicy
 from cleanup.portal.classify import Kind, Outcome, classify_answer
 from cleanup.redact import redact
-from cleanup.results import RunSummary
+from cleanup.results import RunSummary, counts_by_status
 from cleanup.run.config import RunConfig, load_bot_tokens
 from cleanup.run.portals import PortalPacing
 
@@ -105,21 +105,20 @@ def portal_host(config: RunConfig) -> str:
     return f"{host}:{parts.port}" if parts.port else host
 
 
-def compose(
-    summary: RunSummary, config: RunConfig, *, file_note: str = "", context: str = ""
-) -> str:
-    """The message's text: plain lines, the names as given, nothing secret (masked again)."""
-    record = summary_record(summary, config.settings())
-    by_status = dict(record.get("by_status") or {})
+def compose(summary: RunSummary, config: RunConfig, *, file_note: str = "") -> str:
+    """The message's text: plain lines, the names as given, nothing secret (masked again).
+    A job file's run is named first (the summary's label)."""
+    record = summary.model_dump(mode="json")
+    by_status = counts_by_status(summary.by_status, summary.statuses)
     name = Path(summary.input).name
     kind = "undo of " if summary.undo_of else ""
-    how = state_word(summary.exit_code, rows_not_done=summary.rows_not_done)
+    label = f"{summary.label} – " if summary.label else ""
     lines = [
-        f"reaction-cleanup: {context + ' – ' if context else ''}{kind}{name}",
+        f"reaction-cleanup: {label}{kind}{name}",
         f"Portal: {portal_host(config)}",
-        f"Ended: {how} (exit code {summary.exit_code}){_why(summary)}",
+        f"Ended: {summary.state} (exit code {summary.exit_code}){_why(summary)}",
         f"Rows: {summary.rows} — "
-        + ", ".join(f"{status} {by_status.get(status, 0)}" for status in by_status),
+        + ", ".join(f"{status} {count}" for status, count in by_status.items()),
     ]
     lines += _top_errors(record)
     lines.append(f"Took: {_duration(summary.elapsed_s)}")
@@ -266,17 +265,17 @@ def notify_run(
     config: RunConfig,
     *,
     page: Path | None = None,
-    context: str = "",
     pacing: PortalPacing | None = None,
     clock: Clock | None = None,
     upload_limit: int | None = None,
-) -> Delivery | None:
-    """Post the run's result if asked for; record what became of it on `summary`. Never
-    raises for the notification's own problems, and never changes the exit code. None when
-    no notification was asked for. `upload_limit`: bytes of base64 text a file may take
-    (default UPLOAD_LIMIT, read when called: tests lower it to use a small file)."""
+) -> RunSummary:
+    """Post the run's result if asked for. Returns the summary with what became of it
+    (`notification`, also written to the summary file); the same summary when none was
+    asked for. Never raises for the notification's own problems, and never changes the exit
+    code. `upload_limit`: bytes of base64 text a file may take (default UPLOAD_LIMIT, read
+    when called: tests lower it to use a small file)."""
     if config.notify is None or config.notify_bot is None or summary.dry_run:
-        return None
+        return summary
     if not wanted(config, summary):
         delivery = Delivery(config.notify, config.notify_bot, "not_needed")
     else:
@@ -285,21 +284,20 @@ def notify_run(
                 summary,
                 config,
                 chosen_file(config, summary, page),
-                context,
                 pacing,
                 clock,
                 UPLOAD_LIMIT if upload_limit is None else upload_limit,
             )
         except CleanupError as exc:  # the bot tokens file unreadable now, say
             delivery = Delivery(config.notify, config.notify_bot, "failed", redact(exc)[:200])
-    summary.notification = delivery.as_dict()
+    summary = summary.model_copy(update={"notification": delivery.as_dict()})
     _log(delivery)
-    if summary.report:  # the summary JSON records it too
+    if summary.report:  # the summary file records it too
         try:
-            write_summary(Path(summary.report), summary, config.settings())
+            write_summary(Path(summary.report), summary)
         except OSError as exc:
             log.error("could not record the notification in the summary: %s", redact(exc))
-    return delivery
+    return summary
 
 
 def delivery_line(summary: RunSummary) -> str | None:
@@ -327,7 +325,6 @@ def _deliver(
     summary: RunSummary,
     config: RunConfig,
     file: Path | None,
-    context: str,
     pacing: PortalPacing | None,
     clock: Clock | None,
     upload_limit: int,
@@ -344,7 +341,7 @@ def _deliver(
         base = replace(base, attachment_name=file.name)
     poster = Poster(config, pacing=pacing, clock=clock)
     try:
-        text = compose(summary, config, file_note=note, context=context)
+        text = compose(summary, config, file_note=note)
         result, outcome = poster.post(SEND_METHOD, {"message": text})
         if outcome.kind is not Kind.OK:
             unsent = "not_sent" if base.attachment == "pending" else base.attachment

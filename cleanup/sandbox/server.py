@@ -27,7 +27,7 @@ from datetime import datetime
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from cleanup.clock import Clock, SystemClock
@@ -214,7 +214,7 @@ class SandboxPortal:
 
     # --- lifecycle -------------------------------------------------------------------
 
-    def start(self) -> SandboxPortal:
+    def start(self) -> Self:
         if self._server is not None:
             return self
         server = _Server((self.host, self.port), _Handler, self)

@@ -38,7 +38,9 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from run_benchmarks import (  # noqa: E402
+from cleanup.pacing.throttle import PLANS, ideal_seconds  # noqa: E402
+from cleanup.sandbox import SandboxPortal  # noqa: E402
+from tests.benchmarks.run_benchmarks import (  # noqa: E402
     LATENCY,
     PER_COMMAND,
     make_rows,
@@ -46,9 +48,6 @@ from run_benchmarks import (  # noqa: E402
     write_csv,
     write_tokens,
 )
-
-from cleanup.pacing.throttle import PLANS, ideal_seconds  # noqa: E402
-from cleanup.sandbox import SandboxPortal  # noqa: E402
 
 RATE, BURST = PLANS["standard"]
 BATCH = 50

@@ -20,11 +20,14 @@ from typing import Any
 import pytest
 import requests
 from click.testing import Result
-from conftest import portal_args, write_rows
 
 from cleanup.outputs import notify
+from cleanup.results import RunSummary
+from cleanup.run.config import RunConfig
 from cleanup.sandbox import PortalState, SandboxPortal
 from cleanup.sandbox.server import POSTS_PATH
+from tests.helpers.cli import portal_args, write_rows
+from tests.helpers.clock import FakeClock
 
 PortalFactory = Callable[..., SandboxPortal]
 RunCli = Callable[..., Result]
@@ -378,28 +381,8 @@ def test_notify_and_notify_bot_go_together(run_cli: RunCli, tmp_path: Path) -> N
 # --------------------------------------------------------------------------- retries
 
 
-class FakeClock:
-    """Waits recorded, never slept."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-        self.sleeps: list[float] = []
-
-    def now(self) -> float:
-        return self.t
-
-    def wall(self) -> float:
-        return 1_700_000_000.0 + self.t
-
-    def sleep(self, seconds: float) -> bool:
-        self.sleeps.append(seconds)
-        self.t += seconds
-        return True
-
-
-def finished_run(portal: SandboxPortal, tmp_path: Path) -> tuple[Any, Any]:
+def finished_run(portal: SandboxPortal, tmp_path: Path) -> tuple[RunSummary, RunConfig]:
     """A run of the rows (one fails), done from Python: its summary and config."""
-    from cleanup.run.config import RunConfig
     from cleanup.run.runner import run_file
 
     src = write_rows(tmp_path / "in.csv", rows())
@@ -425,9 +408,9 @@ def test_limits_and_server_errors_are_waited_out_through_the_retry_policy(
     summary, config = finished_run(portal, tmp_path)
     portal.inject("limit", "http500", "operating")
     clock = FakeClock()
-    delivery = notify.notify_run(summary, config, clock=clock)
-    assert delivery is not None and delivery.status == "sent"
-    assert delivery.attachment == "sent"
+    told = notify.notify_run(summary, config, clock=clock).notification
+    assert told is not None and told["status"] == "sent"
+    assert told["attachment"] == "sent"
     assert len(messages(portal)) == 1 and len(files(portal)) == 1
     assert len(clock.sleeps) >= 3  # one wait per refusal or error, on the injected clock
     assert summary.exit_code == 1  # unchanged
@@ -441,9 +424,9 @@ def test_a_network_fault_after_the_retries_is_a_failed_notification(
     portal.inject(*["reset"] * (notify.NOTIFY_RETRY.max_retries + 1))
     clock = FakeClock()
     with caplog.at_level("ERROR", logger="cleanup"):
-        delivery = notify.notify_run(summary, config, clock=clock)
-    assert delivery is not None and delivery.status == "failed"
-    assert delivery.error == notify.NETWORK_ERROR
+        told = notify.notify_run(summary, config, clock=clock).notification
+    assert told is not None and told["status"] == "failed"
+    assert told["error"] == notify.NETWORK_ERROR
     assert portal.state.posted() == []
     assert summary.exit_code == 1
     [line] = [r.getMessage() for r in caplog.records if "notification" in r.getMessage()]

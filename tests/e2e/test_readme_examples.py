@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import Result
-from test_reliability import left, start, workload, write_input
+
+from tests.helpers.faults import left, start, workload, write_input
 
 RunCli = Callable[..., Result]
 README = Path(__file__).resolve().parents[2] / "README.md"

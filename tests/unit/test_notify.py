@@ -4,7 +4,6 @@ sandbox's two methods, called directly (their checks, in the documented order)."
 from __future__ import annotations
 
 import base64
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -29,25 +28,25 @@ def config(**changes: object) -> RunConfig:
         "notify_bot": 7,
     }
     values.update(changes)
-    return RunConfig(**values)  # type: ignore[arg-type]
+    return RunConfig(**values)
 
 
 def summary(exit_code: int = 1, **changes: object) -> RunSummary:
-    s = RunSummary(
-        run_id="r1",
-        input="/data/sheet.csv",
-        report="/data/sheet.report.csv",
-        mode="batch",
-        auth_mode="webhook",
-        rows=10,
-        by_status=Counter({"removed": 6, "failed": 3, "invalid": 1}),
-        by_error=Counter({"ACCESS_DENIED": 2, "REACTION_NOT_FOUND": 1, "INVALID_REACTION": 1}),
-        elapsed_s=125.0,
-        exit_code=exit_code,
-    )
-    for key, value in changes.items():
-        setattr(s, key, value)
-    return s
+    values: dict[str, object] = {
+        "run_id": "r1",
+        "input": "/data/sheet.csv",
+        "report": "/data/sheet.report.csv",
+        "mode": "batch",
+        "auth_mode": "webhook",
+        "rows": 10,
+        "by_status": {"removed": 6, "failed": 3, "invalid": 1},
+        "by_error": {"ACCESS_DENIED": 2, "REACTION_NOT_FOUND": 1, "INVALID_REACTION": 1},
+        "elapsed_s": 125.0,
+        "exit_code": exit_code,
+        "settings": config().settings(),
+    }
+    values.update(changes)
+    return RunSummary.model_validate(values)
 
 
 def test_it_posts_always_or_only_after_problems_and_never_for_a_dry_run() -> None:
@@ -76,7 +75,8 @@ def test_the_portal_is_its_host_only() -> None:
 
 
 def test_the_message_lists_counts_codes_advice_time_rows_left_and_the_rerun() -> None:
-    text = notify.compose(summary(), config(), context="nightly")
+    labelled = summary(settings={**config().settings(), "label": "nightly"})
+    text = notify.compose(labelled, config())
     lines = text.splitlines()
     assert lines[0] == "reaction-cleanup: nightly – sheet.csv"
     assert lines[1] == "Portal: portal.example.com"
@@ -133,7 +133,7 @@ def portal() -> PortalState:
 WEBHOOK_CALLER = Caller("webhook", 1)
 
 
-def call(state: PortalState, upload: bool = False, **params: object) -> tuple[object, object]:
+def call(state: PortalState, *, upload: bool = False, **params: object) -> tuple[object, object]:
     base: dict[str, object] = {"botId": 7, "botToken": "tok-7", "dialogId": "chat5"}
     base.update(params)
     with state.lock:
@@ -142,7 +142,7 @@ def call(state: PortalState, upload: bool = False, **params: object) -> tuple[ob
 
 def test_sandbox_send_checks_the_bot_then_the_chat_then_the_text() -> None:
     state = portal()
-    cases = {
+    cases: dict[str, dict[str, object]] = {
         "BOT_TOKEN_NOT_SPECIFIED": {"botToken": ""},
         "BOT_NOT_FOUND": {"botId": 8},
         "BOT_OWNERSHIP_ERROR": {"botToken": "wrong"},
@@ -150,7 +150,7 @@ def test_sandbox_send_checks_the_bot_then_the_chat_then_the_text() -> None:
         "EMPTY_MESSAGE": {"fields": {"message": "  "}},
     }
     for code, params in cases.items():
-        error, _ = call(state, **params)
+        error, _ = call(state, upload=False, **params)
         assert getattr(error, "code", None) == code, code
     error, result = call(state, fields={"message": "x" * 20_001})
     assert error is None and isinstance(result, dict) and result["id"] > 0
