@@ -1,6 +1,6 @@
 """Exit codes, the signals that stop a run, and how an outcome maps to a code.
 
-The codes are part of the CLI contract (README, "Exit codes"); every other module names them
+The codes are part of the CLI contract (docs/reference/exit-codes.md); every other module names them
 from here. Nothing here imports the rest of the package, so anything may import it.
 """
 

@@ -1,7 +1,7 @@
 """The sandbox portal: a real local HTTP server that answers like a Bitrix24 portal for the
 calls reaction-cleanup makes, with limits and faults that tests can script.
 
-It answers as the Bitrix24 REST documentation and the README's "How it talks to the portal"
+It answers as the Bitrix24 REST documentation and docs/explanation/portal.md
 describe; where the documentation is unsure, the behaviour follows the portal's server
 sources (noted inline).
 """

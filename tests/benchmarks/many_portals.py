@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Many portals in one `run-job`: 1, 5 and 20 sandbox portals, each with its own job file.
 
-    python tests/benchmarks/many_portals.py            # the README's figures (about 3 min)
+    python tests/benchmarks/many_portals.py            # the figures in docs/explanation/benchmarks.md (about 3 min)
     python tests/benchmarks/many_portals.py --quick    # 1, 5 and 20 portals on fewer rows (~1 min)
 
 Each portal is a sandbox on 127.0.0.1 with the realistic profile of run_benchmarks.py (a

@@ -2,7 +2,7 @@
 """Benchmarks for reaction-cleanup: throughput at the portal's limit, and the dry run's speed.
 
     python tests/benchmarks/run_benchmarks.py --quick     # about 2 minutes (CI's optional step)
-    python tests/benchmarks/run_benchmarks.py             # the README's figures (about 25 min)
+    python tests/benchmarks/run_benchmarks.py             # the figures in docs/explanation/benchmarks.md (about 25 min)
 
 Everything runs against the sandbox portal (cleanup.sandbox) on 127.0.0.1 with a realistic
 profile: a strict leaky bucket (standard 2 req/s burst 50, enterprise 5 req/s burst 250),
