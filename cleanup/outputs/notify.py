@@ -32,7 +32,7 @@ from cleanup.outputs.commands import next_commands
 from cleanup.outputs.html import advice
 from cleanup.outputs.summary import write_summary
 from cleanup.pacing.retry import RetryPolicy
-from cleanup.portal.classify import Kind, Outcome, classify_answer
+from cleanup.portal.classify import OK, Kind, Outcome, classify_answer
 from cleanup.redact import redact
 from cleanup.results import RunSummary, counts_by_status
 from cleanup.run.config import RunConfig, load_bot_tokens
@@ -234,7 +234,7 @@ class Poster:
                 outcome = classify_answer(answer.status, answer.body, context="single")
                 retry_after = answer.retry_after
                 if outcome.kind is Kind.OK:
-                    return answer.body.get("result"), outcome
+                    return _delivered(answer.body.get("result"))
             if outcome.kind is Kind.RATE_LIMITED:
                 refusals += 1
                 wait = self.policy.limit_wait(refusals, retry_after)
@@ -249,6 +249,16 @@ class Poster:
             waited += wait
             if waited > self.policy.max_wait or not self.clock.sleep(wait):
                 return None, outcome
+
+
+def _delivered(result: Any) -> tuple[Any, Outcome]:
+    """Both methods answer an object (`{"id": ...}`, `{"file": ..., "messageId": ...}`); a
+    portal answering `true` is taken as done too, `false` or nothing as not delivered."""
+    if result is None or result is False:
+        return result, Outcome(
+            Kind.ROW_FAILED, "UNEXPECTED_RESULT", f"the portal answered {result!r}"
+        )
+    return result, OK
 
 
 def _bot_token(config: RunConfig, bot_id: int) -> str | None:

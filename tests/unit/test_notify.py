@@ -176,3 +176,13 @@ def test_sandbox_upload_checks_name_content_and_size() -> None:
     assert error is None and isinstance(result, dict)
     assert result["file"]["size"] == 4 and result["dialogId"] == "chat5"
     assert state.posted()[0]["content"] == b"abcd"
+
+
+@pytest.mark.parametrize(
+    ("result", "delivered"),
+    [({"id": 789, "uuidMap": {}}, True), (True, True), (False, False), (None, False)],
+)
+def test_an_answer_of_false_or_nothing_is_not_delivered(result: object, delivered: bool) -> None:
+    _value, outcome = notify._delivered(result)
+    assert (outcome.error == "") is delivered
+    assert notify._message_id(result) == (789 if isinstance(result, dict) else None)
