@@ -1,16 +1,19 @@
 """Tell a Bitrix24 chat how a run ended: one message from a bot, and the run's page or report.
 
-`notify_run(summary, config, page=...)` is called once a run's outputs are written (`run`,
-`undo`, and each file of `run-job`). The bot posts one message with
+`notify_run(summary, config, page=...)` is called by `cleanup.outputs.after.write_outputs`,
+the one place that follows a run (`run`, `undo`, and each file of `run-job`), once the page
+is written. The bot posts one message with
 `imbot.v2.Chat.Message.send` (the input file, the portal's host, how the run ended, its
 counts, its top error codes with what to do, how long it took, the rows left and the command
 to re-run the failed ones), then the file with `imbot.v2.File.upload`. Both calls go through
 the deletes' transport, pacing, retry policy and credentials (the bot's botToken in webhook
 mode; an OAuth application's bot needs none).
 
-A notification never changes the run's result: what became of it is returned as a
-`Delivery`, recorded on the summary (`notification`), counted in the metrics and, when it
-failed, logged as one line naming the notification and the portal's code.
+A notification never changes the run's result: what became of it (a `Delivery`) goes on a
+copy of the summary (`notification`) and into the summary file, is counted in the metrics
+(`cleanup.outputs.metrics.notification_failures`) and, when it failed, logged as one line
+naming the notification and the portal's code. Nothing secret is posted: the text names the
+portal by its host and is masked again; a file that still shows a secret is not attached.
 """
 
 from __future__ import annotations
