@@ -435,3 +435,16 @@ def test_a_network_fault_after_the_retries_is_a_failed_notification(
     )
     saved = summary_of(tmp_path / "in.report.csv")["notification"]
     assert saved["status"] == "failed" and saved["error"] == "NETWORK_ERROR"
+
+
+def test_a_user_id_is_a_private_chat(
+    portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
+) -> None:
+    portal = make_portal(portal_factory)
+    src = write_rows(tmp_path / "in.csv", rows(failing=False))
+    args = ["run", src, *portal_args(portal, tmp_path), *FAST, "--notify-attach", "none"]
+    result = run_cli(*args, "--notify", "12", "--notify-bot", str(NOTIFIER))
+    assert result.exit_code == 0, result.stderr
+    [message] = messages(portal)
+    assert message["dialogId"] == "12" and "Ended: ok (exit code 0)" in message["message"]
+    assert "Rows left" not in message["message"] and "Re-run" not in message["message"]
