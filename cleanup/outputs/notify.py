@@ -22,6 +22,7 @@ import base64
 import logging
 import math
 import random
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -111,7 +112,6 @@ def portal_host(config: RunConfig) -> str:
 def compose(summary: RunSummary, config: RunConfig, *, file_note: str = "") -> str:
     """The message's text: plain lines, the names as given, nothing secret (masked again).
     A job file's run is named first (the summary's label)."""
-    record = summary.model_dump(mode="json")
     by_status = counts_by_status(summary.by_status, summary.statuses)
     name = Path(summary.input).name
     kind = "undo of " if summary.undo_of else ""
@@ -123,11 +123,11 @@ def compose(summary: RunSummary, config: RunConfig, *, file_note: str = "") -> s
         f"Rows: {summary.rows} — "
         + ", ".join(f"{status} {count}" for status, count in by_status.items()),
     ]
-    lines += _top_errors(record)
+    lines += _top_errors(summary.by_error)
     lines.append(f"Took: {_duration(summary.elapsed_s)}")
     if summary.rows_not_done:
         lines.append(f"Rows left: {summary.rows_not_done}")
-    for command in next_commands(record):
+    for command in next_commands(summary):
         if command.key in ("rerun", "undo-again"):
             lines += [f"{command.title}:", command.line]
     if summary.report:
@@ -146,9 +146,9 @@ def _why(summary: RunSummary) -> str:
     return ""
 
 
-def _top_errors(record: Mapping[str, Any]) -> list[str]:
+def _top_errors(counts: Mapping[str, int]) -> list[str]:
     """The most frequent error codes with what to do: the HTML page's advice, one table."""
-    by_error = dict(record.get("by_error") or {})
+    by_error = dict(Counter(counts).most_common())
     if not by_error:
         return []
     lines = ["Top errors:"]
