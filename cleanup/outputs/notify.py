@@ -51,8 +51,12 @@ UPLOAD_METHOD = "imbot.v2.File.upload"
 UPLOAD_LIMIT = 100 * 1024 * 1024
 MESSAGE_LIMIT = 20_000  # characters; the portal cuts a longer text with " (...)"
 TOP_ERRORS = 3
-# A notification waits less than a run's rows may: a stopped run should end soon.
+# A notification waits less than a run's rows may: a stopped run should end soon. Its
+# message's answer is awaited 30 s at most (less if --timeout says so); an upload's, 1 s
+# more per MB it carries (a 133 MB body: about 2.5 minutes).
 NOTIFY_RETRY = RetryPolicy(max_retries=3, max_wait=60.0)
+SEND_TIMEOUT = 30.0
+UPLOAD_BYTES_PER_SECOND = 1024 * 1024
 # The error when the webhook mode's tokens file has no token for the notifying bot.
 NO_BOT_TOKEN = "NO_BOT_TOKEN"
 NETWORK_ERROR = "NETWORK_ERROR"
@@ -195,11 +199,12 @@ class Poster:
         if pacing is None:
             rate, burst = config.effective_rate
             pacing = PortalPacing.new(rate, burst, config.operating_limit, self.clock)
+        self.timeout = min(config.timeout, SEND_TIMEOUT)
         self.transport = Transport(
             auth,
             pacing.throttle,
             pacing.budget,
-            timeout=max(config.timeout, 300.0),  # an upload of up to 133 MB takes a while
+            timeout=self.timeout,
             pool_size=1,
             allow_insecure_http=config.allow_insecure_http,
         )
@@ -211,10 +216,13 @@ class Poster:
                 self.base["botToken"] = token
         self.rng = random.Random()
 
-    def post(self, method: str, fields: Mapping[str, Any]) -> tuple[Any, Outcome]:
-        """(the answer's `result`, the outcome) of one call, after its retries."""
+    def post(self, method: str, fields: Mapping[str, Any], *, size: int = 0) -> tuple[Any, Outcome]:
+        """(the answer's `result`, the outcome) of one call, after its retries. `size`: the
+        bytes the call carries (an upload), which give the portal more time to answer."""
         if "botToken" not in self.base and self.transport.auth.needs_bot_tokens:
             return None, Outcome(Kind.BOT_FAILED, NO_BOT_TOKEN, "no botToken for the bot")
+        connect, _read = self.transport.timeout
+        self.transport.timeout = (connect, self.timeout + size / UPLOAD_BYTES_PER_SECOND)
         return self._with_retries(method, {**self.base, "fields": dict(fields)})
 
     def close(self) -> None:
@@ -364,7 +372,7 @@ def _deliver(
             return sent
         caption = f"reaction-cleanup: {file.name}"
         fields = {"name": file.name, "content": content, "message": caption}
-        _result, outcome = poster.post(UPLOAD_METHOD, fields)
+        _result, outcome = poster.post(UPLOAD_METHOD, fields, size=len(content))
         if outcome.kind is not Kind.OK:
             return replace(sent, attachment="failed", attachment_error=outcome.error)
         return replace(sent, attachment="sent")
