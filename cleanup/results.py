@@ -2,7 +2,7 @@
 
 The one home of: the report's columns (`REPORT_COLUMNS`, `RowResult.as_record`,
 `RowResult.from_record`, `RowResult.arrow_schema`), whether a row was given up
-(`RowResult.given_up`) and what --resume sends again (`Settled.resend_on_resume`), which statuses are not done
+(`RowResult.given_up`) and what --resume sends again (`Settled.retry_on_resume`), which statuses are not done
 (`NOT_DONE_STATUSES`), how a run ended (`RunSummary.state`, `RunSummary.complete`) and
 the summary's fields (`RunSummary`).
 """
@@ -114,7 +114,7 @@ class Settled(NamedTuple):
     given_up: bool = False
 
     @property
-    def resend_on_resume(self) -> bool:
+    def retry_on_resume(self) -> bool:
         """Whether --resume sends the row again instead of keeping its line: a skipped row,
         or a failure that was not the portal's answer about the row (the run gave up
         retrying: the portal was unreachable, kept failing or kept refusing for its

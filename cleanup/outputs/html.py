@@ -39,7 +39,7 @@ _LISTED = tuple(s.value for s in NOT_DONE_STATUSES)  # the rows listed by cause
 _STATUS_TEXT = {
     "removed": "removed (or found already absent on a retry)",
     "restored": "added back (or found there again: REACTION_ALREADY_SET)",
-    "failed": "the portal refused or the job gave up",
+    "failed": "the portal refused or the run gave up",
     "invalid": "not sent: the row is not valid",
     "duplicate": "not sent: the same row appears earlier",
     "skipped": "not sent: the run stopped early",
@@ -127,7 +127,7 @@ ADVICE: dict[str, tuple[str, str]] = {
 }
 _SKIPPED = (
     "Not sent, because the run stopped early (aborted by the portal, or interrupted).",
-    "Run the same input again: the job resumes and sends only these rows (run-job does so by itself on its next run).",
+    "Run the same input again: the run resumes and sends only these rows (run-job does so by itself on its next run).",
 )
 _DUPLICATE_ADVICE = (
     "The same row appears earlier in the input; it was sent once.",
