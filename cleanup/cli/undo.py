@@ -52,7 +52,7 @@ def stdin_is_terminal() -> bool:
 )
 @click.option(
     "--only-error",
-    "resend_errors",
+    "only_error",
     multiple=True,
     metavar="CODE[,CODE...]",
     help="Send again the rows whose restore failed with one of these codes in the undo report"
@@ -77,7 +77,7 @@ def undo_command(
     verbose: bool,
     log_format: str,
     rows: str | None,
-    resend_errors: tuple[str, ...],
+    only_error: tuple[str, ...],
     yes: bool,
     html_path: Path | None,
     **options: Any,
@@ -106,7 +106,7 @@ def undo_command(
             run_id=run_id,
             **one_auth_mode(typed, from_env),
         )
-        with prepare_undo(config, rows=rows, only_error=split_values(resend_errors)) as undo:
+        with prepare_undo(config, rows=rows, only_error=split_values(only_error)) as undo:
             for warning in undo.warnings:
                 click.echo(f"reaction-cleanup: warning: {warning}", err=True)
             if undo.to_restore == 0:
@@ -143,7 +143,7 @@ def _consent(undo: Undo, yes: bool) -> bool:
         )
     where = _portal_host(undo.config)
     return click.confirm(
-        f"Add back {undo.to_restore} reaction(s) that {undo.report} shows removed"
+        f"Add back {undo.to_restore} reaction(s) that {undo.undone} shows removed"
         f"{f' on {where}' if where else ''}?",
         default=False,
         err=True,

@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from cleanup.errors import CleanupError, ConfigError
+from cleanup.errors import CleanupError, ConfigError, problem_lines
 from cleanup.exits import EXIT_INTERNAL, EXIT_USAGE, worst
 from cleanup.jobs.process import FileOutcome, JobFileResult, run_job_file
 from cleanup.jobs.schema import JobFile, load_job_file
@@ -109,7 +109,7 @@ def prepare(path: Path, resolve: Callable[[JobFile], dict[str, Any]]) -> JobRun:
         run.job = load_job_file(path)
         run.base = resolve(run.job)
     except CleanupError as exc:
-        run.problems = exc.problems if isinstance(exc, ConfigError) else [redact(exc)]
+        run.problems = problem_lines(exc)
         run.error_code = exc.exit_code
     return run
 
@@ -193,10 +193,10 @@ def _run_one(
                 pacings=pacings,
             )
         except CleanupError as exc:
-            run.problems, run.error_code = [redact(exc)], exc.exit_code
+            run.problems, run.error_code = problem_lines(exc), exc.exit_code
         except Exception as exc:  # a bug in one job file's run must not take the others
             log.debug("%s", redact("".join(traceback.format_exception(exc))))
-            run.problems = [f"internal error: {redact(f'{type(exc).__name__}: {exc}')}"]
+            run.problems = problem_lines(exc)
             run.error_code = EXIT_INTERNAL
         run.elapsed_s = time.monotonic() - t0
         if on_done is not None:

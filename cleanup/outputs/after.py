@@ -47,17 +47,18 @@ def write_outputs(
     writes nothing. `pacing`: the portal's shared bucket for the notification, if any.
 
     `on_error="log"`: a page that cannot be written is logged, never costs the run its
-    result (a job file's run)."""
+    result (a job file's run); the index page is always so. Returns the page's path if it
+    was written, and the summary with the notification's outcome on it."""
     if summary.dry_run or not summary.report:
         return Written(None, summary)
     report = Path(summary.report)
     page = None
     if html is not None:
         page = _guarded(
-            on_error, f"the HTML report {html}", _write_page, summary, report, html, context
+            on_error, f"the HTML report {html}", lambda: _write_page(summary, report, html, context)
         )
     if index_title is not None:
-        _guarded(on_error, f"the index page in {report.parent}", _write_index, report, index_title)
+        write_index_page(report.parent, index_title)
     else:
         from cleanup.outputs.index import refresh_index
 
@@ -82,11 +83,19 @@ def _notify(
         return summary
 
 
-def _guarded(on_error: str, what: str, write: Callable[..., Path], *args: object) -> Path | None:
+def write_index_page(folder: Path, title: str) -> Path | None:
+    """Rebuild `folder`'s index page under `title` (a job file's reports folder), also
+    after a run that left no summary; an error is logged, never costs a run its result."""
+    from cleanup.outputs.index import write_index
+
+    return _guarded("log", f"the index page in {folder}", lambda: write_index(folder, title=title))
+
+
+def _guarded(on_error: str, what: str, write: Callable[[], Path]) -> Path | None:
     if on_error == "raise":
-        return write(*args)
+        return write()
     try:
-        return write(*args)
+        return write()
     except Exception as exc:  # a review page must never cost the run its result
         log.error("could not write %s: %s", what, redact(str(exc)))
         return None
@@ -100,12 +109,6 @@ def _write_page(
     return write_html(summary, report, out, context=context)
 
 
-def _write_index(report: Path, title: str) -> Path:
-    from cleanup.outputs.index import write_index
-
-    return write_index(report.parent, title=title)
-
-
 def publish_metrics(summary: RunSummary, config: RunConfig) -> None:
     """The run's figures under the job name of its input (`reactions` for reactions.csv)."""
     from cleanup.outputs.metrics import publish, summary_figures
@@ -115,4 +118,4 @@ def publish_metrics(summary: RunSummary, config: RunConfig) -> None:
     publish([summary_figures(job, summary)], files, config.pushgateway)
 
 
-__all__ = ["Written", "publish_metrics", "write_outputs"]
+__all__ = ["Written", "publish_metrics", "write_index_page", "write_outputs"]

@@ -190,7 +190,7 @@ class Poster:
         clock: Clock | None = None,
         policy: RetryPolicy = NOTIFY_RETRY,
     ) -> None:
-        from cleanup.portal.transport import Transport
+        from cleanup.portal.transport import HTTPTransport
 
         auth = config.make_auth()
         if auth is None or config.notify is None or config.notify_bot is None:
@@ -200,7 +200,7 @@ class Poster:
             rate, burst = config.effective_rate
             pacing = PortalPacing.new(rate, burst, config.operating_limit, self.clock)
         self.timeout = min(config.timeout, SEND_TIMEOUT)
-        self.transport = Transport(
+        self.transport = HTTPTransport(
             auth,
             pacing.throttle,
             pacing.budget,
@@ -229,7 +229,7 @@ class Poster:
         self.transport.close()
 
     def _with_retries(self, method: str, params: dict[str, Any]) -> tuple[Any, Outcome]:
-        from cleanup.portal.transport import NetworkError, Stopped
+        from cleanup.errors import NetworkError, Stopped
 
         retries = refusals = blocked = 0
         waited = 0.0

@@ -161,6 +161,12 @@ def _rate_and_burst(plan: str | None, rate: float | None, burst: int | None) -> 
     return (rate if rate is not None else plan_rate, burst if burst is not None else plan_burst)
 
 
+NO_CREDENTIALS = (
+    "no portal credentials: give --webhook (or B24_WEBHOOK_URL), or --portal with "
+    "OAuth tokens (--oauth-file / B24_OAUTH_FILE)"
+)
+
+
 class RunConfig(BaseModel):
     """What a run of one input file needs. Constructing it checks every option's type and
     bounds (ConfigError naming each problem); `check()` adds what needs them together."""
@@ -338,7 +344,7 @@ class RunConfig(BaseModel):
     # Not options of `run`: an undo chooses rows by number (--rows), and continues its
     # report with some rows sent again, their lines replaced (--only-error); see run.undo.
     rows: tuple[RowRanges, ...] = ()
-    resend: frozenset[int] = frozenset()
+    redo_rows: frozenset[int] = frozenset()
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -377,10 +383,7 @@ class RunConfig(BaseModel):
         if self.webhook and (self.portal or self.oauth_file):
             problems.append("give either a webhook or OAuth (portal + token file), not both")
         if not self.dry_run and not (self.webhook or self.portal):
-            problems.append(
-                "no portal credentials: give --webhook (or B24_WEBHOOK_URL), or --portal with "
-                "OAuth tokens (--oauth-file / B24_OAUTH_FILE)"
-            )
+            problems.append(NO_CREDENTIALS)
         try:
             report_format(self.report_path)
         except ConfigError as exc:
@@ -419,7 +422,7 @@ class RunConfig(BaseModel):
         out["rate"], out["burst"] = rate, burst
         out["report"] = str(self.report_path)
         out["rows"] = [str(r) for r in self.rows]
-        out["resend"] = len(self.resend)  # how many: the rows are in the report
+        out["redo_rows"] = len(self.redo_rows)  # how many: the rows are in the report
         return out
 
 

@@ -53,8 +53,8 @@ def default_undo_report(report: Path) -> Path:
 class Undo:
     """An undo ready to send: the run it is, and how many reactions it would add back."""
 
-    report: Path  # the report being undone
-    config: RunConfig  # input: that report; report: the undo report
+    undone: Path  # the report being undone (the undo's input)
+    config: RunConfig  # input: the undone report; report: the undo report
     to_restore: int  # rows it would send now (0: nothing to restore)
     warnings: list[str] = field(default_factory=list)
 
@@ -62,11 +62,11 @@ class Undo:
     def nothing(self) -> str:
         """Why there is nothing to restore, when there is not."""
         cfg = self.config
-        if cfg.resend or (cfg.rows and not cfg.rows[-1].spans):
+        if cfg.redo_rows or (cfg.rows and not cfg.rows[-1].spans):
             return f"{cfg.report_path} has no row left that failed with those codes"
         if cfg.rows or cfg.resume:
-            return f"no removed row of {self.report} is left to restore among those chosen"
-        return f"{self.report} shows no removed row"
+            return f"no removed row of {self.undone} is left to restore among those chosen"
+        return f"{self.undone} shows no removed row"
 
 
 @contextmanager
@@ -101,31 +101,31 @@ def undo_file(
 
 
 def _plan(options: RunConfig, rows: str | None, only_error: list[str]) -> Undo:
-    report = options.input
-    undo_report = options.report or default_undo_report(report)
+    undone = options.input
+    undo_report = options.report or default_undo_report(undone)
     if not (options.resume or only_error or options.dry_run):
-        _refuse_a_second_undo(report, undo_report)
+        _refuse_a_second_undo(undone, undo_report)
     chosen: tuple[RowRanges, ...] = ()
     if rows is not None:
         chosen += (RowRanges.parse(rows),)
-    resend: frozenset[int] = frozenset()
+    redo_rows: frozenset[int] = frozenset()
     if only_error:
-        resend = _failed_with(undo_report, only_error)
-        chosen += (RowRanges.of(resend),)
+        redo_rows = _failed_with(undo_report, only_error)
+        chosen += (RowRanges.of(redo_rows),)
     config = options.model_copy(
         update={
             "report": undo_report,
             "only": [Status.REMOVED.value],
             "only_error": [],
             "rows": chosen,
-            "resend": resend,
+            "redo_rows": redo_rows,
             # The portal took each of these codes when the run removed it.
             "allow_unknown_reactions": True,
             "resume": options.resume or bool(only_error),
         }
     )
     config.check()
-    return Undo(report, config, _to_restore(config), _warnings(report))
+    return Undo(undone, config, _to_restore(config), _warnings(undone))
 
 
 def _refuse_a_second_undo(report: Path, undo_report: Path) -> None:
@@ -163,7 +163,7 @@ def _failed_with(undo_report: Path, codes: list[str]) -> frozenset[int]:
 def _to_restore(config: RunConfig) -> int:
     """The removed rows chosen, less those the undo report already settled (--resume)."""
     table = open_input(config)
-    done = set(read_report(config.report_path)) - config.resend if config.resume else set()
+    done = set(read_report(config.report_path)) - config.redo_rows if config.resume else set()
     count = 0
     for chunk in table.chunks():
         numbers = chunk.row_numbers()

@@ -17,7 +17,7 @@ import requests
 from click.testing import Result
 
 from cleanup.logs import setup_logging
-from cleanup.portal.transport import Transport
+from cleanup.portal.transport import HTTPTransport
 from cleanup.redact import MASK, redact, register_secret
 from cleanup.sandbox import PortalConfig, PortalState, SandboxPortal
 from tests.helpers.cli import read_report, write_rows
@@ -103,14 +103,16 @@ def leak_folder(tmp_path: Path, name: str) -> Path:
 
 
 def post_bug(message_id: int) -> Callable[..., Any]:
-    """Transport._post with a bug whose message quotes the request: URL and payload (the
+    """HTTPTransport._post with a bug whose message quotes the request: URL and payload (the
     webhook code, botTokens, the access token). Raised once, for the request that carries
     message `message_id`."""
-    real = Transport._post
+    real = HTTPTransport._post
     marker = f"messageId={message_id}&"
     raised: list[bool] = []
 
-    def post(transport: Transport, url: str, payload: dict[str, Any], kind: str, *rest: Any) -> Any:
+    def post(
+        transport: HTTPTransport, url: str, payload: dict[str, Any], kind: str, *rest: Any
+    ) -> Any:
         if not raised and marker in json.dumps(payload):
             raised.append(True)
             raise RuntimeError(
@@ -144,7 +146,7 @@ def test_webhook_secrets_never_leak(
     portal.inject("http500", "reset", "html502")
     html = ["--html", folder / "review.html"] if "--html" in _run_help(run_cli) else []
     with monkeypatch.context() as patch:
-        patch.setattr(Transport, "_post", post_bug(message_id=20))
+        patch.setattr(HTTPTransport, "_post", post_bug(message_id=20))
         result = run_cli("run", csv_path, "--webhook", portal.webhook_url(), *common, *html)
     leaks.add_result("faulty run", result)
     assert result.exit_code == 1, result.stderr
@@ -169,7 +171,7 @@ def test_webhook_secrets_never_leak(
 
     # 3. A bug outside the workers: the CLI's last-resort boundary prints it, masked.
     with monkeypatch.context() as patch:
-        patch.setattr(Transport, "close", _close_bug)
+        patch.setattr(HTTPTransport, "close", _close_bug)
         result = run_cli(
             "run", csv_path, "--webhook", portal.webhook_url(), *common,
             "--report", folder / "bug.report.csv",
@@ -249,7 +251,7 @@ def test_oauth_secrets_never_leak(
     #    query, logged by urllib3) and a bug quoting a request that holds the access token.
     portal.inject("http500", "expired")
     with monkeypatch.context() as patch:
-        patch.setattr(Transport, "_post", post_bug(message_id=20))
+        patch.setattr(HTTPTransport, "_post", post_bug(message_id=20))
         result = run_cli("run", csv_path, *common)
     leaks.add_result("refresh run", result)
     assert result.exit_code == 1, result.stderr  # the bug's rows failed
@@ -277,7 +279,7 @@ def test_oauth_secrets_never_leak(
 
     # 4. A bug outside the workers.
     with monkeypatch.context() as patch:
-        patch.setattr(Transport, "close", _close_bug)
+        patch.setattr(HTTPTransport, "close", _close_bug)
         result = run_cli("run", csv_path, *common, "--report", folder / "bug.report.csv")
     leaks.add_result("internal error", result)
     assert result.exit_code == 70 and "Traceback" in result.stderr
@@ -455,7 +457,7 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _close_bug(transport: Transport) -> None:
+def _close_bug(transport: HTTPTransport) -> None:
     auth = transport.auth
     raise RuntimeError(f"bug closing {auth.endpoint('batch')} signed as {auth.sign({})!r}")
 
