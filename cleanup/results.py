@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer, computed_field
 
-from cleanup.exits import EXIT_ROWS_FAILED, run_exit_code, signal_exit_code, state_word
+from cleanup.exits import (
+    EXIT_ABORTED,
+    EXIT_INTERRUPTED,
+    EXIT_ROWS_FAILED,
+    finished,
+    run_exit_code,
+    signal_exit_code,
+    state_word,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -181,6 +189,11 @@ class RowResult:
 
 # --------------------------------------------------------------------------- a run
 
+# How a run ended, in `cleanup.exits.state_word`'s words (`RunSummary.state`): the two a
+# page explains beyond its exit code.
+ENDED_ABORTED = state_word(EXIT_ABORTED)
+ENDED_INTERRUPTED = state_word(EXIT_INTERRUPTED)
+
 
 @dataclass
 class Tally:
@@ -289,6 +302,10 @@ class RunSummary(BaseModel):
     exit_code: int = 0
     # The settings the run ran with (`RunConfig.settings()`: no secrets).
     settings: Mapping[str, Any] = {}
+    # What became of the run's chat notification (`cleanup.outputs.notify.Delivery`), set
+    # after the run by `notify_run` (a copy of the summary); None when none was asked for.
+    # It never changes the exit code.
+    notification: Mapping[str, Any] | None = None
 
     @property
     def statuses(self) -> tuple[Status, ...]:
@@ -331,9 +348,15 @@ class RunSummary(BaseModel):
         """How the run ended, in one word (`cleanup.exits.state_word`): `ok`, `failed`
         (rows not done, whatever failed_rows_exit_code made the code), `aborted` (the
         portal refused the run as a whole), `interrupted` (a signal), ..."""
-        if self.aborted:
-            return "aborted"
+        if self.aborted:  # an abort for a configuration problem exits 2, still an abort
+            return ENDED_ABORTED
         return state_word(self.exit_code, rows_not_done=self.rows_not_done)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run got to its end: every row has its status, some perhaps not done
+        (`cleanup.exits.finished`); not aborted, not stopped by a signal."""
+        return finished(self.exit_code)
 
     @property
     def complete(self) -> bool:

@@ -28,7 +28,7 @@ from cleanup.exits import EXIT_INTERNAL, EXIT_USAGE, worst
 from cleanup.jobs.process import FileOutcome, JobFileResult, run_job_file
 from cleanup.jobs.schema import JobFile, load_job_file
 from cleanup.logs import naming_job
-from cleanup.outputs.metrics import JobFigures
+from cleanup.outputs.metrics import JobFigures, notification_failures
 from cleanup.redact import redact
 from cleanup.results import Status
 from cleanup.run.portals import PortalPacings
@@ -206,7 +206,7 @@ def _run_one(
 def figures(run: JobRun) -> JobFigures:
     """A job file's part of the run, as its metrics show it."""
     rows: dict[str, int] = {}
-    requests = refusals = 0
+    requests = refusals = notices = 0
     if run.result is not None:
         totals = run.result.totals()
         rows = {s.value: totals[s.value] for s in Status}
@@ -214,6 +214,7 @@ def figures(run: JobRun) -> JobFigures:
             if outcome.summary is not None:
                 requests += outcome.summary.requests
                 refusals += outcome.summary.limit_refusals
+                notices += notification_failures(outcome.summary)
     return JobFigures(
         job=run.name,
         exit_code=run.exit_code,
@@ -222,6 +223,7 @@ def figures(run: JobRun) -> JobFigures:
         rows=rows,
         requests=requests,
         limit_refusals=refusals,
+        notification_failures=notices,
     )
 
 

@@ -90,6 +90,13 @@ def check_portal(config: RunConfig, clock: Clock) -> list[str]:
         lines.append(_check_scope(transport, auth.mode))
     finally:
         transport.close()
+    if config.notify is not None and config.notify_bot is not None:
+        from cleanup.outputs.notify import check_notifier
+
+        line, problem = check_notifier(config, clock=clock)
+        if problem is not None:
+            raise ConfigError([problem])
+        lines.append(line)
     return lines
 
 

@@ -24,7 +24,14 @@ from cleanup.outputs.commands import commands_note, next_commands
 from cleanup.outputs.files import write_atomic
 from cleanup.outputs.report import iter_records
 from cleanup.redact import redact
-from cleanup.results import NOT_DONE_STATUSES, REPORT_COLUMNS, RunSummary, TimeBucket
+from cleanup.results import (
+    ENDED_ABORTED,
+    ENDED_INTERRUPTED,
+    NOT_DONE_STATUSES,
+    REPORT_COLUMNS,
+    RunSummary,
+    TimeBucket,
+)
 from cleanup.version import __version__
 
 ROWS_PER_CAUSE = 200  # rows listed under each cause; the report file has them all
@@ -275,9 +282,9 @@ def _errors(s: RunSummary, causes: list[Cause]) -> list[dict[str, Any]]:
 
 def _state(s: RunSummary) -> tuple[str, str]:
     """How the run ended (`RunSummary.state`), as the page's headline and its class."""
-    if s.state == "aborted":
+    if s.state == ENDED_ABORTED:
         return "Aborted by the portal: rows not done were skipped", "bad"
-    if s.state == "interrupted":
+    if s.state == ENDED_INTERRUPTED:
         return f"Interrupted ({s.interrupted}): rows not done were skipped", "bad"
     if s.rows_not_done:
         return f"Finished: some rows were not {s.done.value}", "warn"

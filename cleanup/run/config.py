@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
@@ -35,6 +36,10 @@ from cleanup.portal.protocol import MAX_BATCH
 from cleanup.redact import register_secret
 
 Mode = Literal["auto", "batch", "single"]
+NotifyAttach = Literal["page", "report", "none"]
+NotifyWhen = Literal["always", "problems"]
+# A dialog as imbot.v2 names it: `chat{chatId}` for a group chat, `{userId}` for a private one.
+DIALOG_PATTERN = r"^(?:chat[1-9][0-9]*|[1-9][0-9]*)$"
 ProgressMode = Literal["auto", "bar", "log", "none"]
 # The plans are the throttle's table; a Literal built from it keeps one list of names
 # (a type checker sees text).
@@ -124,6 +129,26 @@ _LISTED_SCHEMA = WithJsonSchema(
 def _sheet_number(value: Any) -> Any:
     # sheet = 2 in a job file: the 1-based sheet number, as `--sheet 2` gives it.
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _dialog_text(value: Any) -> Any:
+    # notify = 12 in a job file: a private chat with user 12, as `--notify 12` gives it.
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _dialog(value: str | None) -> str | None:
+    if value is None or re.fullmatch(DIALOG_PATTERN, value):
+        return value
+    raise PydanticCustomError(
+        "problems",
+        "{problems}",
+        {
+            "problems": [
+                f"notify must be chat123 (a group chat) or a user id (a private chat),"
+                f" not {shown_value(value)}"
+            ]
+        },
+    )
 
 
 def _zero_is_off(value: float | None) -> float | None:
@@ -288,6 +313,29 @@ class RunConfig(BaseModel):
         None,
         description="Also push the run's figures to this Prometheus Pushgateway (grouped by job).",
     )
+    notify: Annotated[
+        str | None,
+        BeforeValidator(_dialog_text),
+        AfterValidator(_dialog),
+        Option(metavar="DIALOG"),
+    ] = Field(
+        None,
+        description="When the run ends, a bot posts its result to this Bitrix24 dialog: chat123 for a group chat, a user id for a private chat (needs --notify-bot).",
+        json_schema_extra={"type": ["string", "integer"], "pattern": DIALOG_PATTERN},
+    )
+    notify_bot: Annotated[int | None, Option(metavar="BOT_ID")] = Field(
+        None,
+        ge=1,
+        description="The bot that posts the run's result (webhook mode: its botToken from the bot tokens file).",
+    )
+    notify_attach: Annotated[NotifyAttach, Option()] = Field(
+        "page",
+        description="What the result's message carries: page (the HTML page when one is written, else the report), report, or none.",
+    )
+    notify_when: Annotated[NotifyWhen, Option()] = Field(
+        "always",
+        description="always, or problems: post only when the run's exit code is not 0.",
+    )
     run_id: str | None = None
     label: str | None = None  # shown in logs/HTML (a job file's name)
     # Where the webhook was read from when not typed (never its value): ("env", NAME) or
@@ -341,6 +389,10 @@ class RunConfig(BaseModel):
         except ConfigError as exc:
             problems.extend(exc.problems)
         problems.extend(self.choice.problems())
+        if (self.notify is None) != (self.notify_bot is None):
+            problems.append(
+                "--notify and --notify-bot go together: the dialog to post to and the bot that posts"
+            )
         if not self.dry_run and _writes_over(self.report_path, self.input):
             problems.append(
                 f"the report {self.report_path} would overwrite the input {self.input};"

@@ -32,6 +32,7 @@ from cleanup.outputs.summary import summary_path
 from cleanup.results import UNDO_STATUSES, RunSummary, Status
 from cleanup.run.actions import ADD
 from cleanup.run.config import RunConfig
+from cleanup.run.portals import PortalPacing
 from cleanup.run.progress import ProgressCallback
 from cleanup.run.runner import StopSignal, lock_report, open_input, run_file
 
@@ -90,9 +91,13 @@ def undo_file(
     stop: StopSignal | None = None,
     clock: Clock | None = None,
     on_progress: ProgressCallback | None = None,
+    pacing: PortalPacing | None = None,
 ) -> RunSummary:
-    """Send the adds (or, with dry_run, count them and estimate the time)."""
-    return run_file(undo.config, stop=stop, clock=clock, on_progress=on_progress, action=ADD)
+    """Send the adds (or, with dry_run, count them and estimate the time). `pacing`: the
+    portal's bucket, when the caller keeps it (for the chat notification after the undo)."""
+    return run_file(
+        undo.config, stop=stop, clock=clock, on_progress=on_progress, action=ADD, pacing=pacing
+    )
 
 
 def _plan(options: RunConfig, rows: str | None, only_error: list[str]) -> Undo:
