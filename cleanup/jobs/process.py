@@ -263,8 +263,7 @@ def _take(ctx: _Context, path: Path, sha: str, resumed: bool) -> Path:
     """The file's report path, noted in the state file before anything is sent."""
     entry = ctx.state.files.get(sha)
     started = ctx.now()
-    if resumed:
-        assert entry is not None
+    if resumed and entry is not None:
         report = ctx.job.reports / str(entry["report"])
         log.info(
             "resuming %s (sha256 %s…): its report %s is unfinished", path.name, sha[:8], report.name

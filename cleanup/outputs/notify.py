@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cleanup.clock import Clock, SystemClock
-from cleanup.errors import CleanupError
+from cleanup.errors import CleanupError, ConfigError
 from cleanup.exits import EXIT_OK
 from cleanup.outputs.commands import next_commands
 from cleanup.outputs.html import advice
@@ -39,7 +39,7 @@ from cleanup.pacing.retry import RetryPolicy
 from cleanup.portal.classify import OK, Kind, Outcome, classify_answer
 from cleanup.redact import redact
 from cleanup.results import RunSummary, counts_by_status
-from cleanup.run.config import RunConfig, load_bot_tokens
+from cleanup.run.config import NOTIFY_NEEDS_BOTH, RunConfig, load_bot_tokens
 from cleanup.run.portals import PortalPacing
 
 log = logging.getLogger("cleanup")
@@ -350,7 +350,8 @@ def _deliver(
     clock: Clock | None,
     upload_limit: int,
 ) -> Delivery:
-    assert config.notify is not None and config.notify_bot is not None
+    if config.notify is None or config.notify_bot is None:
+        raise ConfigError(NOTIFY_NEEDS_BOTH)
     content, attach = _attachment(file, upload_limit)
     note = ""
     if attach == "too_large" and file is not None:
@@ -449,7 +450,8 @@ _BOT_PROBLEMS = {
 def check_notifier(config: RunConfig, *, clock: Clock | None = None) -> tuple[str, str | None]:
     """(a line for check-job, a problem or None): whether the notifying bot exists and owns
     its token, asked with an empty message that the portal refuses, so nothing is posted."""
-    assert config.notify is not None and config.notify_bot is not None
+    if config.notify is None or config.notify_bot is None:
+        raise ConfigError(NOTIFY_NEEDS_BOTH)
     who = f"notify_bot {config.notify_bot} (notify {config.notify})"
     poster = Poster(config, clock=clock, policy=RetryPolicy(max_retries=2, max_wait=20.0))
     try:

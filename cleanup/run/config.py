@@ -161,6 +161,9 @@ def _rate_and_burst(plan: str | None, rate: float | None, burst: int | None) -> 
     return (rate if rate is not None else plan_rate, burst if burst is not None else plan_burst)
 
 
+NOTIFY_NEEDS_BOTH = (
+    "--notify and --notify-bot go together: the dialog to post to and the bot that posts"
+)
 NO_CREDENTIALS = (
     "no portal credentials: give --webhook (or B24_WEBHOOK_URL), or --portal with "
     "OAuth tokens (--oauth-file / B24_OAUTH_FILE)"
@@ -390,9 +393,7 @@ class RunConfig(BaseModel):
             problems.extend(exc.problems)
         problems.extend(self.choice.problems())
         if (self.notify is None) != (self.notify_bot is None):
-            problems.append(
-                "--notify and --notify-bot go together: the dialog to post to and the bot that posts"
-            )
+            problems.append(NOTIFY_NEEDS_BOTH)
         if not self.dry_run and _writes_over(self.report_path, self.input):
             problems.append(
                 f"the report {self.report_path} would overwrite the input {self.input};"
