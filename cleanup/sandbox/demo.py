@@ -141,7 +141,7 @@ def write_samples(folder: Path) -> dict[str, Path]:
     help="Which sample file to run on.",
 )
 def demo_command(out: Path, input_kind: str) -> None:
-    """Run the real job on the sample data against the local sandbox portal."""
+    """Run a real cleanup on the sample data against the local sandbox portal."""
     from cleanup.logs import setup_logging
     from cleanup.outputs.console import summary_lines
     from cleanup.run.config import RunConfig
