@@ -97,6 +97,11 @@ class CheckedChunk:
     def row_at(self, index: int) -> int:
         return int(self.rows[index])
 
+    def as_planned(self) -> Iterator[RowResult]:
+        """Each row's line in a dry run's report: invalid, duplicate, or to_send."""
+        for item in self.items():
+            yield item.result(Status.TO_SEND) if isinstance(item, Row) else item
+
     def items(self) -> Iterator[Row | RowResult]:
         """Each row in order: a `Row` to send, or the final result of an invalid/duplicate row."""
         given = [a.to_pylist() for a in self.given]

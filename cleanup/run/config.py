@@ -338,7 +338,8 @@ class RunConfig(BaseModel):
         except ConfigError as exc:
             problems.extend(exc.problems)
         problems.extend(self.choice.problems())
-        if not self.dry_run and _writes_over(self.report_path, self.input):
+        writes_report = not self.dry_run or self.report is not None  # a dry run's too
+        if writes_report and _writes_over(self.report_path, self.input):
             problems.append(
                 f"the report {self.report_path} would overwrite the input {self.input};"
                 " give another --report"
