@@ -13,9 +13,10 @@ MESSAGE_PARAM = "IM_MESSAGE"
 
 
 def is_link(text: str) -> bool:
-    """Whether a cell holds a link (rather than a mistyped number)."""
+    """Whether a cell holds a link (rather than a mistyped number): an address, a path, or
+    text naming the messenger's parameters (`portal/online/?IM_DIALOG=chat5`)."""
     text = text.strip()
-    return "://" in text or text.startswith("/") or "?" in text or "#" in text
+    return "://" in text or text.startswith("/") or "IM_" in text.upper()
 
 
 def message_of_link(text: str) -> str | None:
