@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from filelock import FileLock, Timeout
 
@@ -51,7 +51,16 @@ from cleanup.pacing.throttle import Throttle, ideal_seconds
 from cleanup.portal.auth import Auth
 from cleanup.portal.transport import Transport
 from cleanup.redact import redact
-from cleanup.results import RowResult, RunSummary, Status
+from cleanup.results import (
+    RowResult,
+    RunSummary,
+    Status,
+    Tally,
+    TimeBucket,
+    concluded,
+    counts_by_status,
+    statuses_of,
+)
 from cleanup.run.actions import DELETE, Action
 from cleanup.run.config import RunConfig, load_bot_tokens
 from cleanup.run.engine import Engine
@@ -130,11 +139,10 @@ def run_file(
         allow_unknown_reactions=config.allow_unknown_reactions, bot_tokens=bot_tokens
     )
     rate, burst = config.effective_rate
-    summary = RunSummary(
+    start = _Start(
         run_id=config.run_id or uuid.uuid4().hex[:12],
         input=str(config.input),
         report=None if config.dry_run else str(config.report_path),
-        mode="single" if config.mode == "single" else "batch",
         auth_mode=auth.kind if auth else "none",
         dry_run=config.dry_run,
         rate=rate,
@@ -145,17 +153,35 @@ def run_file(
             str(config.input) if config.choice or table.detected.get("report_rows") else None
         ),
         undo_of=str(config.input) if action.undo else None,
+        settings=config.settings(),
     )
     if config.dry_run:
-        return _dry_run(config, table, validator, summary, stop, action)
+        return _dry_run(config, table, validator, start, stop, action)
     assert auth is not None
     lock = lock_report(config.report_path)
     try:
         with sleeping_on(stop.event):
             parts = _Parts.build(config, auth, bot_tokens, clock, action, pacing)
-            return _Run(config, table, validator, summary, parts, stop, on_progress).execute()
+            return _Run(config, table, validator, start, parts, stop, on_progress).execute()
     finally:
         lock.release()
+
+
+class _Start(TypedDict):
+    """What the summary takes from the run's start."""
+
+    run_id: str
+    input: str
+    report: str | None
+    auth_mode: str
+    dry_run: bool
+    rate: float
+    burst: int
+    batch_size: int
+    started_at: float
+    source_report: str | None
+    undo_of: str | None
+    settings: dict[str, Any]
 
 
 def open_input(config: RunConfig) -> Table:
@@ -201,7 +227,7 @@ def _dry_run(
     config: RunConfig,
     table: Table,
     validator: Validator,
-    summary: RunSummary,
+    start: _Start,
     stop: StopSignal,
     action: Action,
 ) -> RunSummary:
@@ -209,32 +235,48 @@ def _dry_run(
     would start from: every row invalid, duplicate or to_send."""
     t0 = time.monotonic()
     examples: list[str] = []
+    tally = Tally()
+    to_send = 0
     report = config.report if config.report is not None and not action.undo else None
     with _dry_run_report(report) as writer:
         for chunk in table.chunks():
             checked = validator.check(chunk)
             n_inv, n_dup = checked.n_invalid, checked.n_duplicate
-            summary.rows += len(checked)
-            summary.by_status[action.recast.get(Status.INVALID, Status.INVALID)] += n_inv
-            summary.by_status[action.recast.get(Status.DUPLICATE, Status.DUPLICATE)] += n_dup
-            summary.to_send += checked.n_to_send
+            tally.rows += len(checked)
+            tally.by_status[action.recast.get(Status.INVALID, Status.INVALID)] += n_inv
+            tally.by_status[action.recast.get(Status.DUPLICATE, Status.DUPLICATE)] += n_dup
+            to_send += checked.n_to_send
             for i, (error, description) in checked.problems.items():
-                summary.by_error[error] += 1
+                tally.by_error[error] += 1
                 if len(examples) < 10:
                     examples.append(f"row {checked.row_at(i)}: {description}")
             if writer is not None:
                 writer.write(checked.as_planned())
-    rate, burst = config.effective_rate
     per_call = 1 if config.mode == "single" else config.batch_size
-    summary.planned_calls = count_batches(summary.to_send, per_call)
-    summary.estimated_s = estimate_seconds(summary.planned_calls, rate, burst)
-    summary.elapsed_s = time.monotonic() - t0
-    summary.conclude(stopped_by=stop.reason, failed_rows_code=config.failed_rows_exit_code)
-    summary.examples = examples
-    summary.left_out = int(table.detected.get("left_out", 0))
+    planned = count_batches(to_send, per_call)
+    interrupted, exit_code = concluded(
+        stopped_by=stop.reason,
+        aborted_code=None,
+        rows_not_done=tally.rows_not_done,
+        failed_rows_code=config.failed_rows_exit_code,
+    )
+    summary = RunSummary(
+        **{**start, "report": None if report is None else str(report)},
+        mode="single" if config.mode == "single" else "batch",
+        rows=tally.rows,
+        by_status=counts_by_status(tally.by_status, statuses_of(undo=action.undo)),
+        by_error=dict(tally.by_error.most_common()),
+        elapsed_s=time.monotonic() - t0,
+        to_send=to_send,
+        planned_calls=planned,
+        estimated_s=estimate_seconds(planned, start["rate"], start["burst"]),
+        examples=tuple(examples),
+        left_out=int(table.detected.get("left_out", 0)),
+        interrupted=interrupted,
+        exit_code=exit_code,
+    )
     if report is not None:
-        summary.report = str(report)
-        write_summary(report, summary, config.settings())
+        write_summary(report, summary)
     return summary
 
 
@@ -383,12 +425,13 @@ class _Run:
         config: RunConfig,
         table: Table,
         validator: Validator,
-        summary: RunSummary,
+        start: _Start,
         parts: _Parts,
         stop: StopSignal,
         on_progress: ProgressCallback | None,
     ) -> None:
-        self.config, self.table, self.validator, self.summary = config, table, validator, summary
+        self.config, self.table, self.validator, self.start = config, table, validator, start
+        self.tally = Tally()
         self.parts, self.stop = parts, stop
         self.engine, self.throttle = parts.engine, parts.throttle
         self.previously_sent = parts.journal.previously_sent
@@ -415,11 +458,11 @@ class _Run:
         emitter = _Emitter(writer, self._count)
         log.info(
             "run %s: %s -> %s (%s, %s auth, %.3g req/s, burst %d)",
-            self.summary.run_id,
+            self.start["run_id"],
             cfg.input,
             cfg.report_path,
             cfg.mode,
-            self.summary.auth_mode,
+            self.start["auth_mode"],
             self.throttle.rate,
             self.throttle.burst,
         )
@@ -466,10 +509,10 @@ class _Run:
             emitter.put(self.engine.action.adopt(item))
         elif item.row in self.parts.finals:
             emitter.put(self.parts.finals[item.row], write=False)
-            self.summary.resumed_rows += 1
+            self.tally.resumed_rows += 1
         elif (known := self.parts.journaled.get(item.row)) is not None:
             emitter.put(item.result(*known))
-            self.summary.resumed_rows += 1
+            self.tally.resumed_rows += 1
         elif self.stop.is_set:
             emitter.put(item.result(Status.SKIPPED, "", self._skip_reason(item.row)))
         elif (failed := self.engine.bot_failure(item)) is not None:
@@ -544,7 +587,7 @@ class _Run:
     # ------------------------------------------------------------------ summary
 
     def _count(self, result: RowResult) -> None:
-        self.summary.add(result)
+        self.tally.add(result)
         self.failed += result.status is Status.FAILED
         self._progress(self.waiting)
 
@@ -554,7 +597,7 @@ class _Run:
             return
         if waiting is None:
             waiting = self.waiting = "" if finished else self.throttle.waiting_note()
-        done = self.summary.rows
+        done = self.tally.rows
         self.on_progress(ProgressUpdate(done, self.failed, self.total, waiting, finished))
 
     def _skip_reason(self, row: int) -> str:
@@ -567,22 +610,9 @@ class _Run:
         return why
 
     def _finish_summary(self, elapsed: float) -> RunSummary:
-        s = self.summary
-        s.elapsed_s = elapsed
-        s.mode = "single" if self.engine.single else "batch"
-        s.fallback_to_single = self.engine.stats.fallback
-        t = self.parts.transport.stats
-        s.requests, s.batch_requests, s.single_requests = (
-            t.requests,
-            t.batch_requests,
-            t.single_requests,
-        )
-        # This run's own refusals (the bucket may be shared with other runs on the portal);
-        # the waiting is the portal's held time while this run lasted.
-        s.limit_refusals = self.engine.stats.limit_refusals
-        s.operating_refusals = self.engine.stats.operating_refusals
-        s.limit_wait_s = self.throttle.waited_so_far() - self.waited_before
-        sent = s.sent
+        """The run's summary, built once, and written beside the report."""
+        tally, stats, t = self.tally, self.engine.stats, self.parts.transport.stats
+        start = self.start
         # The portal may have taught the engine a smaller batch than configured.
         per_request = (
             1 if self.engine.single else min(self.config.batch_size, self.engine.batch_limit)
@@ -590,21 +620,42 @@ class _Run:
         # A request's typical round trip, not the EWMA (seeded with a guess, it still carries
         # the guess after a short run and would put the "maximum" below what was achieved).
         typical = statistics.median(e for _, e, _ in self.timeline) if self.timeline else 0.0
-        s.ideal_s = ideal_seconds(count_batches(sent, per_request), s.rate, s.burst, typical)
-        s.retries = self.engine.stats.retries
-        s.token_refreshes = getattr(self.parts.auth, "refreshes", 0)
-        s.concurrency = self.config.concurrency or self._concurrency()
-        s.timeline = _timeline(self.timeline, self.summary.started_at)
-        s.left_out = int(self.table.detected.get("left_out", 0))
-        if self.aborted is not None:
-            s.aborted = redact(str(self.aborted))
-        s.conclude(
+        batches = count_batches(tally.sent, per_request)
+        interrupted, exit_code = concluded(
             stopped_by=self.stop.reason,
             aborted_code=None if self.aborted is None else self.aborted.exit_code,
+            rows_not_done=tally.rows_not_done,
             failed_rows_code=self.config.failed_rows_exit_code,
         )
-        write_summary(self.config.report_path, s, self.config.settings())
-        return s
+        summary = RunSummary(
+            **start,
+            mode="single" if self.engine.single else "batch",
+            rows=tally.rows,
+            by_status=counts_by_status(tally.by_status, statuses_of(undo=self.engine.action.undo)),
+            by_error=dict(tally.by_error.most_common()),
+            elapsed_s=elapsed,
+            requests=t.requests,
+            batch_requests=t.batch_requests,
+            single_requests=t.single_requests,
+            # This run's own refusals (the bucket may be shared with other runs on the
+            # portal); the waiting is the portal's held time while this run lasted.
+            limit_refusals=stats.limit_refusals,
+            operating_refusals=stats.operating_refusals,
+            limit_wait_s=self.throttle.waited_so_far() - self.waited_before,
+            ideal_s=ideal_seconds(batches, start["rate"], start["burst"], typical),
+            retries=stats.retries,
+            token_refreshes=getattr(self.parts.auth, "refreshes", 0),
+            fallback_to_single=stats.fallback,
+            concurrency=self.config.concurrency or self._concurrency(),
+            resumed_rows=tally.resumed_rows,
+            left_out=int(self.table.detected.get("left_out", 0)),
+            timeline=_timeline(self.timeline, start["started_at"]),
+            aborted=None if self.aborted is None else redact(str(self.aborted)),
+            interrupted=interrupted,
+            exit_code=exit_code,
+        )
+        write_summary(self.config.report_path, summary)
+        return summary
 
 
 def _estimate_rows(table: Table) -> int | None:
@@ -620,10 +671,10 @@ def _estimate_rows(table: Table) -> int | None:
     return None
 
 
-def _timeline(events: list[tuple[float, float, int]], start: float) -> list[dict[str, float]]:
+def _timeline(events: list[tuple[float, float, int]], start: float) -> tuple[TimeBucket, ...]:
     """Requests per time bucket (at most ~120 buckets), for the HTML report's chart."""
     if not events:
-        return []
+        return ()
     end = max(e[0] + e[1] for e in events)
     span = max(end - start, 1.0)
     width = max(1.0, math.ceil(span / 120))
@@ -636,19 +687,16 @@ def _timeline(events: list[tuple[float, float, int]], start: float) -> list[dict
         b["latency"] += elapsed
         if status in (429, 503):
             b["refused"] += 1
-    out = []
-    for i in sorted(buckets):
-        b = buckets[i]
-        out.append(
-            {
-                "t": i * width,
-                "width": width,
-                "requests": b["requests"],
-                "refused": b["refused"],
-                "latency": round(b["latency"] / b["requests"], 3),
-            }
+    return tuple(
+        TimeBucket(
+            t=i * width,
+            width=width,
+            requests=int(b["requests"]),
+            refused=int(b["refused"]),
+            latency=round(b["latency"] / b["requests"], 3),
         )
-    return out
+        for i, b in sorted(buckets.items())
+    )
 
 
 __all__ = ["MAX_BATCH", "StopSignal", "lock_report", "run_file"]

@@ -147,7 +147,6 @@ def demo_command(out: Path, input_kind: str) -> None:
     from cleanup.logs import setup_logging
     from cleanup.outputs.console import summary_lines
     from cleanup.outputs.html import write_html
-    from cleanup.outputs.summary import summary_record
     from cleanup.run.config import RunConfig
     from cleanup.run.runner import run_file
     from cleanup.sandbox import PortalConfig, PortalState, SandboxPortal
@@ -172,7 +171,7 @@ def demo_command(out: Path, input_kind: str) -> None:
         )
         summary = run_file(config)
         left = len(state.reactions)
-    write_html(summary_record(summary, config.settings()), report, page)
+    write_html(summary, report, page)
     lines = summary_lines(summary, config)
     lines[-1:-1] = [f"html: {page}"]  # the one-line SUMMARY stays last
     for line in lines:

@@ -17,7 +17,7 @@ from click.testing import Result
 from test_jobs import BOT, Setup, likes
 
 from cleanup.outputs.html import ROWS_PER_CAUSE, advice, collect_causes, render_html, write_html
-from cleanup.results import REPORT_COLUMNS
+from cleanup.results import REPORT_COLUMNS, RunSummary
 from cleanup.sandbox import SandboxPortal
 
 SCRIPT = "<script>alert(1)</script>"
@@ -72,7 +72,9 @@ def test_values_from_the_spreadsheet_are_escaped(tmp_path: Path) -> None:
         ("456", "3", "like", "removed", "", ""),
     ]
     report = write_report(tmp_path / "r.report.csv", rows)
-    page = write_html(summary_for(rows), report, tmp_path / "r.html").read_text()
+    page = write_html(
+        RunSummary.model_validate(summary_for(rows)), report, tmp_path / "r.html"
+    ).read_text()
     assert "<script" not in page.lower()
     assert "<img" not in page.lower()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
@@ -188,7 +190,9 @@ def test_hostile_spreadsheet_text_is_text_everywhere_on_the_page(
     summary["settings"]["label"] = hostile
     summary["settings"][hostile] = hostile
     report = write_report(tmp_path / "r.report.csv", rows)
-    page = write_html(summary, report, tmp_path / "r.html", context={hostile: hostile})
+    page = write_html(
+        RunSummary.model_validate(summary), report, tmp_path / "r.html", context={hostile: hostile}
+    )
     parsed = _Elements()
     parsed.feed(page.read_text(encoding="utf-8"))
     assert not parsed.tags & {"script", "img", "textarea"}

@@ -100,7 +100,7 @@ def test_the_index_lists_each_files_run_after_each_file_newest_first(
         assert row["links"]["report"] == outcome.report.name
         assert row["links"]["html"] == outcome.report.with_suffix(".html").name
         assert all((s.reports / href).is_file() for href in row["links"].values())
-        assert row["counts"] == outcome.summary.as_dict()["by_status"]
+        assert row["counts"] == dict(outcome.summary.by_status)
         assert row["data-exit"] == str(outcome.exit_code)
     # The runs that need attention stand out, saying why; the clean one does not.
     assert [r["data-level"] for r in page] == ["warn", "warn", "good"]
