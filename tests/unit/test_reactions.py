@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -139,3 +140,10 @@ def test_plain_text_is_never_read_as_an_emoji(text: str) -> None:
 )
 def test_other_emoji_and_sequences_have_no_reaction(written: str) -> None:
     assert from_emoji(written) is None
+
+
+def test_the_how_to_page_lists_the_table_as_it_is() -> None:
+    page = Path(__file__).resolve().parents[2] / "docs" / "how-to" / "spreadsheets.md"
+    rows = re.findall(r"^\| `(\w+)` \| (\S+) \| ([A-Z][A-Z -]+) \|$", page.read_text(), re.M)
+    assert [(code, emoji) for code, emoji, _ in rows] == list(REACTIONS.items())
+    assert all(unicodedata.name(emoji) == name for _, emoji, name in rows)
