@@ -30,7 +30,8 @@ from cleanup.exits import (
     signal_exit_code,
     worst,
 )
-from cleanup.jobs.inbox import NOTHING_TO_DO, html_path, list_sources, report_name, split_ext
+from cleanup.inputs.formats import split_input_suffix
+from cleanup.jobs.inbox import NOTHING_TO_DO, html_path, list_sources, report_name
 from cleanup.jobs.schema import JobFile
 from cleanup.jobs.state import JobState
 from cleanup.outputs.after import write_outputs
@@ -361,7 +362,7 @@ def _archive(path: Path, archive: Path) -> Path:
     target = archive / path.name
     if target.exists():
         sha8 = fingerprint(path)["sha256"][:8]
-        stem, ext = split_ext(path.name)
+        stem, ext = split_input_suffix(path.name)
         target = archive / f"{stem}_{sha8}{ext}"
         n = 2
         while target.exists():

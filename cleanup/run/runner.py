@@ -49,6 +49,7 @@ from cleanup.pacing.budget import OperatingBudget
 from cleanup.pacing.retry import RetryPolicy
 from cleanup.pacing.throttle import Throttle, ideal_seconds
 from cleanup.portal.auth import Auth
+from cleanup.portal.protocol import MAX_BATCH
 from cleanup.portal.transport import Transport
 from cleanup.redact import redact
 from cleanup.results import (
@@ -64,7 +65,7 @@ from cleanup.results import (
 from cleanup.run.actions import DELETE, Action
 from cleanup.run.config import RunConfig, load_bot_tokens
 from cleanup.run.engine import Engine
-from cleanup.run.planner import MAX_BATCH, Batch, Planner, count_batches, estimate_seconds
+from cleanup.run.planner import Batch, Planner, count_batches, estimate_seconds
 from cleanup.run.pool import WorkerPool
 from cleanup.run.portals import PortalPacing, sleeping_on
 from cleanup.run.progress import ProgressCallback, ProgressUpdate

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 from click.testing import Result
-from test_jobs import BOT, Setup, likes
 
 from cleanup.outputs.html import ROWS_PER_CAUSE, advice, collect_causes, render_html, write_html
 from cleanup.results import REPORT_COLUMNS, RunSummary
 from cleanup.sandbox import SandboxPortal
+from tests.helpers.jobs import BOT, Setup, likes
 
 SCRIPT = "<script>alert(1)</script>"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -226,7 +226,7 @@ def test_the_html_report_renders_in_chromium_with_the_summarys_numbers(
     tokens = json.loads((tmp_path / "bot_tokens.json").read_text())
     tokens["458"] = "not-the-token"
     (tmp_path / "bot_tokens.json").write_text(json.dumps(tokens))
-    rows = [
+    rows: list[tuple[object, ...]] = [
         *likes(6),
         (457, 2001, "fire"),
         (458, 2501, "like"),
@@ -286,7 +286,7 @@ def test_the_html_report_renders_in_chromium_with_the_summarys_numbers(
             assert page.get_by_text(SCRIPT, exact=True).count() >= 1
             # The chart: one bar group per time bucket of the summary's timeline.
             assert page.locator('svg[data-testid="chart"] g').count() == len(summary["timeline"])
-            assert page.locator('svg[data-testid="chart"]').bounding_box()["height"] > 50  # type: ignore[index]
+            assert page.locator('svg[data-testid="chart"]').bounding_box()["height"] > 50  # type: ignore[index,unused-ignore]
             assert page.locator('[data-setting="batch_size"] code').inner_text() == "4"
             shot = tmp_path / "review.png"
             page.screenshot(path=str(shot), full_page=True)

@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from click.testing import Result
-from test_jobs import BOT, Setup, likes
-from test_resume import kill9, wait_until
 
 from cleanup.jobs.credentials import resolve_run_options
 from cleanup.jobs.process import FileOutcome, run_job_file
 from cleanup.jobs.schema import load_job_file
 from cleanup.outputs.index import collect_runs, write_index
 from cleanup.sandbox import PortalConfig, SandboxPortal
+from tests.helpers.jobs import BOT, Setup, likes
+from tests.helpers.processes import kill9, wait_until
 
 PortalFactory = Callable[..., SandboxPortal]
 RunCli = Callable[..., Result]
