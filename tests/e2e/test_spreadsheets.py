@@ -15,9 +15,9 @@ from typing import Any
 import openpyxl
 import pytest
 from click.testing import Result
-from conftest import portal_args, read_report, write_rows
 
 from cleanup.sandbox import SandboxPortal
+from tests.helpers.cli import portal_args, read_report, write_rows
 
 BOT = 456
 FAST = ("--rate", "1000", "--burst", "1000")
