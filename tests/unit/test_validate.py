@@ -172,3 +172,24 @@ def test_a_dry_run_plans_each_row_as_to_send_invalid_or_duplicate() -> None:
         (3, Status.INVALID),
     ]
     assert planned[0].message_id == LINK and "read as 792" in planned[0].error_description
+
+
+def test_only_the_dry_run_writes_to_send() -> None:
+    """A real run never writes `to_send`: the status is made in one place, which only the
+    dry run calls (the e2e tests check the reports themselves)."""
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[2] / "cleanup"
+    made, planned = set(), set()
+    for path in package.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for func in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
+            for node in ast.walk(func):
+                where = f"{path.relative_to(package)}:{func.name}"
+                if isinstance(node, ast.Attribute) and node.attr == "TO_SEND":
+                    made.add(where)
+                if isinstance(node, ast.Attribute) and node.attr == "as_planned":
+                    planned.add(where)
+    assert made == {"inputs/validate.py:as_planned"}
+    assert planned == {"run/runner.py:_dry_run"}
