@@ -98,6 +98,7 @@ def run_job_command(
             printer.overall(runs, code)
         sys.exit(code)
 
+
 # The order of exit codes is stated once, in exits.py; the help prints it from there.
 run_job_command.help = (run_job_command.help or "").replace("SEVERITY_ORDER", SEVERITY_ORDER)
 

@@ -50,10 +50,15 @@ class Row:
     note: str = ""
 
     def result(
-        self, status: Status, error: str = "", description: str = "", attempts: int = 0
+        self,
+        status: Status,
+        error: str = "",
+        description: str = "",
+        attempts: int = 0,
+        given_up: bool = False,
     ) -> RowResult:
         described = with_note(description, self.note)
-        return RowResult(self.row, *self.given, status, error, described, attempts)
+        return RowResult(self.row, *self.given, status, error, described, attempts, given_up)
 
 
 def with_note(description: str, note: str) -> str:
