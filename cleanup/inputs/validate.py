@@ -287,7 +287,8 @@ class Validator:
         if looks_like_emoji(value):  # never a code, even with --allow-unknown-reactions
             return (
                 f"reaction: {_clip(value)!r} is not an emoji the portal has as a reaction"
-                " (its 48 reactions and their emoji: docs/how-to/spreadsheets.md)"
+                " (give one of its 48 reaction codes or their emoji: see the how-to"
+                ' "Spreadsheets, emoji and links")'
             )
         if not self.allow_unknown:
             hint = suggest(value)
