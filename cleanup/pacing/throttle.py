@@ -40,6 +40,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from cleanup.clock import Clock, SystemClock
+from cleanup.errors import ConfigError
 from cleanup.pacing.budget import OperatingBudget
 
 log = logging.getLogger("cleanup")
@@ -97,7 +98,7 @@ class Throttle:
         min_rate_factor: float = 0.05,
     ) -> None:
         if rate <= 0 or burst < 1:
-            raise ValueError("rate must be > 0 and burst >= 1")
+            raise ConfigError("rate must be > 0 and burst >= 1")
         self.clock = clock or SystemClock()
         self.budget = budget  # a spent operating budget: no burst to offer (credit)
         self.rate = rate
@@ -125,10 +126,6 @@ class Throttle:
         return (self.burst - self.headroom - 1) / self.rate
 
     # ------------------------------------------------------------------ sending
-
-    def reserve(self) -> float:
-        """Reserve the next send slot; returns how long the caller must wait for it."""
-        return self._reserve()[0]
 
     def _reserve(self) -> tuple[float, float, int]:
         """(wait, the interval this slot added to the model, the jump count after it)."""

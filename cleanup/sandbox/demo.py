@@ -180,7 +180,7 @@ def demo_command(out: Path, input_kind: str) -> None:
         f"\nThe sample has valid rows, rows the portal refuses and invalid rows on purpose;\n"
         f"open {page} in a browser, or see the status column of {report}.\n"
         f"Reactions left on the sandbox portal: {left}.\n"
-        f"The job itself would exit {summary.exit_code} (1 = some rows failed or were invalid).",
+        f"The run itself would exit {summary.exit_code} (1 = some rows failed or were invalid).",
         err=True,
     )
 
