@@ -162,6 +162,7 @@ def test_a_sheet_fixed_from_the_dry_run_report_then_resumed_sends_the_rows_to_do
     write_xlsx(path, fixed)
     result = run(run_cli, portal, path, "--report", plan, "--resume")
     assert result.exit_code == 1, result.stderr  # row 8 is still invalid
+    assert "is a dry run's report: nothing was sent; starting from row 1" in result.stderr
     report = read_report(plan)
     assert [r["status"] for r in report] == [*["removed"] * 5, "duplicate", "removed", "invalid"]
     assert int(report[6]["attempts"]) == 1
