@@ -40,6 +40,7 @@ class Status(StrEnum):
     INVALID = "invalid"
     DUPLICATE = "duplicate"
     SKIPPED = "skipped"
+    TO_SEND = "to_send"  # only in a dry run's report: a valid row a run would send
 
 
 # Statuses a --resume keeps; a skipped row is still to do.
@@ -49,6 +50,7 @@ FINAL_STATUSES = frozenset(
 # The statuses each kind of report uses, in the order summaries and pages list them.
 RUN_STATUSES = (Status.REMOVED, Status.FAILED, Status.INVALID, Status.DUPLICATE, Status.SKIPPED)
 UNDO_STATUSES = (Status.RESTORED, Status.FAILED, Status.SKIPPED)
+DRY_RUN_STATUSES = (Status.TO_SEND, Status.INVALID, Status.DUPLICATE)
 
 
 def statuses_of(*, undo: bool) -> tuple[Status, ...]:

@@ -234,8 +234,15 @@ def _process(ctx: _Context, path: Path, sha: str) -> FileOutcome:
     resumed = entry is not None and entry.get("status") == "running" and bool(entry.get("report"))
     report = _take(ctx, path, sha, resumed)
     outcome = FileOutcome(path, sha, EXIT_OK, report=None if ctx.dry else report, resumed=resumed)
+    # A dry run of a job writes no report (given one, a dry run writes the rows it would
+    # send there, and this path may be an unfinished run's report).
     config = RunConfig(
-        input=path, report=report, resume=resumed, run_id=ctx.run_id, label=job.name, **ctx.base
+        input=path,
+        report=None if ctx.dry else report,
+        resume=resumed,
+        run_id=ctx.run_id,
+        label=job.name,
+        **ctx.base,
     )
     outcome.config = config
     try:

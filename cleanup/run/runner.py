@@ -16,7 +16,8 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
@@ -29,8 +30,20 @@ from cleanup.inputs.readers import Table
 from cleanup.inputs.select import open_rows
 from cleanup.inputs.validate import Row, Validator
 from cleanup.outputs.files import writing
-from cleanup.outputs.journal import Journal, check_resumable, fingerprint, journal_path
-from cleanup.outputs.report import ReportWriter, compact, lock_path, read_report
+from cleanup.outputs.journal import (
+    Journal,
+    check_resumable,
+    find_journal,
+    fingerprint,
+    journal_path,
+)
+from cleanup.outputs.report import (
+    ReportWriter,
+    compact,
+    lock_path,
+    read_report,
+    written_by_dry_run,
+)
 from cleanup.outputs.summary import write_summary
 from cleanup.pacing.budget import OperatingBudget
 from cleanup.pacing.retry import RetryPolicy
@@ -115,6 +128,10 @@ def run_file(
     `pacing`: the portal's bucket and operating-time budget when other runs on the same
     portal share them (`cleanup.run.portals`); by default the run has its own."""
     config.check()
+    if config.resume and not config.dry_run and written_by_dry_run(config.report_path):
+        report = config.report_path
+        log.info("%s is a dry run's report: nothing was sent; starting from row 1", report)
+        config = config.model_copy(update={"resume": False})
     stop = stop or StopSignal()
     clock = clock or SystemClock(stop.event)
     auth = config.make_auth()
@@ -217,21 +234,27 @@ def _dry_run(
     stop: StopSignal,
     action: Action,
 ) -> RunSummary:
+    """Validate and plan. Given a --report (not an undo's), write there the report the run
+    would start from: every row invalid, duplicate or to_send."""
     t0 = time.monotonic()
     examples: list[str] = []
     tally = Tally()
     to_send = 0
-    for chunk in table.chunks():
-        checked = validator.check(chunk)
-        n_inv, n_dup = checked.n_invalid, checked.n_duplicate
-        tally.rows += len(checked)
-        tally.by_status[action.recast.get(Status.INVALID, Status.INVALID)] += n_inv
-        tally.by_status[action.recast.get(Status.DUPLICATE, Status.DUPLICATE)] += n_dup
-        to_send += checked.n_to_send
-        for i, (error, description) in checked.problems.items():
-            tally.by_error[error] += 1
-            if len(examples) < 10:
-                examples.append(f"row {checked.row_at(i)}: {description}")
+    report = config.report if config.report is not None and not action.undo else None
+    with _dry_run_report(report) as writer:
+        for chunk in table.chunks():
+            checked = validator.check(chunk)
+            n_inv, n_dup = checked.n_invalid, checked.n_duplicate
+            tally.rows += len(checked)
+            tally.by_status[action.recast.get(Status.INVALID, Status.INVALID)] += n_inv
+            tally.by_status[action.recast.get(Status.DUPLICATE, Status.DUPLICATE)] += n_dup
+            to_send += checked.n_to_send
+            for i, (error, description) in checked.problems.items():
+                tally.by_error[error] += 1
+                if len(examples) < 10:
+                    examples.append(f"row {checked.row_at(i)}: {description}")
+            if writer is not None:
+                writer.write(checked.as_planned())
     per_call = 1 if config.mode == "single" else config.batch_size
     planned = count_batches(to_send, per_call)
     interrupted, exit_code = concluded(
@@ -240,8 +263,8 @@ def _dry_run(
         rows_not_done=tally.rows_not_done,
         failed_rows_code=config.failed_rows_exit_code,
     )
-    return RunSummary(
-        **start,
+    summary = RunSummary(
+        **{**start, "report": None if report is None else str(report)},
         mode="single" if config.mode == "single" else "batch",
         rows=tally.rows,
         by_status=counts_by_status(tally.by_status, statuses_of(undo=action.undo)),
@@ -255,6 +278,34 @@ def _dry_run(
         interrupted=interrupted,
         exit_code=exit_code,
     )
+    if report is not None:
+        write_summary(report, summary)
+    return summary
+
+
+@contextmanager
+def _dry_run_report(report: Path | None) -> Iterator[ReportWriter | None]:
+    """The dry run's report writer (None: no report), under the report's lock. A run's
+    report (it has a journal) is the record of what was sent: never written over."""
+    if report is None:
+        yield None
+        return
+    lock = lock_report(report)
+    try:
+        if find_journal(report).exists():
+            raise ConfigError(
+                f"{report} is the report of a run that sent rows (it has a journal): a dry run"
+                " does not write over it; give the dry run another --report"
+            )
+        writer = ReportWriter(report)
+        try:
+            yield writer
+        except BaseException:
+            writer.abandon()
+            raise
+        writer.close(complete=True)
+    finally:
+        lock.release()
 
 
 # ---------------------------------------------------------------------- collaborators
