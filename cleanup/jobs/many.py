@@ -23,12 +23,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from cleanup.errors import CleanupError, ConfigError
+from cleanup.errors import CleanupError, ConfigError, problem_lines
 from cleanup.exits import EXIT_INTERNAL, EXIT_USAGE, worst
 from cleanup.jobs.process import FileOutcome, JobFileResult, run_job_file
 from cleanup.jobs.schema import JobFile, load_job_file
 from cleanup.logs import naming_job
-from cleanup.outputs.metrics import JobFigures
+from cleanup.outputs.metrics import JobFigures, notification_failures
 from cleanup.redact import redact
 from cleanup.results import Status
 from cleanup.run.portals import PortalPacings
@@ -109,7 +109,7 @@ def prepare(path: Path, resolve: Callable[[JobFile], dict[str, Any]]) -> JobRun:
         run.job = load_job_file(path)
         run.base = resolve(run.job)
     except CleanupError as exc:
-        run.problems = exc.problems if isinstance(exc, ConfigError) else [redact(exc)]
+        run.problems = problem_lines(exc)
         run.error_code = exc.exit_code
     return run
 
@@ -178,7 +178,8 @@ def _run_one(
     pacings: PortalPacings,
 ) -> None:
     """One job file's run, in its thread; its failure is kept in `run`, never raised."""
-    assert run.job is not None
+    if run.job is None:  # a job file that did not load: its problems are in `run` already
+        return
     run.started_at, t0 = now(), time.monotonic()
     with naming_job(run.job.name):
         try:
@@ -193,10 +194,10 @@ def _run_one(
                 pacings=pacings,
             )
         except CleanupError as exc:
-            run.problems, run.error_code = [redact(exc)], exc.exit_code
+            run.problems, run.error_code = problem_lines(exc), exc.exit_code
         except Exception as exc:  # a bug in one job file's run must not take the others
             log.debug("%s", redact("".join(traceback.format_exception(exc))))
-            run.problems = [f"internal error: {redact(f'{type(exc).__name__}: {exc}')}"]
+            run.problems = problem_lines(exc)
             run.error_code = EXIT_INTERNAL
         run.elapsed_s = time.monotonic() - t0
         if on_done is not None:
@@ -206,7 +207,7 @@ def _run_one(
 def figures(run: JobRun) -> JobFigures:
     """A job file's part of the run, as its metrics show it."""
     rows: dict[str, int] = {}
-    requests = refusals = waiting = 0
+    requests = refusals = waiting = notices = 0
     if run.result is not None:
         waiting = len(run.result.waiting_retry)
         totals = run.result.totals()
@@ -215,6 +216,7 @@ def figures(run: JobRun) -> JobFigures:
             if outcome.summary is not None:
                 requests += outcome.summary.requests
                 refusals += outcome.summary.limit_refusals
+                notices += notification_failures(outcome.summary)
     return JobFigures(
         job=run.name,
         exit_code=run.exit_code,
@@ -224,6 +226,7 @@ def figures(run: JobRun) -> JobFigures:
         requests=requests,
         limit_refusals=refusals,
         files_waiting_retry=waiting,
+        notification_failures=notices,
     )
 
 

@@ -28,13 +28,14 @@ from cleanup.exits import (
     EXIT_USAGE,
     ends_a_job_run,
     signal_exit_code,
+    state_word,
     worst,
 )
 from cleanup.inputs.formats import split_input_suffix
 from cleanup.jobs.inbox import NOTHING_TO_DO, html_path, list_sources, report_name
 from cleanup.jobs.schema import JobFile
 from cleanup.jobs.state import JobState
-from cleanup.outputs.after import write_outputs
+from cleanup.outputs.after import write_index_page, write_outputs
 from cleanup.outputs.files import writing
 from cleanup.outputs.journal import fingerprint
 from cleanup.outputs.report import transient_failures
@@ -201,12 +202,13 @@ def _run_sources(ctx: _Context, on_file: Callable[[FileOutcome], None] | None) -
         outcome = _process(ctx, source.path, sha)
         result.files.append(outcome)
         if not ctx.dry and ctx.job.html and outcome.summary is None:
-            _write_index(ctx.job)  # a run that ended without a summary: shown unfinished
+            # A run that ended without a summary: the index shows it unfinished.
+            write_index_page(ctx.job.reports, _index_title(ctx.job))
         if on_file is not None:
             on_file(outcome)
         if outcome.stops_job or ends_a_job_run(outcome.exit_code):
             aborted = outcome.exit_code == EXIT_ABORTED
-            result.stopped = "aborted" if aborted else ctx.stop.reason or "error"
+            result.stopped = state_word(EXIT_ABORTED) if aborted else ctx.stop.reason or "error"
             break
     return result
 
@@ -246,10 +248,12 @@ def _process(ctx: _Context, path: Path, sha: str) -> FileOutcome:
     retry = _retry_of(ctx, entry) if entry.get("status") == RETRY else None
     report = _take(ctx, path, sha, resumed, retry)
     outcome = FileOutcome(path, sha, EXIT_OK, report=None if ctx.dry else report, resumed=resumed)
-    again = {} if retry is None else {"resend": retry[1], "retry_run": retry[0]}
+    again = {} if retry is None else {"redo_rows": retry[1], "retry_run": retry[0]}
+    # A dry run of a job writes no report (given one, a dry run writes the rows it would
+    # send there, and this path may be an unfinished run's report).
     config = RunConfig(
         input=path,
-        report=report,
+        report=None if ctx.dry else report,
         resume=resumed,
         run_id=ctx.run_id,
         label=job.name,
@@ -294,8 +298,7 @@ def _take(
     """The file's report path, noted in the state file before anything is sent."""
     entry = ctx.state.files.get(sha)
     started = ctx.now()
-    if resumed:
-        assert entry is not None
+    if resumed and entry is not None:
         report = ctx.job.reports / str(entry["report"])
         if retry is not None:
             log.info(
@@ -342,16 +345,21 @@ def _finish(ctx: _Context, outcome: FileOutcome, summary: RunSummary, config: Ru
     entry = ctx.state.files[sha]
     if outcome.complete:
         summary = _check_retry(outcome, entry, summary, config)
-    if job.html:
-        outcome.html = write_outputs(
-            summary,
-            config,
-            html=html_path(Path(str(summary.report))),
-            context=_page_context(job, summary, path, sha),
-            index_title=f"reaction-cleanup: {job.name}",
-            metrics=False,  # a job file's run publishes its files' figures together
-            on_error="log",
-        )
+    # One chat message per file, as soon as its report and page are written: each file has
+    # its own page to attach and its own re-run command. Paced by the portal's shared bucket
+    # unless the run was stopped (that bucket sends no more: the message gets its own).
+    pacing = None if ctx.stop.is_set or ctx.pacings is None else ctx.pacings.for_config(config)
+    written = write_outputs(
+        summary,
+        config,
+        html=html_path(Path(str(summary.report))) if job.html else None,
+        context=_page_context(job, summary, path, sha),
+        index_title=_index_title(job) if job.html else None,
+        metrics=False,  # a job file's run publishes its files' figures together
+        on_error="log",
+        pacing=pacing,
+    )
+    outcome.html, outcome.summary = written.page, written.summary
     entry.update(exit_code=summary.exit_code, counts=_counts(summary), run_id=ctx.run_id)
     if not outcome.complete:
         ctx.state.save()
@@ -388,7 +396,8 @@ def _check_retry(
     """A complete report with rows that failed for a transient reason: the file stays in
     the inbox for the next run to re-send them, up to `retry_runs` times. Said in the
     summary (rewritten: the one returned) and the log."""
-    assert outcome.report is not None
+    if outcome.report is None:  # a dry run
+        return summary
     done = int(entry.get("retry_runs", 0))
     rows = transient_failures(outcome.report)
     name = outcome.source.name
@@ -417,6 +426,10 @@ def _check_retry(
     return summary
 
 
+def _index_title(job: JobFile) -> str:
+    return f"reaction-cleanup: {job.name}"
+
+
 def _page_context(job: JobFile, summary: RunSummary, source: Path, sha: str) -> dict[str, str]:
     """What the review page of a job file's run says about where the run came from."""
     report = Path(str(summary.report))
@@ -428,16 +441,6 @@ def _page_context(job: JobFile, summary: RunSummary, source: Path, sha: str) -> 
         "report file": report.name,
         "summary file": summary_path(report).name,
     }
-
-
-def _write_index(job: JobFile) -> None:
-    """The reports folder's index.html, rebuilt from the summaries on disk after each file."""
-    from cleanup.outputs.index import write_index
-
-    try:
-        write_index(job.reports, title=f"reaction-cleanup: {job.name}")
-    except Exception as exc:  # a review page must never cost the run its result
-        log.error("could not write the index page in %s: %s", job.reports, redact(exc))
 
 
 def _archive(path: Path, archive: Path) -> Path:

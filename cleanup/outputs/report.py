@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import suppress
 from pathlib import Path
 from typing import IO, Any
@@ -35,9 +35,9 @@ from cleanup.outputs.files import (
     state_file,
     writing,
 )
-from cleanup.outputs.journal import Journal, resend_on_resume
+from cleanup.outputs.journal import Journal, find_journal, rows_to_retry
 from cleanup.portal.classify import failed_transiently
-from cleanup.results import FINAL_STATUSES, REPORT_COLUMNS, RowResult, Status
+from cleanup.results import DRY_RUN_STATUSES, FINAL_STATUSES, REPORT_COLUMNS, RowResult, Status
 
 REPORT_FORMATS = ("csv", "jsonl", "parquet")  # the report's format follows its extension
 
@@ -144,11 +144,7 @@ def _jsonl_to_parquet(source: Path, dest: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pa.schema(
-        [("row", pa.int64()), ("botId", pa.string()), ("messageId", pa.string()),
-         ("reaction", pa.string()), ("status", pa.string()), ("error", pa.string()),
-         ("error_description", pa.string()), ("attempts", pa.int64())]
-    )  # fmt: skip
+    schema = RowResult.arrow_schema()
     with replacing(dest) as tmp, pq.ParquetWriter(tmp, schema) as writer:
         batch: list[dict[str, Any]] = []
         for record in read_jsonl(source):
@@ -196,27 +192,41 @@ def transient_failures(path: Path) -> list[int]:
     return sorted(set(out))
 
 
-def read_report(path: Path, *, only_resend: frozenset[int] | None = None) -> dict[int, RowResult]:
-    """The final results in an existing report that --resume keeps, by row. With
-    `only_resend` (a retry run), every final line is kept but those rows'."""
+def read_report(
+    path: Path,
+    to_retry: Collection[int] | None = None,
+    *,
+    only_resend: Collection[int] | None = None,
+) -> dict[int, RowResult]:
+    """The final results in an existing report that --resume keeps, by row. `to_retry`: the
+    rows whose result --resume sends again although the report's columns do not say so (a
+    row the run gave up on); by default, as the report's journal has them. `only_resend`
+    (run-job's retry run): every final line is kept but those rows'."""
+    if to_retry is None and only_resend is None:
+        to_retry = rows_to_retry(path)
     out: dict[int, RowResult] = {}
     for rec in iter_records(path):
         try:
-            status = Status(str(rec["status"]))
-            result = RowResult(
-                int(rec["row"]), str(rec["botId"] or ""), str(rec["messageId"] or ""),
-                str(rec["reaction"] or ""), status, str(rec.get("error") or ""),
-                str(rec.get("error_description") or ""), int(rec.get("attempts") or 0),
-            )  # fmt: skip
+            result = RowResult.from_record(rec)
         except (KeyError, ValueError, TypeError):
             continue
         if only_resend is not None:
-            resend = result.row in only_resend
+            redo = result.row in only_resend
         else:
-            resend = resend_on_resume(status, result.error, result.error_description)
-        if status in FINAL_STATUSES and not resend:
+            redo = result.row in (to_retry or ()) or result.settled.retry_on_resume
+        if result.status in FINAL_STATUSES and not redo:
             out[result.row] = result
     return out
+
+
+def written_by_dry_run(path: Path) -> bool:
+    """Whether `path` is the report of a dry run (`--dry-run --report`): there is no journal
+    (nothing was ever sent for it) and every line has a status only a dry run writes all of
+    (`to_send`, `invalid`, `duplicate`). A --resume of it starts from the first row."""
+    if find_journal(path).exists() or not (path.exists() or sidecar(path, PARTIAL).exists()):
+        return False
+    dry = {s.value for s in DRY_RUN_STATUSES}
+    return all(str(rec.get("status")) in dry for rec in iter_records(path))
 
 
 def compact(path: Path) -> None:
@@ -266,4 +276,5 @@ __all__ = [
     "read_report",
     "report_format",
     "sidecar",
+    "written_by_dry_run",
 ]

@@ -40,6 +40,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from cleanup.clock import Clock, SystemClock
+from cleanup.errors import ConfigError
 from cleanup.pacing.budget import OperatingBudget
 
 log = logging.getLogger("cleanup")
@@ -97,7 +98,7 @@ class Throttle:
         min_rate_factor: float = 0.05,
     ) -> None:
         if rate <= 0 or burst < 1:
-            raise ValueError("rate must be > 0 and burst >= 1")
+            raise ConfigError("rate must be > 0 and burst >= 1")
         self.clock = clock or SystemClock()
         self.budget = budget  # a spent operating budget: no burst to offer (credit)
         self.rate = rate
@@ -125,10 +126,6 @@ class Throttle:
         return (self.burst - self.headroom - 1) / self.rate
 
     # ------------------------------------------------------------------ sending
-
-    def reserve(self) -> float:
-        """Reserve the next send slot; returns how long the caller must wait for it."""
-        return self._reserve()[0]
 
     def _reserve(self) -> tuple[float, float, int]:
         """(wait, the interval this slot added to the model, the jump count after it)."""
@@ -346,7 +343,7 @@ class Capacity:
             if len(self._sends) > 4096:  # counted from the newest end (see _measure)
                 self._sends.popleft()
             return
-        self._drain(now)
+        self._drain(now, self.estimate)
         self._level += 1.0
         if len(self._sends) > 4096:  # no refusal for long (at the ceiling): keep it bounded
             self._forget(now)
@@ -449,8 +446,7 @@ class Capacity:
         while self._refused and self._refused[0] <= oldest:
             self._refused.popleft()
 
-    def _drain(self, now: float) -> None:
-        assert self.estimate is not None
-        level = self._level - (now - self._level_at) * self.estimate
+    def _drain(self, now: float, estimate: float) -> None:
+        level = self._level - (now - self._level_at) * estimate
         self._level = max(-float(self.burst), level)
         self._level_at = now

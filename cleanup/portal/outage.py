@@ -20,8 +20,7 @@ import logging
 import threading
 
 from cleanup.clock import Clock
-from cleanup.errors import FatalAPIError
-from cleanup.portal.transport import Stopped
+from cleanup.errors import FatalAPIError, Stopped
 
 log = logging.getLogger("cleanup")
 

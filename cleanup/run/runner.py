@@ -16,7 +16,8 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
@@ -29,19 +30,32 @@ from cleanup.inputs.readers import Table
 from cleanup.inputs.select import open_rows
 from cleanup.inputs.validate import Row, Validator
 from cleanup.outputs.files import writing
-from cleanup.outputs.journal import Journal, check_resumable, fingerprint, journal_path
-from cleanup.outputs.report import ReportWriter, compact, lock_path, read_report
+from cleanup.outputs.journal import (
+    Journal,
+    check_resumable,
+    find_journal,
+    fingerprint,
+    journal_path,
+)
+from cleanup.outputs.report import (
+    ReportWriter,
+    compact,
+    lock_path,
+    read_report,
+    written_by_dry_run,
+)
 from cleanup.outputs.summary import write_summary
 from cleanup.pacing.budget import OperatingBudget
 from cleanup.pacing.retry import RetryPolicy
 from cleanup.pacing.throttle import Throttle, ideal_seconds
 from cleanup.portal.auth import Auth
 from cleanup.portal.protocol import MAX_BATCH
-from cleanup.portal.transport import Transport
+from cleanup.portal.transport import HTTPTransport
 from cleanup.redact import redact
 from cleanup.results import (
     RowResult,
     RunSummary,
+    Settled,
     Status,
     Tally,
     TimeBucket,
@@ -49,8 +63,8 @@ from cleanup.results import (
     counts_by_status,
     statuses_of,
 )
-from cleanup.run.actions import DELETE, Action, delete_action
-from cleanup.run.config import RunConfig, load_bot_tokens
+from cleanup.run.actions import DELETE, Action, Doubt, delete_action, skip_description, stopped_why
+from cleanup.run.config import NO_CREDENTIALS, RunConfig, load_bot_tokens
 from cleanup.run.engine import Engine
 from cleanup.run.planner import Batch, Planner, count_batches, estimate_seconds
 from cleanup.run.pool import WorkerPool
@@ -116,6 +130,10 @@ def run_file(
     config.check()
     if action is DELETE:
         action = delete_action(absent_as_failed=config.absent_as_failed)
+    if config.resume and not config.dry_run and written_by_dry_run(config.report_path):
+        report = config.report_path
+        log.info("%s is a dry run's report: nothing was sent; starting from row 1", report)
+        config = config.model_copy(update={"resume": False})
     stop = stop or StopSignal()
     clock = clock or SystemClock(stop.event)
     auth = config.make_auth()
@@ -129,7 +147,7 @@ def run_file(
         run_id=config.run_id or uuid.uuid4().hex[:12],
         input=str(config.input),
         report=None if config.dry_run else str(config.report_path),
-        auth_mode=auth.kind if auth else "none",
+        auth_mode=auth.mode if auth else "none",
         dry_run=config.dry_run,
         rate=rate,
         burst=burst,
@@ -144,7 +162,8 @@ def run_file(
     )
     if config.dry_run:
         return _dry_run(config, table, validator, start, stop, action)
-    assert auth is not None
+    if auth is None:  # check() refuses such a run; a caller that skipped it gets the same word
+        raise ConfigError(NO_CREDENTIALS)
     lock = lock_report(config.report_path)
     try:
         with sleeping_on(stop.event):
@@ -219,21 +238,27 @@ def _dry_run(
     stop: StopSignal,
     action: Action,
 ) -> RunSummary:
+    """Validate and plan. Given a --report (not an undo's), write there the report the run
+    would start from: every row invalid, duplicate or to_send."""
     t0 = time.monotonic()
     examples: list[str] = []
     tally = Tally()
     to_send = 0
-    for chunk in table.chunks():
-        checked = validator.check(chunk)
-        n_inv, n_dup = checked.n_invalid, checked.n_duplicate
-        tally.rows += len(checked)
-        tally.by_status[action.recast.get(Status.INVALID, Status.INVALID)] += n_inv
-        tally.by_status[action.recast.get(Status.DUPLICATE, Status.DUPLICATE)] += n_dup
-        to_send += checked.n_to_send
-        for i, (error, description) in checked.problems.items():
-            tally.by_error[error] += 1
-            if len(examples) < 10:
-                examples.append(f"row {checked.row_at(i)}: {description}")
+    report = config.report if config.report is not None and not action.undo else None
+    with _dry_run_report(report) as writer:
+        for chunk in table.chunks():
+            checked = validator.check(chunk)
+            n_inv, n_dup = checked.n_invalid, checked.n_duplicate
+            tally.rows += len(checked)
+            tally.by_status[action.recast.get(Status.INVALID, Status.INVALID)] += n_inv
+            tally.by_status[action.recast.get(Status.DUPLICATE, Status.DUPLICATE)] += n_dup
+            to_send += checked.n_to_send
+            for i, (error, description) in checked.problems.items():
+                tally.by_error[error] += 1
+                if len(examples) < 10:
+                    examples.append(f"row {checked.row_at(i)}: {description}")
+            if writer is not None:
+                writer.write(checked.as_planned())
     per_call = 1 if config.mode == "single" else config.batch_size
     planned = count_batches(to_send, per_call)
     interrupted, exit_code = concluded(
@@ -242,8 +267,8 @@ def _dry_run(
         rows_not_done=tally.rows_not_done,
         failed_rows_code=config.failed_rows_exit_code,
     )
-    return RunSummary(
-        **start,
+    summary = RunSummary(
+        **{**start, "report": None if report is None else str(report)},
         mode="single" if config.mode == "single" else "batch",
         rows=tally.rows,
         by_status=counts_by_status(tally.by_status, statuses_of(undo=action.undo)),
@@ -257,6 +282,34 @@ def _dry_run(
         interrupted=interrupted,
         exit_code=exit_code,
     )
+    if report is not None:
+        write_summary(report, summary)
+    return summary
+
+
+@contextmanager
+def _dry_run_report(report: Path | None) -> Iterator[ReportWriter | None]:
+    """The dry run's report writer (None: no report), under the report's lock. A run's
+    report (it has a journal) is the record of what was sent: never written over."""
+    if report is None:
+        yield None
+        return
+    lock = lock_report(report)
+    try:
+        if find_journal(report).exists():
+            raise ConfigError(
+                f"{report} is the report of a run that sent rows (it has a journal): a dry run"
+                " does not write over it; give the dry run another --report"
+            )
+        writer = ReportWriter(report)
+        try:
+            yield writer
+        except BaseException:
+            writer.abandon()
+            raise
+        writer.close(complete=True)
+    finally:
+        lock.release()
 
 
 # ---------------------------------------------------------------------- collaborators
@@ -269,11 +322,11 @@ class _Parts:
     auth: Auth
     throttle: Throttle
     budget: OperatingBudget
-    transport: Transport
+    transport: HTTPTransport
     journal: Journal
     engine: Engine
     finals: dict[int, RowResult]  # rows the report already has
-    journaled: dict[int, tuple[Status, str, str, int]]  # outcomes only the journal has
+    journaled: dict[int, Settled]  # outcomes only the journal has
 
     @classmethod
     def build(
@@ -289,7 +342,7 @@ class _Parts:
             rate, burst = config.effective_rate
             pacing = PortalPacing.new(rate, burst, config.operating_limit, clock)
         throttle, budget = pacing.throttle, pacing.budget
-        transport = Transport(
+        transport = HTTPTransport(
             auth,
             throttle,
             budget,
@@ -306,9 +359,11 @@ class _Parts:
                 sorted({v.casefold() for v in vs}) for vs in (config.only, config.only_error)
             ]
         journal = Journal(journal_path(report), identity, resume=config.resume)
-        only_resend = config.resend if config.retry_run else None
-        finals = read_report(report, only_resend=only_resend) if config.resume else {}
-        for row in config.resend:  # their lines are replaced by this run's
+        only_resend = config.redo_rows if config.retry_run else None
+        finals = (
+            read_report(report, journal.to_retry, only_resend=only_resend) if config.resume else {}
+        )
+        for row in config.redo_rows:  # their lines are replaced by this run's
             finals.pop(row, None)
         engine = Engine(
             transport,
@@ -326,7 +381,9 @@ class _Parts:
         # Results the earlier run knew but had not yet written to the report (it writes in
         # input order): taken as they are, not re-sent.
         journaled = {
-            r: o for r, o in journal.outcomes.items() if r not in finals and r not in config.resend
+            r: o
+            for r, o in journal.outcomes.items()
+            if r not in finals and r not in config.redo_rows
         }
         return cls(auth, throttle, budget, transport, journal, engine, finals, journaled)
 
@@ -520,7 +577,7 @@ class _Run:
                 )
                 for unit in self.pool.abandon():
                     for row in unit:
-                        note = self._skip_reason(row.row) + "; its request was still in flight"
+                        note = self._skip_reason(row.row, in_flight=True)
                         emitter.put(row.result(Status.SKIPPED, "", note, 1))
                 break
             self._drain(emitter, block=True)
@@ -535,7 +592,7 @@ class _Run:
         steady = math.ceil(self.throttle.rate * self.latency) + 2
         return max(2, min(MAX_WORKERS, steady + self.throttle.credit()))
 
-    def _observe_request(self, kind: str, started: float, elapsed: float, status: int) -> None:
+    def _observe_request(self, mode: str, started: float, elapsed: float, status: int) -> None:
         self.latency = 0.8 * self.latency + 0.2 * elapsed
         self.timeline.append((started, elapsed, status))
 
@@ -555,14 +612,10 @@ class _Run:
         done = self.tally.rows
         self.on_progress(ProgressUpdate(done, self.failed, self.total, waiting, finished))
 
-    def _skip_reason(self, row: int) -> str:
-        if self.aborted is not None:
-            why = f"not sent: run aborted ({self.aborted.code})"
-        else:
-            why = f"not sent: job stopped ({self.stop.reason or 'stop'})"
-        if row in self.previously_sent:
-            why += f"; an earlier run may have {self.engine.action.did} it"
-        return why
+    def _skip_reason(self, row: int, *, in_flight: bool = False) -> str:
+        why = stopped_why(self.aborted.code if self.aborted else None, self.stop.reason or "stop")
+        doubt = Doubt.EARLIER_RUN if row in self.previously_sent else Doubt.NONE
+        return skip_description(why, self.engine.action.did, doubt=doubt, in_flight=in_flight)
 
     def _finish_summary(self, elapsed: float) -> RunSummary:
         """The run's summary, built once, and written beside the report."""
@@ -604,6 +657,7 @@ class _Run:
             fallback_to_single=stats.fallback,
             concurrency=self.config.concurrency or self._concurrency(),
             resumed_rows=tally.resumed_rows,
+            given_up=tally.given_up,
             left_out=int(self.table.detected.get("left_out", 0)),
             timeline=_timeline(self.timeline, start["started_at"]),
             aborted=None if self.aborted is None else redact(str(self.aborted)),

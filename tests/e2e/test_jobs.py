@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from click.testing import Result
 from filelock import FileLock
@@ -531,7 +532,8 @@ def test_the_job_files_webhook_wins_over_the_usual_environment_variable(
 
 
 def test_every_run_option_has_a_job_file_key() -> None:
-    run = main.commands["run"]
+    run = main.get_command(click.Context(main), "run")
+    assert run is not None
     keys = set(job_keys())
     renamed = {"webhook": "webhook_env", "bot_tokens": "bot_tokens_file", "report": "reports"}
     for param in run.params:
