@@ -56,7 +56,8 @@ def test_demo_runs_the_real_job(run_cli: RunCli, tmp_path: Path, kind: str) -> N
     assert page.is_absolute() and page == (out / f"reactions-{kind}.report.html").absolute()
     html = page.read_text(encoding="utf-8")
     assert html.startswith("<!DOCTYPE html>") or html.lstrip().lower().startswith("<!doctype")
-    assert "REACTION_NOT_FOUND" in html and f"html: {page}" in result.stderr
+    assert "ACCESS_DENIED" in html and f"html: {page}" in result.stderr
+    assert "not there: nothing to remove" in html  # the absent rows' meaning
     # No secret of the demo portal leaks into what it prints or writes.
     written = result.stderr + result.stdout + report_path.read_text() + html
     assert "demo-webhook-code" not in written and "demo-token" not in written
