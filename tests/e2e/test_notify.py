@@ -91,7 +91,7 @@ def test_the_message_tells_the_run_and_the_page_goes_with_it(
     assert "cleanup-list.csv" in text
     assert f"Portal: 127.0.0.1:{portal.url.rsplit(':', 1)[1].strip('/')}" in text
     assert "Ended: failed (exit code 1)" in text
-    assert "Rows: 7 — removed 6, failed 1, invalid 0, duplicate 0, skipped 0" in text
+    assert "Rows: 7 — removed 6, absent 0, failed 1, invalid 0, duplicate 0, skipped 0" in text
     assert "• ACCESS_DENIED × 1: The bot is not a member of the chat" in text
     assert "What to do: Add the bot to that chat" in text  # the HTML page's advice
     assert "Rows left: 1" in text
