@@ -18,6 +18,7 @@ Parts (the real CLI, `python -m cleanup`, in a subprocess each time):
   portal's state).
 - `absent`: the same 300 rows run twice; target: the second report all `absent`, exit 0,
   and an undo of it sends nothing.
+- `outage-before` (with `--before DIR`): the `outage` part with another checkout's CLI.
 - `retry`: run-job with 15 % HTTP 500 and max_retries = 0; target: the file stays in the
   inbox, the next run (portal healthy) sends only the rows that failed transiently and
   archives the file, every row `removed`.
@@ -113,7 +114,7 @@ def outage_run(work: Path, n: int, way: str | None, seconds: float) -> dict[str,
     p = portal(rows, rate=5.0, burst=10, latency=0.03)
     relay = Relay(p.port)
     folder = work / f"outage-{way or 'none'}"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     src = write_rows(folder / "in.csv", rows)
     began: dict[str, float] = {}
 
@@ -303,6 +304,11 @@ def main() -> None:
     print(f"bad night: {', '.join(parts)}; work folder {work}")
     if "outage" in parts:
         part_outage(work, sizes["outage"], args.outage)
+    if "outage-before" in parts and args.before is not None:  # the same with another CLI
+        CODE[0] = args.before
+        print("\n(before: the CLI of", args.before, ")")
+        part_outage(work / "before", sizes["outage"], args.outage)
+        CODE[0] = ROOT
     if "faults" in parts:
         part_faults(work, sizes["faults"])
         part_faults(work, sizes["faults"], retries=1)
