@@ -114,6 +114,15 @@ class RunSummary:
     estimated_s: float = 0.0
     aborted: str | None = None
     interrupted: str | None = None
+    # A good neighbour (issue 18): the part of the portal's rate and burst the run used, the
+    # time bound it had (seconds; None: none) and, when that bound ended it with rows left
+    # (exit 75), why ("--max-duration 2h", "the window 22:00-06:00 (UTC) closed").
+    share: float = 1.0
+    time_bound_s: float | None = None
+    paused: str | None = None
+    # What the run expected before it sent (cleanup.run.estimate.Estimate.as_dict), and
+    # afterwards how far off it was.
+    estimate: dict[str, Any] | None = None
     resumed_rows: int = 0
     # A re-run of a report's rows (--only / --only-error): that report, and how many of
     # its rows were not chosen (they get no line in this run's report).
@@ -155,6 +164,11 @@ class RunSummary:
         return self.rate * per_request
 
     @property
+    def rows_left(self) -> int:
+        """Rows still to do by a later run (--resume, or the job file's next run)."""
+        return self.by_status[Status.SKIPPED]
+
+    @property
     def rows_not_done(self) -> int:
         return sum(self.by_status[s] for s in (Status.FAILED, Status.INVALID, Status.SKIPPED))
 
@@ -174,6 +188,7 @@ class RunSummary:
             aborted_code=aborted_code,
             rows_not_done=self.rows_not_done,
             failed_rows_code=failed_rows_code,
+            rows_skipped=self.by_status[Status.SKIPPED],
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -185,4 +200,5 @@ class RunSummary:
         data["elapsed_s"] = round(self.elapsed_s, 3)
         data["limit_wait_s"] = round(self.limit_wait_s, 3)
         data["ideal_s"] = round(self.ideal_s, 3)
+        data["rows_left"] = self.rows_left
         return data

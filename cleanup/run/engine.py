@@ -183,6 +183,9 @@ class Engine:
         rng: random.Random | None = None,
     ) -> None:
         self.transport = transport
+        # Why rows were left unsent when the run stopped (the runner knows: a signal, or a
+        # time bound, whose words tell how to continue).
+        self.why_stopped: Callable[[], str] = lambda: "job stopped"
         self.auth = auth
         self.action = action
         self.bot_tokens = bot_tokens
@@ -230,7 +233,7 @@ class Engine:
         except FatalAPIError as exc:
             fatal = exc
         for state in unit.open(states):
-            why = f"run aborted ({fatal.code})" if fatal else "job stopped"
+            why = f"run aborted ({fatal.code})" if fatal else self.why_stopped()
             if state.maybe_done:
                 why += f" before its outcome was known; an earlier attempt may have {self.action.did} it"
             else:

@@ -8,6 +8,7 @@ input order, flushed unit by unit. Every input row gets exactly one line.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -25,13 +26,14 @@ from filelock import FileLock, Timeout
 
 from cleanup.clock import Clock, SystemClock
 from cleanup.errors import ConfigError, FatalAPIError, LockedError, OutputError
+from cleanup.exits import EXIT_PAUSED, TIME_UP
 from cleanup.inputs.readers import Table
 from cleanup.inputs.select import open_rows
 from cleanup.inputs.validate import Row, Validator
 from cleanup.outputs.files import writing
 from cleanup.outputs.journal import Journal, check_resumable, fingerprint, journal_path
 from cleanup.outputs.report import ReportWriter, compact, lock_path, read_report
-from cleanup.outputs.summary import write_summary
+from cleanup.outputs.summary import summary_path, write_summary
 from cleanup.pacing.budget import OperatingBudget
 from cleanup.pacing.retry import RetryPolicy
 from cleanup.pacing.throttle import Throttle, ideal_seconds
@@ -40,9 +42,11 @@ from cleanup.portal.transport import Transport
 from cleanup.redact import redact
 from cleanup.results import RowResult, RunSummary, Status
 from cleanup.run.actions import DELETE, Action
+from cleanup.run.bounds import TimeBound, config_bound
 from cleanup.run.config import RunConfig, load_bot_tokens
 from cleanup.run.engine import Engine
-from cleanup.run.planner import MAX_BATCH, Batch, Planner, count_batches, estimate_seconds
+from cleanup.run.estimate import Estimate, estimate, how_far_off
+from cleanup.run.planner import MAX_BATCH, Batch, Planner, count_batches
 from cleanup.run.pool import WorkerPool
 from cleanup.run.portals import PortalPacing, sleeping_on
 from cleanup.run.progress import ProgressCallback, ProgressUpdate
@@ -95,6 +99,7 @@ def run_file(
     on_progress: ProgressCallback | None = None,
     action: Action = DELETE,
     pacing: PortalPacing | None = None,
+    bound: TimeBound | None = None,
 ) -> RunSummary:
     """One run: the input file `config` names, to its report. Raises CleanupError subclasses
     for problems with the run as a whole (configuration, unreadable input, lock); row problems
@@ -102,8 +107,12 @@ def run_file(
     as rows finish and while the run waits on a portal limit.
 
     `pacing`: the portal's bucket and operating-time budget when other runs on the same
-    portal share them (`cleanup.run.portals`); by default the run has its own."""
+    portal share them (`cleanup.run.portals`); by default the run has its own. `bound`: when
+    the run must stop sending (a job file's run passes what is left of its own); by default
+    the config's --max-duration and window, from now."""
     config.check()
+    if bound is None:
+        bound = config_bound(config)
     stop = stop or StopSignal()
     clock = clock or SystemClock(stop.event)
     auth = config.make_auth()
@@ -128,6 +137,7 @@ def run_file(
             str(config.input) if config.choice or table.detected.get("report_rows") else None
         ),
         undo_of=str(config.input) if action.undo else None,
+        share=config.share,
     )
     if config.dry_run:
         return _dry_run(config, table, validator, summary, stop, action)
@@ -136,9 +146,40 @@ def run_file(
     try:
         with sleeping_on(stop.event):
             parts = _Parts.build(config, auth, bot_tokens, clock, action, pacing)
-            return _Run(config, table, validator, summary, parts, stop, on_progress).execute()
+            run = _Run(config, table, validator, summary, parts, stop, on_progress)
+            return run.execute(bound)
     finally:
         lock.release()
+
+
+def run_estimate(config: RunConfig, rows: int, bound: TimeBound | None) -> Estimate:
+    """How long `rows` take at the run's pace and share, and what fits in its bound."""
+    rate, burst = config.effective_rate
+    seconds = bound.seconds if bound is not None and bound.seconds != math.inf else None
+    return estimate(
+        rows,
+        rate=rate,
+        burst=burst,
+        share=config.share,
+        batch_size=config.batch_size,
+        single=_single_because(config),
+        bound_s=seconds,
+    )
+
+
+def _single_because(config: RunConfig) -> str:
+    """Why the run will send single calls: --mode single, or the portal refused batch for
+    this report's earlier run (--resume); "" when it will send batches."""
+    if config.mode == "single":
+        return "--mode single"
+    if config.mode == "auto" and config.resume:
+        try:
+            earlier = json.loads(summary_path(config.report_path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return ""
+        if isinstance(earlier, dict) and earlier.get("fallback_to_single"):
+            return "the portal refused batch in the earlier run"
+    return ""
 
 
 def open_input(config: RunConfig) -> Table:
@@ -201,10 +242,10 @@ def _dry_run(
             summary.by_error[error] += 1
             if len(examples) < 10:
                 examples.append(f"row {checked.row_at(i)}: {description}")
-    rate, burst = config.effective_rate
-    per_call = 1 if config.mode == "single" else config.batch_size
-    summary.planned_calls = count_batches(summary.to_send, per_call)
-    summary.estimated_s = estimate_seconds(summary.planned_calls, rate, burst)
+    guess = run_estimate(config, summary.to_send, config_bound(config))
+    summary.planned_calls = guess.calls
+    summary.estimated_s = guess.seconds
+    summary.estimate = guess.as_dict()
     summary.elapsed_s = time.monotonic() - t0
     summary.conclude(stopped_by=stop.reason, failed_rows_code=config.failed_rows_exit_code)
     summary.examples = examples
@@ -240,7 +281,7 @@ class _Parts:
     ) -> _Parts:
         if pacing is None:
             rate, burst = config.effective_rate
-            pacing = PortalPacing.new(rate, burst, config.operating_limit, clock)
+            pacing = PortalPacing.new(rate, burst, config.operating_limit, clock, config.share)
         throttle, budget = pacing.throttle, pacing.budget
         transport = Transport(
             auth,
@@ -355,10 +396,27 @@ class _Run:
         parts.transport.on_request.append(self._observe_request)
         self.aborted: FatalAPIError | None = None
         self.waited_before = parts.throttle.waited_so_far()  # a shared bucket's earlier waits
+        self.bound: TimeBound | None = None
+        self.engine.why_stopped = self._stopped_words
 
     # ------------------------------------------------------------------ main loop
 
-    def execute(self) -> RunSummary:
+    def execute(self, bound: TimeBound | None = None) -> RunSummary:
+        self.bound = bound
+        timer = None
+        if bound is not None and bound.seconds != math.inf:
+            # Time up: the same stop as a signal's (nothing new is sent, requests in flight
+            # get --stop-timeout), with its own reason: the run is paused, not interrupted.
+            timer = threading.Timer(max(bound.seconds, 0.0), self.stop.stop, (TIME_UP,))
+            timer.daemon = True
+            timer.start()
+        try:
+            return self._execute()
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _execute(self) -> RunSummary:
         cfg = self.config
         writer = ReportWriter(cfg.report_path, append=cfg.resume)
         emitter = _Emitter(writer, self._count)
@@ -372,6 +430,7 @@ class _Run:
             self.throttle.rate,
             self.throttle.burst,
         )
+        self._announce_estimate()
         self._progress()
         t0 = time.monotonic()
         complete = False
@@ -506,9 +565,37 @@ class _Run:
         done = self.summary.rows
         self.on_progress(ProgressUpdate(done, self.failed, self.total, waiting, finished))
 
+    def _announce_estimate(self) -> None:
+        """Log how long the rows will take (and what fits in the bound) before sending."""
+        total = self.total if self.total is not None else _estimate_rows(self.table)
+        if total is None:
+            return
+        todo = max(total - len(self.parts.finals) - len(self.parts.journaled), 0)
+        guess = run_estimate(self.config, todo, self.bound)
+        self.summary.estimate = guess.as_dict()
+        log.info("%s", guess.describe())
+        if self.config.share < 1:
+            log.info(
+                "share %g: this run uses at most %.3g req/s and a burst of %d of the portal's"
+                " %g req/s and %d",
+                self.config.share,
+                self.throttle.capacity.ceiling,
+                self.throttle.burst,
+                self.summary.rate,
+                self.summary.burst,
+            )
+
+    def _stopped_words(self) -> str:
+        """Why the run stopped sending, for a row it left unsent."""
+        if self.stop.reason == TIME_UP and self.bound is not None:
+            return self.bound.skip_reason
+        return "job stopped"
+
     def _skip_reason(self, row: int) -> str:
         if self.aborted is not None:
             why = f"not sent: run aborted ({self.aborted.code})"
+        elif self.stop.reason == TIME_UP and self.bound is not None:
+            why = f"not sent: {self.bound.skip_reason}"
         else:
             why = f"not sent: job stopped ({self.stop.reason or 'stop'})"
         if row in self.previously_sent:
@@ -552,8 +639,23 @@ class _Run:
             aborted_code=None if self.aborted is None else self.aborted.exit_code,
             failed_rows_code=self.config.failed_rows_exit_code,
         )
+        self._conclude_bound(s)
         write_summary(self.config.report_path, s, self.config.settings())
         return s
+
+    def _conclude_bound(self, s: RunSummary) -> None:
+        """The time bound, how a paused run says so, and how far off the estimate was."""
+        if self.bound is not None and self.bound.seconds != math.inf:
+            s.time_bound_s = round(self.bound.seconds, 3)
+        if s.exit_code == EXIT_PAUSED and self.bound is not None:
+            s.paused = self.bound.why
+            log.warning(
+                "paused: time is up (%s); %d row(s) left for the next run (or --resume)",
+                self.bound.why,
+                s.rows_left,
+            )
+        if s.estimate is not None:
+            s.estimate = how_far_off(s.estimate, s.elapsed_s, s.sent)
 
 
 def _estimate_rows(table: Table) -> int | None:
