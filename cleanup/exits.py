@@ -94,9 +94,10 @@ def run_exit_code(
 
 
 def finished(code: int) -> bool:
-    """Whether a run (or a job file's run) with this code got to its end: every row has its
-    status, some perhaps failed (0, or 1). The metrics' "last success"."""
-    return code in (EXIT_OK, EXIT_ROWS_FAILED)
+    """Whether a run (or a job file's run) with this code ended well: every row has its
+    status, some perhaps failed (0, or 1), or its time bound paused it as planned (75; the
+    next run continues). The metrics' "last success"."""
+    return code in (EXIT_OK, EXIT_ROWS_FAILED, EXIT_PAUSED)
 
 
 def severity(code: int) -> int:

@@ -18,12 +18,25 @@ def summary_lines(s: RunSummary, config: RunConfig) -> list[str]:
     """The summary of one run, ending with its one-line SUMMARY."""
     if s.dry_run:
         return _dry_run_lines(s, config)
-    state = "aborted" if s.aborted else "interrupted" if s.interrupted else "done"
+    state = (
+        "aborted"
+        if s.aborted
+        else "interrupted"
+        if s.interrupted
+        else "paused"
+        if s.paused
+        else "done"
+    )
     lines = [
         f"reaction-cleanup: {state} in {s.elapsed_s:.1f} s ({s.mode} mode, {s.auth_mode} auth)"
     ]
     if s.aborted:
         lines.append(f"  aborted: {s.aborted}")
+    if s.paused:
+        lines.append(
+            f"  paused: time is up ({s.paused}); {s.rows_left} row(s) left: run again, or"
+            " --resume, to continue (exit 75)"
+        )
     for status in s.statuses:
         count = s.by_status.get(status.value, 0)
         lines.append(f"  {status.value:<10} {count:>8}")
@@ -41,6 +54,7 @@ def summary_lines(s: RunSummary, config: RunConfig) -> list[str]:
     )
     if s.fallback_to_single:
         lines.append(f"  fell back to single calls: {s.fallback_to_single}")
+    lines += _neighbour_lines(s)
     if s.resumed_rows:
         lines.append(f"  kept from the earlier run: {s.resumed_rows} rows")
     lines += _chosen_lines(s, config)
@@ -48,6 +62,29 @@ def summary_lines(s: RunSummary, config: RunConfig) -> list[str]:
         lines.append(f"report: {s.report}")
         lines.append(f"summary: {s.report}{SUMMARY}")
     lines.append(one_line(s))
+    return lines
+
+
+def _neighbour_lines(s: RunSummary) -> list[str]:
+    """The share the run used, and how far off its estimate was."""
+    lines = []
+    if s.share < 1:
+        lines.append(
+            f"  share {s.share:g}: at most {s.rate * s.share:.3g} req/s and a burst of"
+            f" {max(1, int(s.burst * s.share))} of the portal's {s.rate:g} req/s and {s.burst}"
+        )
+    est = s.estimate or {}
+    if est.get("seconds") and "actual_s" in est:
+        line = (
+            f"  estimate: {est['seconds']:.0f} s for {est['rows']} row(s); took"
+            f" {est['actual_s']:.0f} s ({est.get('time_off', 0):+.0%})"
+        )
+        if est.get("rows_this_run"):
+            line += (
+                f"; expected to finish {est['rows_this_run']} row(s) in the bound, sent"
+                f" {est.get('actual_rows', 0)}"
+            )
+        lines.append(line)
     return lines
 
 
@@ -69,6 +106,8 @@ def _dry_run_lines(s: RunSummary, config: RunConfig) -> list[str]:
         f"{1 if single else config.batch_size} rows: about {s.estimated_s:.0f} s at "
         f"{s.rate:g} req/s (burst {s.burst})",
     ]
+    if s.estimate:
+        lines.append(str(s.estimate.get("said", "")))
     if s.by_error:
         lines.append(
             "invalid rows by reason: " + ", ".join(f"{k} {v}" for k, v in s.by_error.most_common())
@@ -106,6 +145,8 @@ def one_line(s: RunSummary) -> str:
         if s.aborted
         else "interrupted"
         if s.interrupted
+        else "paused"
+        if s.paused
         else "failed"
         if s.exit_code or s.rows_not_done  # failed_rows_exit_code = 0 keeps the word
         else "ok"

@@ -33,7 +33,8 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     f"{PREFIX}_rows": ("Rows of the job's last run by status.", ("status",)),
     f"{PREFIX}_last_run_timestamp_seconds": ("When the job's last run ended (unix time).", ()),
     LAST_SUCCESS: (
-        "When the job's last run that got to its end (exit 0, or only rows failed) ended.",
+        "When the job's last run that got to its end (exit 0, only rows failed, or paused by its"
+        " time bound: 75) ended.",
         (),
     ),
     f"{PREFIX}_run_duration_seconds": ("How long the job's last run took.", ()),
@@ -43,6 +44,11 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
         (),
     ),
     f"{PREFIX}_exit_code": ("The exit code of the job's last run.", ()),
+    f"{PREFIX}_rows_left": (
+        "Rows the job's last run left for a later run (skipped: paused by its time bound, 75,"
+        " or stopped).",
+        (),
+    ),
 }
 
 
@@ -103,6 +109,7 @@ def build_registry(
         gauges[f"{PREFIX}_requests"].labels(f.job).set(f.requests)
         gauges[f"{PREFIX}_limit_refusals"].labels(f.job).set(f.limit_refusals)
         gauges[f"{PREFIX}_exit_code"].labels(f.job).set(f.exit_code)
+        gauges[f"{PREFIX}_rows_left"].labels(f.job).set(f.rows.get(Status.SKIPPED.value, 0))
     return registry
 
 

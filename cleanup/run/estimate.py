@@ -36,7 +36,9 @@ class Estimate:
     runs_needed: int | None = None  # with a bound: runs of this length the rows need
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        out = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        out["said"] = self.describe()  # what the run told before sending
+        return out
 
     def describe(self) -> str:
         """One sentence for the log and the dry run."""

@@ -111,9 +111,10 @@ def steady_part(
         ours, theirs = _split(portal)
         stopped = client.stopped_at or math.inf
         begin = min(r.t_start for r in ours)
-        # While the neighbour ran, past the job's first 10 s (its start-up burst and measure).
+        # While the neighbour ran, once the job's start-up burst has drained (and 5 s more
+        # for its first measure).
         window = [r for r in theirs if begin <= r.t_start < stopped]
-        lo, hi = begin + 10.0, min(stopped, max(r.t_end for r in ours))
+        lo, hi = begin + burst / rate + 5.0, min(stopped, max(r.t_end for r in ours))
         job_acc = sum(1 for r in ours if r.status == 200 and lo <= r.t_start < hi)
         nb_acc = sum(1 for r in theirs if r.status == 200 and lo <= r.t_start < hi)
         span = max(hi - lo, 1e-9)
@@ -163,10 +164,13 @@ def main() -> int:
                         flush=True,
                     )
         if "steady" in parts:
-            stop_after = 25.0 if args.quick else 45.0
-            for rate, burst, other, n in ((5.0, 10, 2.0, 14_000), (2.0, 50, 1.0, 8_000)):
-                n = int(n * stop_after / 25.0)  # the job outlasts the neighbour by ~20 s
-                r = steady_part(rate, burst, other, n, stop_after, work)
+            shared_s = 20.0 if args.quick else 60.0  # measured while shared
+            for rate, burst, other in ((5.0, 10, 2.0), (2.0, 50, 1.0)):
+                # The neighbour stops after the job's burst, its first measure and
+                # `shared_s`; the job outlasts it by about 25 s.
+                stop_after = 2.0 + burst / rate + 5.0 + shared_s
+                calls = burst + (rate - other) * stop_after + rate * 25.0
+                r = steady_part(rate, burst, other, int(calls * 50), stop_after, work)
                 out["steady"].append(r)
                 print(
                     f"steady {r['neighbour']} on {r['portal']}: neighbour kept "
