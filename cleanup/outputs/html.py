@@ -283,6 +283,13 @@ def _state(s: Mapping[str, Any], by_status: Mapping[str, int]) -> tuple[str, str
         return "Aborted by the portal: rows not done were skipped", "bad"
     if s.get("interrupted"):
         return f"Interrupted ({s['interrupted']}): rows not done were skipped", "bad"
+    if s.get("paused"):
+        left = by_status.get("skipped", 0)
+        return (
+            f"Paused: time is up ({s['paused']}); {left} row(s) left for the next run"
+            " (or --resume)",
+            "warn",
+        )
     done = "restored" if s.get("undo_of") else "removed"
     if by_status.get("failed") or by_status.get("invalid") or by_status.get("skipped"):
         return f"Finished: some rows were not {done}", "warn"
@@ -328,7 +335,21 @@ def _requests(s: Mapping[str, Any]) -> dict[str, Any]:
         "rows_per_s": f"{float(s.get('rows_per_s') or 0):.1f}",
         "rate": f"{float(s.get('rate') or 0):g}",
         "burst": s.get("burst", ""),
+        "share": _share_text(s),
+        "estimate": (s.get("estimate") or {}).get("said", ""),
     }
+
+
+def _share_text(s: Mapping[str, Any]) -> str:
+    """What share of the portal's limit ran ("" for all of it)."""
+    share = float(s.get("share") or 1.0)
+    if share >= 1:
+        return ""
+    rate, burst = float(s.get("rate") or 0), int(s.get("burst") or 0)
+    return (
+        f"share {share:g}: at most {rate * share:.3g} req/s and a burst of"
+        f" {max(1, int(burst * share))} of the portal's"
+    )
 
 
 def _setting(value: Any) -> Any:

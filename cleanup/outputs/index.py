@@ -178,6 +178,12 @@ def _attention(s: Mapping[str, Any], counts: Mapping[str, int]) -> tuple[str, st
             f"interrupted ({s['interrupted']}): the rows not done were skipped; --resume sends them",
             "bad",
         )
+    if s.get("paused"):
+        return (
+            f"paused: time is up ({s['paused']}); {counts.get('skipped', 0)} row(s) left,"
+            " the next run continues",
+            "warn",
+        )
     if counts.get("skipped"):
         return f"{counts['skipped']} row(s) skipped: --resume sends them", "bad"
     if code not in (EXIT_OK, EXIT_ROWS_FAILED):
