@@ -14,6 +14,12 @@ share:  the neighbour sends 0.4 req/s plus a burst of 8 every 15 s, on a 2/s por
         burst 20 and on the standard 2/s burst 50. The job runs with --share 0.5 (target: 0
         of the neighbour's requests refused, the job >= 0.9 of its share's ideal
         (batches - f*burst) / (f*rate)) and, beside it, without --share.
+estimate: the estimate the job logs before sending against its real time (summary JSON), at
+        a steady limit: standard, Enterprise, single calls (the portal refuses batch and the
+        job is told --mode single). Target: within 10 %.
+bound:  --max-duration cuts a 6,000-row file (standard plan); runs with --resume until the
+        report is complete. Targets: each run ends within the bound plus --stop-timeout (its
+        wall time), no row sent twice (the portal's deletes = rows), every report line true.
 steady: the neighbour sends a steady 2 req/s on a 5/s portal with burst 10 (and 1 req/s on
         the standard 2/s, 50), then stops; the job runs at the default share (targets: the
         neighbour keeps >= 90 % of its requests, the job reaches >= 0.9 of the capacity the
@@ -139,15 +145,75 @@ def steady_part(
         portal.stop()
 
 
+def estimate_part(name: str, n: int, work: Path, *options: str, **portal: Any) -> dict[str, Any]:
+    rows = make_rows(n, first_message=25_000_000)
+    sandbox = start_portal(rows, latency=LATENCY, per_command_cost=PER_COMMAND, **portal)
+    try:
+        result = run_ours(sandbox, rows, work, f"estimate-{name}", *options, *NO_OPERATING)
+        est = result["summary"].get("estimate") or {}
+        return {
+            "setting": name,
+            "rows": n,
+            "removed": result["removed"],
+            "estimated_s": est.get("seconds"),
+            "job_s": result.get("job_s"),
+            "wall_s": round(result["wall_s"], 2),
+            "off": est.get("time_off"),
+            "said": est.get("said"),
+        }
+    finally:
+        sandbox.stop()
+
+
+def bound_part(n: int, bound: str, work: Path) -> dict[str, Any]:
+    rows = make_rows(n, first_message=27_000_000)
+    sandbox = start_portal(rows, rate=2.0, burst=50, latency=LATENCY, per_command_cost=PER_COMMAND)
+    runs: list[dict[str, Any]] = []
+    try:
+        resume: tuple[str, ...] = ()
+        for _ in range(10):
+            result = run_ours(
+                sandbox, rows, work, "bound", "--plan", "standard", "--max-duration", bound,
+                *resume, *NO_OPERATING, keep_report=bool(resume),
+            )  # fmt: skip
+            summary = result["summary"]
+            runs.append({
+                "exit": result["exit"],
+                "wall_s": round(result["wall_s"], 2),
+                "elapsed_s": summary.get("elapsed_s"),
+                "removed": summary.get("by_status", {}).get("removed"),
+                "rows_left": summary.get("rows_left"),
+                "expected_this_run": (summary.get("estimate") or {}).get("rows_this_run"),
+                "runs_needed": (summary.get("estimate") or {}).get("runs_needed"),
+            })  # fmt: skip
+            resume = ("--resume",)
+            if result["exit"] != 75:
+                break
+        deletes = sum(r.n_commands for r in sandbox.stats.log if r.path_method == "batch"
+                      and r.status == 200)  # fmt: skip
+        report = work / "bound.report.csv"
+        lines = report.read_text().splitlines()[1:]
+        return {
+            "rows": n,
+            "bound": bound,
+            "runs": runs,
+            "portal_removed": sandbox.stats.removed,
+            "commands_sent": deletes,
+            "report_removed": sum(1 for line in lines if ",removed," in line),
+        }
+    finally:
+        sandbox.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("share", "steady"), action="append")
+    parser.add_argument("--part", choices=("share", "steady", "estimate", "bound"), action="append")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--quick", action="store_true", help="fewer rows (figures rougher)")
     args = parser.parse_args()
-    parts = args.part or ["share", "steady"]
+    parts = args.part or ["share", "steady", "estimate", "bound"]
     scale = 0.5 if args.quick else 1.0
-    out: dict[str, list[dict[str, Any]]] = {"share": [], "steady": []}
+    out: dict[str, list[dict[str, Any]]] = {p: [] for p in parts}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if "share" in parts:
@@ -179,6 +245,37 @@ def main() -> int:
                     f"back to full {r['back_to_full_s']} s (target <= 15)",
                     flush=True,
                 )
+        if "estimate" in parts:
+            for name, n, options, portal in (
+                ("standard", 6000, ("--plan", "standard"), {"rate": 2.0, "burst": 50}),
+                ("enterprise", 20000, ("--plan", "enterprise"), {"rate": 5.0, "burst": 250}),
+                ("single calls", 150, ("--plan", "standard", "--mode", "single"),
+                 {"rate": 2.0, "burst": 50, "batch_not_allowed": "call"}),
+            ):  # fmt: skip
+                r = estimate_part(name, int(n * scale), work, *options, **portal)
+                out["estimate"].append(r)
+                print(
+                    f"estimate {name}: said {r['estimated_s']} s, took {r['job_s']} s "
+                    f"(process {r['wall_s']} s): off {r['off']:+.1%} (target within 10 %)",
+                    flush=True,
+                )
+        if "bound" in parts:
+            r = bound_part(6000, "20s", work)
+            out["bound"].append(r)
+            for i, run in enumerate(r["runs"], 1):
+                print(
+                    f"bound 20s, run {i}: exit {run['exit']}, {run['wall_s']} s of process "
+                    f"(target <= 20 + 30 --stop-timeout), removed {run['removed']}, left "
+                    f"{run['rows_left']}, expected this run {run['expected_this_run']}, "
+                    f"runs needed {run['runs_needed']}",
+                    flush=True,
+                )
+            print(
+                f"bound: {r['rows']} rows; the portal removed {r['portal_removed']}, was sent "
+                f"{r['commands_sent']} delete commands (target: = rows), report says "
+                f"{r['report_removed']} removed",
+                flush=True,
+            )
         if args.json:
             args.json.write_text(json.dumps(out, indent=2))
     return 0

@@ -220,11 +220,15 @@ def run_ours(
     name: str,
     *extra: str,
     timeout: float = 3600,
+    keep_report: bool = False,
 ) -> dict[str, Any]:
-    inp = write_csv(work / f"{name}.csv", rows)
+    inp = work / f"{name}.csv"
+    if not (keep_report and inp.exists()):
+        write_csv(inp, rows)
     report = work / f"{name}.report.csv"
     for old in work.glob(f"{name}.report.csv*"):
-        old.unlink()
+        if not keep_report:  # --resume continues it
+            old.unlink()
     cmd = [
         sys.executable, "-m", "cleanup", "run", str(inp),
         "--webhook", portal.webhook_url(),
