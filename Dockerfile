@@ -14,12 +14,18 @@ ARG PIP_INSTALL_OPTS=""
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 COPY . /src
 # The project and its runtime dependencies only (no extras), in a virtual environment that
-# the final stage copies whole. pip and setuptools are build tools, and the libraries' own
-# test suites and C headers are never used at run time (70 MB): removed afterwards.
+# the final stage copies whole. The dependencies are the exact files requirements.lock names
+# (versions and hashes: the same image from the same commit; `bash .ci/lock.sh` writes it),
+# then the project itself without dependencies, and `pip check` proves nothing is missing.
+# pip and setuptools are build tools, and the libraries' own test suites and C headers are
+# never used at run time (70 MB): removed afterwards.
 # Bytecode is compiled here, checked against nothing at run time (unchecked-hash), so a
 # read-only root never makes Python recompile or try to write.
 RUN python3 -m venv /opt/reaction-cleanup \
- && /opt/reaction-cleanup/bin/pip install ${PIP_INSTALL_OPTS} /src \
+ && /opt/reaction-cleanup/bin/pip install ${PIP_INSTALL_OPTS} --require-hashes \
+      -r /src/requirements.lock \
+ && /opt/reaction-cleanup/bin/pip install ${PIP_INSTALL_OPTS} --no-deps /src \
+ && /opt/reaction-cleanup/bin/pip check \
  && /opt/reaction-cleanup/bin/pip uninstall -q -y pip setuptools \
  && find /opt/reaction-cleanup/lib -depth -type d -name tests -path '*/site-packages/*' \
       -exec rm -rf {} + \

@@ -7,7 +7,7 @@
 # No container registry is reachable here, so the base image is made from Debian's archive
 # (mmdebstrap, the host's apt sources) and the project's wheels are downloaded on the host
 # with pip and installed in the build with --no-index under --network none. Users build the
-# same Dockerfile on a slim Python image instead (README, "Container image").
+# same Dockerfile on a slim Python image instead (docs/how-to/container.md).
 #
 # Needs root, podman, runc and mmdebstrap (installed here when missing), and pip (the
 # calling virtual environment's, whose Python must match the base's: both Debian's python3).
@@ -55,8 +55,10 @@ fi
 
 step "wheels (pip download on the host)"
 rm -rf .ci/wheels
-# The project's runtime dependencies, and setuptools to build the project itself.
-python -m pip download -qq --disable-pip-version-check -d .ci/wheels . "setuptools>=68"
+# The project's runtime dependencies as requirements.lock pins them (hashes checked), and
+# setuptools to build the project itself.
+python -m pip download -qq --disable-pip-version-check -d .ci/wheels -r requirements.lock
+python -m pip download -qq --disable-pip-version-check -d .ci/wheels "setuptools>=77"
 
 step "image $image (podman build, no network)"
 podman build --quiet --pull=never --network none \

@@ -1,6 +1,6 @@
 """Exit codes, the signals that stop a run, and how an outcome maps to a code.
 
-The codes are part of the CLI contract (README, "Exit codes"); every other module names them
+The codes are part of the CLI contract (docs/reference/exit-codes.md); every other module names them
 from here. Nothing here imports the rest of the package, so anything may import it.
 """
 
@@ -47,17 +47,21 @@ _STATES = {
 # since the files not reached wait; then a bug, an output file that could not be written
 # (every later file and run meets it too, until someone makes room), an abort, a
 # configuration or input problem, a busy report, failed rows, and a pause (the time bound
-# ended it as planned; nobody needs to look, the next run continues).
-_SEVERITY = (
-    EXIT_OK,
-    EXIT_PAUSED,
-    EXIT_ROWS_FAILED,
-    EXIT_LOCKED,
-    EXIT_USAGE,
-    EXIT_ABORTED,
-    EXIT_OUTPUT,
-    EXIT_INTERNAL,
+# ended it as planned; nobody needs to look, the next run continues). Least bad first;
+# codes that rank alike share a place. The one statement of the order: help texts print it.
+SEVERITY: tuple[tuple[int, ...], ...] = (
+    (EXIT_OK,),
+    (EXIT_PAUSED,),
+    (EXIT_ROWS_FAILED,),
+    (EXIT_LOCKED,),
+    (EXIT_USAGE,),
+    (EXIT_ABORTED,),
+    (EXIT_OUTPUT,),
+    (EXIT_INTERNAL,),
+    tuple(STOP_SIGNALS.values()),
 )
+# `130/143 > 70 > 5 > 3 > 2 > 4 > 1 > 75 > 0`, worst first.
+SEVERITY_ORDER = " > ".join("/".join(map(str, codes)) for codes in reversed(SEVERITY))
 
 
 def signal_name(signum: int) -> str:
@@ -101,15 +105,15 @@ def finished(code: int) -> bool:
 
 
 def severity(code: int) -> int:
-    if code in STOP_SIGNALS.values():
-        return len(_SEVERITY)
-    # An unknown code ranks as a bug: it should not exist.
-    return _SEVERITY.index(code) if code in _SEVERITY else _SEVERITY.index(EXIT_INTERNAL)
+    """The code's place in SEVERITY; an unknown code ranks as a bug: it should not exist."""
+    for rank, codes in enumerate(SEVERITY):
+        if code in codes:
+            return rank
+    return severity(EXIT_INTERNAL)
 
 
 def worst(codes: Iterable[int]) -> int:
-    """interrupted (130/143) > internal error (70) > output not written (5) > aborted (3) >
-    config/input (2) > locked (4) > rows failed (1) > paused (75) > ok (0)."""
+    """The worst code by SEVERITY (SEVERITY_ORDER); 0 for none."""
     return max(codes, key=severity, default=EXIT_OK)
 
 

@@ -15,9 +15,12 @@ MASK = "***"
 # Parameter names that carry secrets in Bitrix24 calls, OAuth answers and our own messages.
 _NAMES = r"(?:auth|bot_?token|access_token|refresh_token|client_secret|application_token)"
 
+# A webhook address, https://PORTAL/rest/USER_ID/CODE/: the code is the secret. The one
+# pattern that finds, parses and masks it.
+WEBHOOK = re.compile(r"(?P<head>/rest/(?P<user>\d+)/)(?P<code>[^/\s?#\"']+)")
+
 _PATTERNS = (
-    # /rest/USER_ID/CODE/ in a webhook URL
-    (re.compile(r"(/rest/\d+/)([^/\s?#\"']+)"), r"\1" + MASK),
+    (WEBHOOK, r"\g<head>" + MASK),
     # secrets as query or form parameters, also URL-encoded inside batch commands
     (re.compile("(" + _NAMES + r"(?:=|%3D))[^&\s\"'#]+", re.IGNORECASE), r"\1" + MASK),
     # secrets as JSON fields or Python dict items (a repr in a traceback)
@@ -58,6 +61,12 @@ class Redactor:
 
 
 REDACTOR = Redactor()
+
+
+def webhook_code(url: str) -> list[str]:
+    """The secret part of a webhook URL, to be masked wherever it might appear."""
+    match = WEBHOOK.search(url)
+    return [match["code"]] if match else []
 
 
 def register_secret(*values: str | None) -> None:

@@ -1,13 +1,25 @@
-"""Small explicit result values: a row's final status and the run's summary."""
+"""Small explicit result values: a row's final status and the run's summary.
+
+The one home of: the report's columns (`REPORT_COLUMNS`, `RowResult.as_record`,
+`RowResult.from_record`, `report_schema`), which statuses are not done
+(`NOT_DONE_STATUSES`), how a run ended (`RunSummary.state`, `RunSummary.complete`) and
+the summary's fields (`RunSummary`).
+"""
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from cleanup.exits import EXIT_OK, EXIT_ROWS_FAILED, run_exit_code, signal_exit_code
+from pydantic import BaseModel, ConfigDict, PlainSerializer, computed_field
+
+from cleanup.exits import EXIT_ROWS_FAILED, run_exit_code, signal_exit_code, state_word
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class Status(StrEnum):
@@ -28,8 +40,24 @@ FINAL_STATUSES = frozenset(
 # The statuses each kind of report uses, in the order summaries and pages list them.
 RUN_STATUSES = (Status.REMOVED, Status.FAILED, Status.INVALID, Status.DUPLICATE, Status.SKIPPED)
 UNDO_STATUSES = (Status.RESTORED, Status.FAILED, Status.SKIPPED)
+
+
+def statuses_of(*, undo: bool) -> tuple[Status, ...]:
+    """The statuses a report of this kind uses, in order."""
+    return UNDO_STATUSES if undo else RUN_STATUSES
+
+
 # Rows a request reached the portal for and that have their answer.
 SENT_STATUSES = (Status.REMOVED, Status.RESTORED, Status.FAILED)
+# Rows a run did not get done: a run with any ends "failed" (exit 1, unless
+# failed_rows_exit_code = 0), and the pages list them by cause.
+NOT_DONE_STATUSES = (Status.FAILED, Status.INVALID, Status.SKIPPED)
+
+
+def rows_not_done(by_status: Mapping[str, int]) -> int:
+    """How many rows have a status in NOT_DONE_STATUSES."""
+    return sum(int(by_status.get(s.value, 0)) for s in NOT_DONE_STATUSES)
+
 
 # Marks a failure where the run stopped trying (not the portal's answer about the row), so
 # that --resume sends the row again. Part of the report's text, hence kept stable.
@@ -41,6 +69,8 @@ def gave_up(description: str, why: str) -> str:
     return f"{description} {GAVE_UP}{why})"
 
 
+# --------------------------------------------------------------------------- a row
+
 REPORT_COLUMNS = (
     "row",
     "botId",
@@ -51,6 +81,16 @@ REPORT_COLUMNS = (
     "error_description",
     "attempts",
 )
+_INT_COLUMNS = frozenset({"row", "attempts"})
+
+
+def report_schema() -> pa.Schema:
+    """The Arrow schema of a Parquet report: REPORT_COLUMNS, whole numbers as int64."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [(c, pa.int64() if c in _INT_COLUMNS else pa.string()) for c in REPORT_COLUMNS]
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,41 +107,117 @@ class RowResult:
     attempts: int = 0
 
     def as_record(self) -> dict[str, Any]:
-        return {
-            "row": self.row,
-            "botId": self.bot_id,
-            "messageId": self.message_id,
-            "reaction": self.reaction,
-            "status": str(self.status),
-            "error": self.error,
-            "error_description": self.error_description,
-            "attempts": self.attempts,
-        }
+        """The report's line: REPORT_COLUMNS, in their order."""
+        values = (
+            self.row,
+            self.bot_id,
+            self.message_id,
+            self.reaction,
+            str(self.status),
+            self.error,
+            self.error_description,
+            self.attempts,
+        )
+        return dict(zip(REPORT_COLUMNS, values, strict=True))
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> RowResult:
+        """A report's line read back (any format: CSV gives text). Raises KeyError,
+        ValueError or TypeError for a line that is not one."""
+        return cls(
+            int(rec["row"]),
+            str(rec["botId"] or ""),
+            str(rec["messageId"] or ""),
+            str(rec["reaction"] or ""),
+            Status(str(rec["status"])),
+            str(rec.get("error") or ""),
+            str(rec.get("error_description") or ""),
+            int(rec.get("attempts") or 0),
+        )
+
+
+# --------------------------------------------------------------------------- a run
 
 
 @dataclass
-class RunSummary:
-    """What a run did. The core fills it in; the caller decides what is an error."""
+class Tally:
+    """The counts a run keeps while it runs (the runner's thread only); `RunSummary` is
+    built from it once, at the end."""
 
-    run_id: str
-    input: str
-    report: str | None
-    mode: str
-    auth_mode: str
-    dry_run: bool = False
     rows: int = 0
     by_status: Counter[str] = field(default_factory=Counter)
     by_error: Counter[str] = field(default_factory=Counter)
+    resumed_rows: int = 0
+
+    def add(self, result: RowResult) -> None:
+        self.rows += 1
+        self.by_status[str(result.status)] += 1
+        if result.error:
+            self.by_error[result.error] += 1
+
+    @property
+    def rows_not_done(self) -> int:
+        return rows_not_done(self.by_status)
+
+    @property
+    def sent(self) -> int:
+        return sum(self.by_status[s] for s in SENT_STATUSES)
+
+
+def _round3(value: float) -> float:
+    return round(value, 3)
+
+
+# Seconds and rates: exact in memory, to the millisecond in summary.json.
+Rounded = Annotated[float, PlainSerializer(_round3, return_type=float)]
+
+
+class TimeBucket(BaseModel):
+    """Requests in one time bucket of a run (the HTML page's chart)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    t: float  # seconds from the run's start
+    width: float
+    requests: int
+    refused: int = 0  # 429 and 503 answers
+    latency: float = 0.0  # mean seconds per request
+
+
+class RunSummary(BaseModel):
+    """What a run did: built once when it ends, frozen; `R.summary.json` is this model
+    (`model_dump_json`) and is read back by it (`read_summary`). The core reports; the
+    caller decides what is an error.
+
+    To add a field: declare it here, with a default (a summary.json written before it
+    existed must still read), and give it its value where the run builds its summary
+    (`cleanup.run.runner`: `_Run._finish_summary`, `_dry_run`). summary.json, the JSON log
+    event and the pages then have it. A figure derived from others is a property here (a
+    `computed_field` if summary.json shows it), never a second stored copy.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    run_id: str = ""
+    input: str = ""
+    report: str | None = None
+    mode: str = ""
+    auth_mode: str = ""
+    dry_run: bool = False
+    rows: int = 0
+    # Counts by status: every status of the run's kind (`statuses`), in their order.
+    by_status: Mapping[str, int] = {}
+    by_error: Mapping[str, int] = {}  # most frequent first
     started_at: float = 0.0
-    elapsed_s: float = 0.0
+    elapsed_s: Rounded = 0.0
     requests: int = 0
     batch_requests: int = 0
     single_requests: int = 0
     limit_refusals: int = 0
     operating_refusals: int = 0
-    limit_wait_s: float = 0.0
+    limit_wait_s: Rounded = 0.0
     # What a client keeping the bucket exactly full would need (throttle.ideal_seconds).
-    ideal_s: float = 0.0
+    ideal_s: Rounded = 0.0
     retries: int = 0
     token_refreshes: int = 0
     fallback_to_single: str | None = None
@@ -112,17 +228,17 @@ class RunSummary:
     to_send: int = 0  # dry run: valid rows that a run would send
     planned_calls: int = 0
     estimated_s: float = 0.0
-    aborted: str | None = None
-    interrupted: str | None = None
+    aborted: str | None = None  # why the portal refused the run as a whole
+    interrupted: str | None = None  # the signal that stopped it
     # A good neighbour (issue 18): the part of the portal's rate and burst the run used, the
     # time bound it had (seconds; None: none) and, when that bound ended it with rows left
     # (exit 75), why ("--max-duration 2h", "the window 22:00-06:00 (UTC) closed").
     share: float = 1.0
     time_bound_s: float | None = None
     paused: str | None = None
-    # What the run expected before it sent (cleanup.run.estimate.Estimate.as_dict), and
-    # afterwards how far off it was.
-    estimate: dict[str, Any] | None = None
+    # What the run said before it sent (cleanup.run.estimate.Estimate.as_dict), with how
+    # far off it was (actual_s, time_off; for a paused run actual_rows, rows_off).
+    estimate: Mapping[str, Any] | None = None
     resumed_rows: int = 0
     # A re-run of a report's rows (--only / --only-error): that report, and how many of
     # its rows were not chosen (they get no line in this run's report).
@@ -130,31 +246,41 @@ class RunSummary:
     left_out: int = 0
     # An undo: the report whose removed rows it adds back (its statuses are UNDO_STATUSES).
     undo_of: str | None = None
-    timeline: list[dict[str, float]] = field(default_factory=list)
-    examples: list[str] = field(default_factory=list)  # dry run: the first invalid rows
-    exit_code: int = EXIT_OK
-
-    def add(self, result: RowResult) -> None:
-        self.rows += 1
-        self.by_status[str(result.status)] += 1
-        if result.error:
-            self.by_error[result.error] += 1
+    timeline: tuple[TimeBucket, ...] = ()
+    examples: tuple[str, ...] = ()  # dry run: the first invalid rows
+    exit_code: int = 0
+    # The settings the run ran with (`RunConfig.settings()`: no secrets).
+    settings: Mapping[str, Any] = {}
 
     @property
     def statuses(self) -> tuple[Status, ...]:
-        return UNDO_STATUSES if self.undo_of is not None else RUN_STATUSES
+        return statuses_of(undo=self.undo_of is not None)
+
+    def count(self, status: Status) -> int:
+        return int(self.by_status.get(status.value, 0))
 
     @property
     def sent(self) -> int:
-        return sum(self.by_status[s] for s in SENT_STATUSES)
+        return sum(self.count(s) for s in SENT_STATUSES)
 
     @property
-    def rows_per_s(self) -> float:
-        done = self.sent
-        return done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+    def rows_not_done(self) -> int:
+        return rows_not_done(self.by_status)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
-    def ideal_rows_per_s(self) -> float:
+    def rows_left(self) -> int:
+        """Rows a later run still has to do (--resume, or the job file's next run)."""
+        return self.count(Status.SKIPPED)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def rows_per_s(self) -> Rounded:
+        return self.sent / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def ideal_rows_per_s(self) -> Rounded:
         """What a client keeping the portal's bucket exactly full would reach on this run:
         the burst at the start counts, so a short run may beat rate x rows per request."""
         done = self.sent
@@ -164,41 +290,54 @@ class RunSummary:
         return self.rate * per_request
 
     @property
-    def rows_left(self) -> int:
-        """Rows still to do by a later run (--resume, or the job file's next run)."""
-        return self.by_status[Status.SKIPPED]
+    def state(self) -> str:
+        """How the run ended, in one word (`cleanup.exits.state_word`): `ok`, `failed`
+        (rows not done, whatever failed_rows_exit_code made the code), `aborted` (the
+        portal refused the run as a whole), `interrupted` (a signal), ..."""
+        if self.aborted:
+            return "aborted"
+        return state_word(self.exit_code, rows_not_done=self.rows_not_done)
 
     @property
-    def rows_not_done(self) -> int:
-        return sum(self.by_status[s] for s in (Status.FAILED, Status.INVALID, Status.SKIPPED))
+    def complete(self) -> bool:
+        """Whether its report has a final line for every row: not aborted, not interrupted,
+        no row skipped. A job file's input is archived only then; else --resume continues."""
+        return not self.aborted and not self.interrupted and self.count(Status.SKIPPED) == 0
 
-    def conclude(
-        self,
-        *,
-        stopped_by: str | None = None,
-        aborted_code: int | None = None,
-        failed_rows_code: int = EXIT_ROWS_FAILED,
-    ) -> None:
-        """Set `interrupted` and `exit_code` from how the run ended: the one place a run's
-        exit code is decided (`cleanup.exits.run_exit_code`)."""
-        if signal_exit_code(stopped_by) is not None:
-            self.interrupted = stopped_by
-        self.exit_code = run_exit_code(
-            stopped_by=stopped_by,
-            aborted_code=aborted_code,
-            rows_not_done=self.rows_not_done,
-            failed_rows_code=failed_rows_code,
-            rows_skipped=self.by_status[Status.SKIPPED],
-        )
+    @property
+    def label(self) -> str:
+        """The run's name in pages and metrics (the job file's name), if it has one."""
+        return str(self.settings.get("label") or "")
 
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["by_status"] = {s.value: self.by_status.get(s.value, 0) for s in self.statuses}
-        data["by_error"] = dict(self.by_error.most_common())
-        data["rows_per_s"] = round(self.rows_per_s, 3)
-        data["ideal_rows_per_s"] = round(self.ideal_rows_per_s, 3)
-        data["elapsed_s"] = round(self.elapsed_s, 3)
-        data["limit_wait_s"] = round(self.limit_wait_s, 3)
-        data["ideal_s"] = round(self.ideal_s, 3)
-        data["rows_left"] = self.rows_left
-        return data
+
+def concluded(
+    *,
+    stopped_by: str | None,
+    aborted_code: int | None,
+    rows_not_done: int,
+    failed_rows_code: int = EXIT_ROWS_FAILED,
+    rows_skipped: int = 0,
+) -> tuple[str | None, int]:
+    """(`interrupted`, `exit_code`) from how a run ended: the one place a run's exit code is
+    decided (`cleanup.exits.run_exit_code`)."""
+    interrupted = stopped_by if signal_exit_code(stopped_by) is not None else None
+    code = run_exit_code(
+        stopped_by=stopped_by,
+        aborted_code=aborted_code,
+        rows_not_done=rows_not_done,
+        failed_rows_code=failed_rows_code,
+        rows_skipped=rows_skipped,
+    )
+    return interrupted, code
+
+
+def counts_by_status(by_status: Mapping[str, int], statuses: tuple[Status, ...]) -> dict[str, int]:
+    """Every status of a run's kind, in order, zero where none."""
+    return {s.value: int(by_status.get(s.value, 0)) for s in statuses}
+
+
+def read_summary(text: str) -> RunSummary:
+    """A summary.json's text as the model (a file of an earlier version too: every field
+    has a default, and keys it does not know are ignored). Raises pydantic's
+    ValidationError (a ValueError) for text that is not one."""
+    return RunSummary.model_validate_json(text)

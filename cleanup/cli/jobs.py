@@ -22,7 +22,7 @@ from cleanup.cli.options import given_options, output_options
 from cleanup.cli.progress import progress_for
 from cleanup.cli.run import run_options
 from cleanup.errors import CleanupError, ConfigError
-from cleanup.exits import EXIT_OK, worst
+from cleanup.exits import EXIT_OK, SEVERITY_ORDER, worst
 from cleanup.logs import current_job, naming_job, set_run_id, setup_logging
 from cleanup.outputs.console import job_one_line, one_line, summary_lines
 from cleanup.outputs.summary import summary_fields
@@ -70,7 +70,7 @@ def run_job_command(
     each portal under its own limits (job files for the same portal share them); an abort
     on one portal stops that job file only. Options given here override the job files.
     Nothing to do: exit 0 and no output. Otherwise the exit code is the worst of all
-    (130/143 > 70 > 5 > 3 > 2 > 4 > 1 > 0); 4 also when another run of a job is still going.
+    (SEVERITY_ORDER); 4 also when another run of a job is still going.
     """
     from cleanup.jobs.credentials import resolve_run_options
     from cleanup.jobs.many import job_files_in, pick_index, prepare, run_job_files
@@ -97,6 +97,10 @@ def run_job_command(
         if len(runs) > 1:
             printer.overall(runs, code)
         sys.exit(code)
+
+
+# The order of exit codes is stated once, in exits.py; the help prints it from there.
+run_job_command.help = (run_job_command.help or "").replace("SEVERITY_ORDER", SEVERITY_ORDER)
 
 
 def _progress(requested: str, *, quiet: bool, several: bool) -> Any:

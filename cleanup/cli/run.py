@@ -12,8 +12,9 @@ from cleanup.cli.common import cli_errors, new_run_id, stop_on_signals, summary_
 from cleanup.cli.options import click_options, given_options, output_options
 from cleanup.cli.progress import progress_for
 from cleanup.logs import set_run_id, setup_logging
+from cleanup.outputs.after import write_outputs
 from cleanup.outputs.console import one_line, summary_lines
-from cleanup.outputs.summary import summary_fields, summary_record
+from cleanup.outputs.summary import summary_fields
 from cleanup.results import RunSummary
 from cleanup.run.config import RunConfig
 from cleanup.run.runner import StopSignal, run_file
@@ -59,17 +60,8 @@ def run_command(
             summary = run_file(
                 config, stop=stop, on_progress=progress_for(config.progress, quiet=quiet)
             )
-        extra = []
-        if html_path is not None and not summary.dry_run and summary.report:
-            write_html(summary, config, html_path)
-            extra.append(f"html: {html_path}")
-        if not summary.dry_run and summary.report:
-            from cleanup.outputs.index import refresh_index
-
-            refresh_index(Path(summary.report).parent)  # a run-job folder's index.html
-        print_summary(summary, config, quiet, log_format, extra)
-        if config.metrics_file is not None or config.pushgateway:
-            _publish_metrics(summary, config)
+        page = write_outputs(summary, config, html=html_path)
+        print_summary(summary, config, quiet, log_format, [f"html: {page}"] if page else [])
         sys.exit(summary.exit_code)
 
 
@@ -84,21 +76,6 @@ def one_auth_mode(typed: dict[str, Any], from_env: dict[str, Any]) -> dict[str, 
     elif typed.get("portal") or typed.get("oauth_file"):
         env.pop("webhook", None)
     return {**env, **typed}
-
-
-def _publish_metrics(summary: RunSummary, config: RunConfig) -> None:
-    """The run's figures under the job name of its input (`reactions` for reactions.csv)."""
-    from cleanup.outputs.metrics import publish, summary_figures
-
-    job = config.label or config.input.name.split(".")[0] or "run"
-    files = {config.metrics_file: [job]} if config.metrics_file is not None else {}
-    publish([summary_figures(job, summary)], files, config.pushgateway)
-
-
-def write_html(summary: RunSummary, config: RunConfig, path: Path) -> None:
-    from cleanup.outputs.html import write_html as write_page
-
-    write_page(summary_record(summary, config.settings()), config.report_path, path)
 
 
 def print_summary(

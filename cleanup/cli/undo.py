@@ -12,11 +12,12 @@ import click
 from cleanup.cli.common import cli_errors, new_run_id, stop_on_signals
 from cleanup.cli.options import click_options, given_options, output_options
 from cleanup.cli.progress import progress_for
-from cleanup.cli.run import one_auth_mode, print_summary, write_html
+from cleanup.cli.run import one_auth_mode, print_summary
 from cleanup.errors import ConfigError
 from cleanup.exits import EXIT_OK
 from cleanup.inputs.select import split_values
 from cleanup.logs import set_run_id, setup_logging
+from cleanup.outputs.after import write_outputs
 from cleanup.run.config import RunConfig
 from cleanup.run.runner import StopSignal
 from cleanup.run.undo import Undo, prepare_undo, undo_file
@@ -119,15 +120,9 @@ def undo_command(
                 summary = undo_file(
                     undo, stop=stop, on_progress=progress_for(undo.config.progress, quiet=quiet)
                 )
-        extra = []
-        if html_path is not None and not summary.dry_run and summary.report:
-            write_html(summary, undo.config, html_path)
-            extra.append(f"html: {html_path}")
-        if not summary.dry_run and summary.report:
-            from cleanup.outputs.index import refresh_index
-
-            refresh_index(Path(summary.report).parent)  # a run-job folder's index.html
-        print_summary(summary, undo.config, quiet, log_format, extra)
+        # No metrics: an undo's figures would replace its run's under the same job name.
+        page = write_outputs(summary, undo.config, html=html_path, metrics=False)
+        print_summary(summary, undo.config, quiet, log_format, [f"html: {page}"] if page else [])
         sys.exit(summary.exit_code)
 
 

@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 
 from cleanup.errors import InputError
 from cleanup.inputs.columns import FIELDS, normalise_name
+from cleanup.inputs.formats import INPUT_SUFFIXES
 
 # What reading a damaged file raises (a gzip stream cut short or corrupt included).
 _READ_ERRORS = (OSError, EOFError, zlib.error)
@@ -156,21 +157,22 @@ def detect_format(path: Path) -> str:
     if head.startswith(b"\x1f\x8b"):
         return "tsv.gz" if ".tsv" in suffixes else "csv.gz"
     last = suffixes[-1] if suffixes else ""
-    if last in (".parquet", ".pq"):
+    named = INPUT_SUFFIXES.get(last)
+    if named == "parquet":
         raise InputError(
             str(path), "is not a Parquet file (no PAR1 magic bytes; truncated or misnamed?)"
         )
-    if last in (".xlsx", ".xlsm"):
+    if named == "xlsx":
         raise InputError(
             str(path), "is not an XLSX workbook (not a zip archive; an old .xls? save it as .xlsx)"
         )
-    if last in (".jsonl", ".ndjson"):
+    if named == "jsonl":
         return "jsonl"
     if last == ".xls":
         raise InputError(
             str(path), "old binary .xls workbooks are not supported; save it as .xlsx or .csv"
         )
-    return "tsv" if last == ".tsv" else "csv"
+    return "tsv" if named == "tsv" else "csv"
 
 
 def resolve_columns(file: str, columns: list[str], overrides: Mapping[str, str]) -> dict[str, str]:

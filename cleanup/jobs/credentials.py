@@ -10,8 +10,8 @@ from typing import Any
 
 from cleanup.errors import ConfigError
 from cleanup.jobs.inbox import folder_problems
-from cleanup.jobs.schema import JobFile, webhook_code
-from cleanup.redact import register_secret
+from cleanup.jobs.schema import JobFile
+from cleanup.redact import register_secret, webhook_code
 
 CREDENTIAL_FIELDS = ("webhook", "portal", "oauth_file")
 

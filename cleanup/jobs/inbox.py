@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cleanup.errors import ConfigError
+from cleanup.inputs.formats import input_suffix, split_input_suffix
 from cleanup.jobs.schema import JobFile
 
 log = logging.getLogger("cleanup")
 
-# What an inbox picks up; anything else there is left alone.
-INBOX_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".xlsx", ".xlsm", ".parquet", ".pq")
 # Spreadsheets it cannot read: worth a warning, unlike a README someone left there.
 _UNSUPPORTED_SHEETS = (".xls", ".ods", ".numbers", ".xlsb")
 # Names of files still being written by a copy tool or editor.
@@ -81,7 +80,7 @@ def _candidates(job: JobFile) -> tuple[list[Path], list[str]]:
             name = entry.name.lower()
             if _is_temporary(entry.name) or not entry.is_file():
                 continue
-            if name.endswith(INBOX_SUFFIXES):
+            if input_suffix(name) is not None:  # what the readers take; the rest is left alone
                 paths.append(entry)
             elif name.endswith(_UNSUPPORTED_SHEETS):
                 notes.append(
@@ -146,7 +145,7 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def _stem(name: str) -> str:
-    name = split_ext(name)[0]
+    name = split_input_suffix(name)[0]
     return re.sub(r"[^\w.-]+", "-", name).strip("-.")[:60] or "input"
 
 
@@ -179,13 +178,3 @@ def folder_problems(job: JobFile) -> list[str]:
         elif not os.access(probe, os.W_OK):
             problems.append(f"{key}: {probe} is not writable")
     return problems
-
-
-def split_ext(name: str) -> tuple[str, str]:
-    """`rows.csv.gz` -> (`rows`, `.csv.gz`): the inbox's suffixes count as one."""
-    lower = name.lower()
-    for ext in sorted(INBOX_SUFFIXES, key=len, reverse=True):
-        if lower.endswith(ext):
-            return name[: -len(ext)], name[-len(ext) :]
-    p = Path(name)
-    return p.stem, p.suffix

@@ -33,12 +33,14 @@ from cleanup.exits import (
     signal_exit_code,
     worst,
 )
-from cleanup.jobs.inbox import NOTHING_TO_DO, html_path, list_sources, report_name, split_ext
+from cleanup.inputs.formats import split_input_suffix
+from cleanup.jobs.inbox import NOTHING_TO_DO, html_path, list_sources, report_name
 from cleanup.jobs.schema import JobFile
 from cleanup.jobs.state import JobState
+from cleanup.outputs.after import write_outputs
 from cleanup.outputs.files import writing
 from cleanup.outputs.journal import fingerprint
-from cleanup.outputs.summary import summary_path, summary_record
+from cleanup.outputs.summary import summary_path
 from cleanup.redact import redact
 from cleanup.results import RunSummary, Status
 from cleanup.run.bounds import NO_BOUND, TimeBound, Window, time_bound
@@ -221,8 +223,8 @@ def _run_sources(ctx: _Context, on_file: Callable[[FileOutcome], None] | None) -
             continue
         outcome = _process(ctx, source.path, sha)
         result.files.append(outcome)
-        if not ctx.dry and ctx.job.html:
-            _write_index(ctx.job)
+        if not ctx.dry and ctx.job.html and outcome.summary is None:
+            _write_index(ctx.job)  # a run that ended without a summary: shown unfinished
         if on_file is not None:
             on_file(outcome)
         if outcome.stops_job or ends_a_job_run(outcome.exit_code):
@@ -322,16 +324,20 @@ def _take(ctx: _Context, path: Path, sha: str, resumed: bool) -> Path:
 
 
 def _finish(ctx: _Context, outcome: FileOutcome, summary: RunSummary, config: RunConfig) -> None:
-    """After a run: the HTML page, the state, and the move to the archive if complete."""
+    """After a run: the HTML and index pages, the state, and the move to the archive if
+    its report is complete."""
     job, path, sha = ctx.job, outcome.source, outcome.sha256
-    outcome.complete = (
-        not summary.aborted
-        and not summary.interrupted
-        and summary.by_status.get(Status.SKIPPED.value, 0) == 0
-    )
-    assert outcome.report is not None
+    outcome.complete = summary.complete
     if job.html:
-        outcome.html = _write_html(job, config, summary, outcome.report, path, sha)
+        outcome.html = write_outputs(
+            summary,
+            config,
+            html=html_path(Path(str(summary.report))),
+            context=_page_context(job, summary, path, sha),
+            index_title=f"reaction-cleanup: {job.name}",
+            metrics=False,  # a job file's run publishes its files' figures together
+            on_error="log",
+        )
     entry = ctx.state.files[sha]
     entry.update(exit_code=summary.exit_code, counts=_counts(summary), run_id=ctx.run_id)
     if not outcome.complete:
@@ -358,14 +364,10 @@ def _finish(ctx: _Context, outcome: FileOutcome, summary: RunSummary, config: Ru
         ctx.state.save()
 
 
-def _write_html(
-    job: JobFile, config: RunConfig, summary: RunSummary, report: Path, source: Path, sha: str
-) -> Path | None:
-    from cleanup.outputs.html import write_html
-
-    out = html_path(report)
-    data = summary_record(summary, config.settings())
-    context = {
+def _page_context(job: JobFile, summary: RunSummary, source: Path, sha: str) -> dict[str, str]:
+    """What the review page of a job file's run says about where the run came from."""
+    report = Path(str(summary.report))
+    return {
         "job": job.name,
         "job file": str(job.path),
         "input file": source.name,
@@ -373,12 +375,6 @@ def _write_html(
         "report file": report.name,
         "summary file": summary_path(report).name,
     }
-    try:
-        write_html(data, report, out, context=context)
-    except Exception as exc:  # a review page must never cost the run its result
-        log.error("could not write the HTML report %s: %s", out, redact(exc))
-        return None
-    return out
 
 
 def _write_index(job: JobFile) -> None:
@@ -397,7 +393,7 @@ def _archive(path: Path, archive: Path) -> Path:
     target = archive / path.name
     if target.exists():
         sha8 = fingerprint(path)["sha256"][:8]
-        stem, ext = split_ext(path.name)
+        stem, ext = split_input_suffix(path.name)
         target = archive / f"{stem}_{sha8}{ext}"
         n = 2
         while target.exists():

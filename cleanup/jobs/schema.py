@@ -29,7 +29,7 @@ from cleanup.errors import ConfigError
 from cleanup.options import declared_options, problems_of
 from cleanup.outputs.files import STATE_FOLDER
 from cleanup.outputs.report import REPORT_FORMATS
-from cleanup.redact import register_secret
+from cleanup.redact import register_secret, webhook_code
 from cleanup.run.config import RunConfig
 
 # The report writer's formats (a type checker sees text).
@@ -39,7 +39,6 @@ else:
     ReportFormat = Literal[REPORT_FORMATS]
 NAME_PATTERN = r"^[\w.-]{1,80}$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-_WEBHOOK_IN_URL = re.compile(r"/rest/\d+/[^/\s]+")
 SCHEMA_FILE = "job-file.schema.json"
 
 
@@ -337,8 +336,8 @@ def _cross_key_problems(keys: JobFileKeys) -> list[str]:
     if keys.reports is None and "reports" not in given:
         problems.append("reports (the folder for reports) is required")
     portal = getattr(keys, "portal", None)
-    if isinstance(portal, str) and _WEBHOOK_IN_URL.search(portal):
-        register_secret(*webhook_code(portal))
+    if isinstance(portal, str) and (code := webhook_code(portal)):
+        register_secret(*code)
         problems.append(
             "portal looks like a webhook URL, whose code is a secret: keep the URL in an "
             "environment variable and name it with webhook_env; portal is for OAuth mode "
@@ -379,12 +378,6 @@ def _job_file(keys: JobFileKeys, path: Path) -> JobFile:
         min_age=keys.min_age,
         options={k: v for k, v in values.items() if k in RUN_OPTION_KEYS},
     )
-
-
-def webhook_code(url: str) -> list[str]:
-    """The secret part of a webhook URL, to be masked wherever it might appear."""
-    match = re.search(r"/rest/\d+/([^/\s?#]+)", url)
-    return [match.group(1)] if match else []
 
 
 def main() -> None:

@@ -41,7 +41,9 @@ def summary_lines(s: RunSummary, config: RunConfig) -> list[str]:
         count = s.by_status.get(status.value, 0)
         lines.append(f"  {status.value:<10} {count:>8}")
     if s.by_error:
-        lines.append("  by error: " + ", ".join(f"{k} {v}" for k, v in s.by_error.most_common(12)))
+        lines.append(
+            "  by error: " + ", ".join(f"{k} {v}" for k, v in list(s.by_error.items())[:12])
+        )
     lines.append(
         f"  requests {s.requests} ({s.batch_requests} batch, {s.single_requests} single), "
         f"limit refusals {s.limit_refusals}, operating-limit refusals {s.operating_refusals}, "
@@ -98,7 +100,7 @@ def _dry_run_lines(s: RunSummary, config: RunConfig) -> list[str]:
     else:
         head = (
             f"dry run of {s.input}: {s.rows} rows: {s.to_send} to send, "
-            f"{s.by_status[Status.INVALID.value]} invalid, {s.by_status[Status.DUPLICATE.value]} duplicate"
+            f"{s.count(Status.INVALID)} invalid, {s.count(Status.DUPLICATE)} duplicate"
         )
     lines = [
         head,
@@ -110,7 +112,7 @@ def _dry_run_lines(s: RunSummary, config: RunConfig) -> list[str]:
         lines.append(str(s.estimate.get("said", "")))
     if s.by_error:
         lines.append(
-            "invalid rows by reason: " + ", ".join(f"{k} {v}" for k, v in s.by_error.most_common())
+            "invalid rows by reason: " + ", ".join(f"{k} {v}" for k, v in s.by_error.items())
         )
     lines += [f"  {e}" for e in s.examples]
     return lines + _chosen_lines(s, config)

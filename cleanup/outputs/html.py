@@ -24,6 +24,7 @@ from cleanup.outputs.commands import commands_note, next_commands
 from cleanup.outputs.files import write_atomic
 from cleanup.outputs.report import iter_records
 from cleanup.redact import redact
+from cleanup.results import RunSummary
 from cleanup.version import __version__
 
 ROWS_PER_CAUSE = 200  # rows listed under each cause; the report file has them all
@@ -172,15 +173,16 @@ def collect_causes(report: Path, limit: int = ROWS_PER_CAUSE) -> list[Cause]:
 
 
 def write_html(
-    summary: Mapping[str, Any],
+    summary: RunSummary,
     report: Path,
     out: Path,
     *,
     context: Mapping[str, str] | None = None,
 ) -> Path:
-    """Write the review page for a run. `summary` is the summary JSON's content (with
-    `settings`); `report` is the per-row report whose failed rows are listed."""
-    page = render_html(summary, collect_causes(report), context=context, report=report)
+    """Write the review page for a run; `report` is the per-row report whose failed rows
+    are listed."""
+    data = summary.model_dump(mode="json")
+    page = render_html(data, collect_causes(report), context=context, report=report)
     write_atomic(out, page)
     return out
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from cleanup.errors import ConfigError, OutputError
+from cleanup.inputs.formats import input_suffix
 from cleanup.outputs.files import (
     PARTIAL,
     drop_cut_line,
@@ -58,12 +59,8 @@ def lock_path(report: Path) -> Path:
 
 def default_report_path(input_path: Path) -> Path:
     name = input_path.name
-    exts = (".csv.gz", ".tsv.gz", ".csv", ".tsv", ".xlsx", ".xlsm", ".parquet", ".pq", ".jsonl")
-    for ext in (*exts, ".gz"):
-        if name.lower().endswith(ext):
-            name = name[: -len(ext)]
-            break
-    return input_path.with_name(f"{name}.report.csv")
+    ext = input_suffix(name) or (".gz" if name.lower().endswith(".gz") else "")
+    return input_path.with_name(f"{name[: len(name) - len(ext)]}.report.csv")
 
 
 class ReportWriter:

@@ -1,44 +1,43 @@
-"""The run's summary as data: the summary JSON beside the report (`R.summary.json`), the
-HTML page's input, and the fields of the summary log event. Built here only."""
+"""The run's summary on disk, `R.summary.json` beside the report: written and read back by
+the one model, `cleanup.results.RunSummary`; and the fields of the summary log event."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from cleanup.outputs.files import SUMMARY, sidecar, write_atomic
 from cleanup.redact import redact
-from cleanup.results import RunSummary
+from cleanup.results import RunSummary, read_summary
 
-# Per-request and per-row detail: in the summary JSON and the HTML page, not on a log line.
-_BULKY = ("timeline", "examples")
+# Per-request and per-row detail, and the settings: in the summary JSON and the HTML page,
+# not on a log line.
+_BULKY = frozenset({"timeline", "examples", "settings"})
 
 
 def summary_path(report: Path) -> Path:
     return sidecar(report, SUMMARY)
 
 
-def summary_record(summary: RunSummary, settings: Mapping[str, Any]) -> dict[str, Any]:
-    """What the summary JSON holds: the run's figures and the settings it ran with."""
-    return {**summary.as_dict(), "settings": dict(settings)}
-
-
 def summary_fields(summary: RunSummary) -> dict[str, Any]:
     """The summary as the fields of one log event (JSON logs)."""
-    data = summary.as_dict()
-    for bulky in _BULKY:
-        data.pop(bulky, None)
-    return {"event": "summary", **data}
+    return {"event": "summary", **summary.model_dump(mode="json", exclude=set(_BULKY))}
 
 
-def write_summary(report: Path, summary: RunSummary, settings: Mapping[str, Any]) -> Path:
+def write_summary(report: Path, summary: RunSummary) -> Path:
     """`R.summary.json`, written atomically; nothing that looks like a secret in it."""
     path = summary_path(report)
-    text = json.dumps(summary_record(summary, settings), indent=2, ensure_ascii=False, default=str)
-    write_atomic(path, redact(text) + "\n")
+    write_atomic(path, redact(summary.model_dump_json(indent=2)) + "\n")
     return path
 
 
-__all__ = ["summary_fields", "summary_path", "summary_record", "write_summary"]
+def load_summary(path: Path) -> RunSummary | None:
+    """A summary file read back (one an earlier version wrote too); None when it cannot be
+    read: being replaced right now, or damaged."""
+    try:
+        return read_summary(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+__all__ = ["load_summary", "summary_fields", "summary_path", "write_summary"]

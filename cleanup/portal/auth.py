@@ -22,12 +22,11 @@ import requests
 from cleanup.errors import AuthRefreshError, ConfigError, FatalAPIError, OutputError
 from cleanup.exits import EXIT_USAGE
 from cleanup.outputs.files import write_atomic
-from cleanup.redact import redact, register_secret
+from cleanup.redact import WEBHOOK, redact, register_secret
 
 log = logging.getLogger("cleanup")
 
 DEFAULT_OAUTH_SERVER = "https://oauth.bitrix.info"
-_WEBHOOK_PATH = re.compile(r"^(?P<prefix>.*?/rest)/(?P<user>\d+)/(?P<code>[^/]+)(?:/.*)?$")
 
 
 def is_loopback(host: str | None) -> bool:
@@ -111,7 +110,9 @@ class WebhookAuth(_RestEndpoint):
                 "the webhook URL is not a valid address; it should look like "
                 "https://PORTAL/rest/USER_ID/CODE/"
             ) from None
-        match = _WEBHOOK_PATH.match(parts.path)
+        match = WEBHOOK.search(parts.path)
+        if match and parts.path[match.end() :][:1] not in ("", "/"):
+            match = None  # the code runs on past what a code may hold
         if match:
             register_secret(match["code"])
         check_transport_security(url, allow_insecure_http=allow_insecure_http, what="webhook URL")
@@ -124,7 +125,13 @@ class WebhookAuth(_RestEndpoint):
         self.user_id = int(match["user"])
         self._code = match["code"]
         self.base = urlunsplit(
-            (parts.scheme, parts.netloc, f"{match['prefix']}/{self.user_id}/{self._code}/", "", "")
+            (
+                parts.scheme,
+                parts.netloc,
+                f"{parts.path[: match.start()]}{match['head']}{self._code}/",
+                "",
+                "",
+            )
         )
 
     def sign(self, params: dict[str, Any]) -> dict[str, Any]:

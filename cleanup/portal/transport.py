@@ -25,6 +25,7 @@ from cleanup.errors import ConfigError
 from cleanup.pacing.budget import OperatingBudget
 from cleanup.pacing.throttle import Throttle
 from cleanup.portal.auth import Auth, InsecureTransportError, check_transport_security
+from cleanup.portal.protocol import MAX_BATCH
 from cleanup.redact import redact
 from cleanup.version import __version__
 
@@ -303,11 +304,11 @@ def _never_connected(exc: BaseException) -> bool:
 
 
 def _command_count(payload: dict[str, Any], kind: str) -> int:
-    """Method calls a request carries: a batch's commands (at most 50 run), else one."""
+    """Method calls a request carries: a batch's commands (at most MAX_BATCH run), else one."""
     if kind != "batch":
         return 1
     cmd = payload.get("cmd")
-    return min(len(cmd), 50) if isinstance(cmd, dict | list) else 1
+    return min(len(cmd), MAX_BATCH) if isinstance(cmd, dict | list) else 1
 
 
 def _json_or_none(resp: requests.Response) -> Any:

@@ -31,9 +31,9 @@ from cleanup.outputs.files import PARTIAL, SUMMARY, state_file
 from cleanup.outputs.report import default_report_path, report_format
 from cleanup.pacing.throttle import PLANS
 from cleanup.portal.auth import Auth, OAuthAuth, TokenStore, WebhookAuth
+from cleanup.portal.protocol import MAX_BATCH
 from cleanup.redact import register_secret
 from cleanup.run.bounds import Window, parse_duration, timezone_of
-from cleanup.run.planner import MAX_BATCH
 
 Mode = Literal["auto", "batch", "single"]
 ProgressMode = Literal["auto", "bar", "log", "none"]

@@ -29,11 +29,12 @@ from cleanup.pacing.throttle import Throttle
 from cleanup.portal.auth import Auth
 from cleanup.portal.classify import OPERATION_TIME_LIMIT, Kind, Outcome
 from cleanup.portal.envelope import BatchEnvelope, call_outcome, single_result
+from cleanup.portal.protocol import MAX_BATCH
 from cleanup.portal.transport import Answer, NetworkError, Stopped, Transport
 from cleanup.redact import redact
 from cleanup.results import RowResult, Status, gave_up
 from cleanup.run.actions import DELETE, Action, Doubt, failed
-from cleanup.run.planner import MAX_BATCH, Batch, plan
+from cleanup.run.planner import Batch, plan
 
 log = logging.getLogger("cleanup")
 

@@ -12,8 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from cleanup.inputs.validate import Row
-
-MAX_BATCH = 50  # the portal runs the first 50 commands of a batch and refuses the rest
+from cleanup.portal.protocol import MAX_BATCH
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,12 +34,12 @@ def command_key(row: Row) -> str:
 
 
 def clamp(size: int) -> int:
-    """A batch size the portal runs whole: 1..50."""
+    """A batch size the portal runs whole: 1..MAX_BATCH."""
     return max(1, min(size, MAX_BATCH))
 
 
 class Planner:
-    """Packs rows, in order, into batches of `size()` rows (clamped to 1..50), read when
+    """Packs rows, in order, into batches of `size()` rows (clamped to 1..MAX_BATCH), read when
     a batch is cut: a size that drops mid-run applies to the rows still open."""
 
     def __init__(self, size: Callable[[], int]) -> None:
@@ -63,7 +62,7 @@ class Planner:
 
 
 def plan(rows: Iterable[Row], max_per_batch: int = MAX_BATCH) -> Iterator[Batch]:
-    """Group rows in order into batches of at most `max_per_batch` (clamped to 1..50)."""
+    """Group rows in order into batches of at most `max_per_batch` (clamped to 1..MAX_BATCH)."""
     planner = Planner(lambda: max_per_batch)
     for row in rows:
         yield from planner.add(row)

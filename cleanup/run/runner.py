@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from filelock import FileLock, Timeout
 
@@ -38,15 +38,25 @@ from cleanup.pacing.budget import OperatingBudget
 from cleanup.pacing.retry import RetryPolicy
 from cleanup.pacing.throttle import Throttle, ideal_seconds
 from cleanup.portal.auth import Auth
+from cleanup.portal.protocol import MAX_BATCH
 from cleanup.portal.transport import Transport
 from cleanup.redact import redact
-from cleanup.results import RowResult, RunSummary, Status
+from cleanup.results import (
+    RowResult,
+    RunSummary,
+    Status,
+    Tally,
+    TimeBucket,
+    concluded,
+    counts_by_status,
+    statuses_of,
+)
 from cleanup.run.actions import DELETE, Action
 from cleanup.run.bounds import TimeBound, config_bound
 from cleanup.run.config import RunConfig, load_bot_tokens
 from cleanup.run.engine import Engine
 from cleanup.run.estimate import Estimate, estimate, how_far_off
-from cleanup.run.planner import MAX_BATCH, Batch, Planner, count_batches
+from cleanup.run.planner import Batch, Planner, count_batches
 from cleanup.run.pool import WorkerPool
 from cleanup.run.portals import PortalPacing, sleeping_on
 from cleanup.run.progress import ProgressCallback, ProgressUpdate
@@ -122,11 +132,10 @@ def run_file(
         allow_unknown_reactions=config.allow_unknown_reactions, bot_tokens=bot_tokens
     )
     rate, burst = config.effective_rate
-    summary = RunSummary(
+    start = _Start(
         run_id=config.run_id or uuid.uuid4().hex[:12],
         input=str(config.input),
         report=None if config.dry_run else str(config.report_path),
-        mode="single" if config.mode == "single" else "batch",
         auth_mode=auth.kind if auth else "none",
         dry_run=config.dry_run,
         rate=rate,
@@ -137,19 +146,38 @@ def run_file(
             str(config.input) if config.choice or table.detected.get("report_rows") else None
         ),
         undo_of=str(config.input) if action.undo else None,
+        settings=config.settings(),
         share=config.share,
     )
     if config.dry_run:
-        return _dry_run(config, table, validator, summary, stop, action)
+        return _dry_run(config, table, validator, start, stop, action)
     assert auth is not None
     lock = lock_report(config.report_path)
     try:
         with sleeping_on(stop.event):
             parts = _Parts.build(config, auth, bot_tokens, clock, action, pacing)
-            run = _Run(config, table, validator, summary, parts, stop, on_progress)
+            run = _Run(config, table, validator, start, parts, stop, on_progress)
             return run.execute(bound)
     finally:
         lock.release()
+
+
+class _Start(TypedDict):
+    """What the summary takes from the run's start."""
+
+    run_id: str
+    input: str
+    report: str | None
+    auth_mode: str
+    dry_run: bool
+    rate: float
+    burst: int
+    batch_size: int
+    started_at: float
+    source_report: str | None
+    undo_of: str | None
+    settings: dict[str, Any]
+    share: float
 
 
 def run_estimate(config: RunConfig, rows: int, bound: TimeBound | None) -> Estimate:
@@ -225,32 +253,48 @@ def _dry_run(
     config: RunConfig,
     table: Table,
     validator: Validator,
-    summary: RunSummary,
+    start: _Start,
     stop: StopSignal,
     action: Action,
 ) -> RunSummary:
     t0 = time.monotonic()
     examples: list[str] = []
+    tally = Tally()
+    to_send = 0
     for chunk in table.chunks():
         checked = validator.check(chunk)
         n_inv, n_dup = checked.n_invalid, checked.n_duplicate
-        summary.rows += len(checked)
-        summary.by_status[action.recast.get(Status.INVALID, Status.INVALID)] += n_inv
-        summary.by_status[action.recast.get(Status.DUPLICATE, Status.DUPLICATE)] += n_dup
-        summary.to_send += checked.n_to_send
+        tally.rows += len(checked)
+        tally.by_status[action.recast.get(Status.INVALID, Status.INVALID)] += n_inv
+        tally.by_status[action.recast.get(Status.DUPLICATE, Status.DUPLICATE)] += n_dup
+        to_send += checked.n_to_send
         for i, (error, description) in checked.problems.items():
-            summary.by_error[error] += 1
+            tally.by_error[error] += 1
             if len(examples) < 10:
                 examples.append(f"row {checked.row_at(i)}: {description}")
-    guess = run_estimate(config, summary.to_send, config_bound(config))
-    summary.planned_calls = guess.calls
-    summary.estimated_s = guess.seconds
-    summary.estimate = guess.as_dict()
-    summary.elapsed_s = time.monotonic() - t0
-    summary.conclude(stopped_by=stop.reason, failed_rows_code=config.failed_rows_exit_code)
-    summary.examples = examples
-    summary.left_out = int(table.detected.get("left_out", 0))
-    return summary
+    guess = run_estimate(config, to_send, config_bound(config))
+    interrupted, exit_code = concluded(
+        stopped_by=stop.reason,
+        aborted_code=None,
+        rows_not_done=tally.rows_not_done,
+        failed_rows_code=config.failed_rows_exit_code,
+    )
+    return RunSummary(
+        **start,
+        mode="single" if config.mode == "single" else "batch",
+        rows=tally.rows,
+        by_status=counts_by_status(tally.by_status, statuses_of(undo=action.undo)),
+        by_error=dict(tally.by_error.most_common()),
+        elapsed_s=time.monotonic() - t0,
+        to_send=to_send,
+        planned_calls=guess.calls,
+        estimated_s=guess.seconds,
+        estimate=guess.as_dict(),
+        examples=tuple(examples),
+        left_out=int(table.detected.get("left_out", 0)),
+        interrupted=interrupted,
+        exit_code=exit_code,
+    )
 
 
 # ---------------------------------------------------------------------- collaborators
@@ -281,7 +325,7 @@ class _Parts:
     ) -> _Parts:
         if pacing is None:
             rate, burst = config.effective_rate
-            pacing = PortalPacing.new(rate, burst, config.operating_limit, clock, config.share)
+            pacing = PortalPacing.new(rate, burst, config.operating_limit, clock)
         throttle, budget = pacing.throttle, pacing.budget
         transport = Transport(
             auth,
@@ -373,12 +417,13 @@ class _Run:
         config: RunConfig,
         table: Table,
         validator: Validator,
-        summary: RunSummary,
+        start: _Start,
         parts: _Parts,
         stop: StopSignal,
         on_progress: ProgressCallback | None,
     ) -> None:
-        self.config, self.table, self.validator, self.summary = config, table, validator, summary
+        self.config, self.table, self.validator, self.start = config, table, validator, start
+        self.tally = Tally()
         self.parts, self.stop = parts, stop
         self.engine, self.throttle = parts.engine, parts.throttle
         self.previously_sent = parts.journal.previously_sent
@@ -397,6 +442,7 @@ class _Run:
         self.aborted: FatalAPIError | None = None
         self.waited_before = parts.throttle.waited_so_far()  # a shared bucket's earlier waits
         self.bound: TimeBound | None = None
+        self.estimate: dict[str, Any] | None = None  # what the run said before sending
         self.engine.why_stopped = self._stopped_words
 
     # ------------------------------------------------------------------ main loop
@@ -422,11 +468,11 @@ class _Run:
         emitter = _Emitter(writer, self._count)
         log.info(
             "run %s: %s -> %s (%s, %s auth, %.3g req/s, burst %d)",
-            self.summary.run_id,
+            self.start["run_id"],
             cfg.input,
             cfg.report_path,
             cfg.mode,
-            self.summary.auth_mode,
+            self.start["auth_mode"],
             self.throttle.rate,
             self.throttle.burst,
         )
@@ -474,10 +520,10 @@ class _Run:
             emitter.put(self.engine.action.adopt(item))
         elif item.row in self.parts.finals:
             emitter.put(self.parts.finals[item.row], write=False)
-            self.summary.resumed_rows += 1
+            self.tally.resumed_rows += 1
         elif (known := self.parts.journaled.get(item.row)) is not None:
             emitter.put(item.result(*known))
-            self.summary.resumed_rows += 1
+            self.tally.resumed_rows += 1
         elif self.stop.is_set:
             emitter.put(item.result(Status.SKIPPED, "", self._skip_reason(item.row)))
         elif (failed := self.engine.bot_failure(item)) is not None:
@@ -552,7 +598,7 @@ class _Run:
     # ------------------------------------------------------------------ summary
 
     def _count(self, result: RowResult) -> None:
-        self.summary.add(result)
+        self.tally.add(result)
         self.failed += result.status is Status.FAILED
         self._progress(self.waiting)
 
@@ -562,7 +608,7 @@ class _Run:
             return
         if waiting is None:
             waiting = self.waiting = "" if finished else self.throttle.waiting_note()
-        done = self.summary.rows
+        done = self.tally.rows
         self.on_progress(ProgressUpdate(done, self.failed, self.total, waiting, finished))
 
     def _announce_estimate(self) -> None:
@@ -572,7 +618,7 @@ class _Run:
             return
         todo = max(total - len(self.parts.finals) - len(self.parts.journaled), 0)
         guess = run_estimate(self.config, todo, self.bound)
-        self.summary.estimate = guess.as_dict()
+        self.estimate = guess.as_dict()
         log.info("%s", guess.describe())
         if self.config.share < 1:
             log.info(
@@ -581,8 +627,8 @@ class _Run:
                 self.config.share,
                 self.throttle.capacity.ceiling,
                 self.throttle.burst,
-                self.summary.rate,
-                self.summary.burst,
+                self.start["rate"],
+                self.start["burst"],
             )
 
     def _stopped_words(self) -> str:
@@ -603,22 +649,9 @@ class _Run:
         return why
 
     def _finish_summary(self, elapsed: float) -> RunSummary:
-        s = self.summary
-        s.elapsed_s = elapsed
-        s.mode = "single" if self.engine.single else "batch"
-        s.fallback_to_single = self.engine.stats.fallback
-        t = self.parts.transport.stats
-        s.requests, s.batch_requests, s.single_requests = (
-            t.requests,
-            t.batch_requests,
-            t.single_requests,
-        )
-        # This run's own refusals (the bucket may be shared with other runs on the portal);
-        # the waiting is the portal's held time while this run lasted.
-        s.limit_refusals = self.engine.stats.limit_refusals
-        s.operating_refusals = self.engine.stats.operating_refusals
-        s.limit_wait_s = self.throttle.waited_so_far() - self.waited_before
-        sent = s.sent
+        """The run's summary, built once, and written beside the report."""
+        tally, stats, t = self.tally, self.engine.stats, self.parts.transport.stats
+        start = self.start
         # The portal may have taught the engine a smaller batch than configured.
         per_request = (
             1 if self.engine.single else min(self.config.batch_size, self.engine.batch_limit)
@@ -626,36 +659,61 @@ class _Run:
         # A request's typical round trip, not the EWMA (seeded with a guess, it still carries
         # the guess after a short run and would put the "maximum" below what was achieved).
         typical = statistics.median(e for _, e, _ in self.timeline) if self.timeline else 0.0
-        s.ideal_s = ideal_seconds(count_batches(sent, per_request), s.rate, s.burst, typical)
-        s.retries = self.engine.stats.retries
-        s.token_refreshes = getattr(self.parts.auth, "refreshes", 0)
-        s.concurrency = self.config.concurrency or self._concurrency()
-        s.timeline = _timeline(self.timeline, self.summary.started_at)
-        s.left_out = int(self.table.detected.get("left_out", 0))
-        if self.aborted is not None:
-            s.aborted = redact(str(self.aborted))
-        s.conclude(
+        batches = count_batches(tally.sent, per_request)
+        interrupted, exit_code = concluded(
             stopped_by=self.stop.reason,
             aborted_code=None if self.aborted is None else self.aborted.exit_code,
+            rows_not_done=tally.rows_not_done,
             failed_rows_code=self.config.failed_rows_exit_code,
+            rows_skipped=tally.by_status[Status.SKIPPED],
         )
-        self._conclude_bound(s)
-        write_summary(self.config.report_path, s, self.config.settings())
-        return s
-
-    def _conclude_bound(self, s: RunSummary) -> None:
-        """The time bound, how a paused run says so, and how far off the estimate was."""
-        if self.bound is not None and self.bound.seconds != math.inf:
-            s.time_bound_s = round(self.bound.seconds, 3)
-        if s.exit_code == EXIT_PAUSED and self.bound is not None:
-            s.paused = self.bound.why
+        summary = RunSummary(
+            **start,
+            mode="single" if self.engine.single else "batch",
+            rows=tally.rows,
+            by_status=counts_by_status(tally.by_status, statuses_of(undo=self.engine.action.undo)),
+            by_error=dict(tally.by_error.most_common()),
+            elapsed_s=elapsed,
+            requests=t.requests,
+            batch_requests=t.batch_requests,
+            single_requests=t.single_requests,
+            # This run's own refusals (the bucket may be shared with other runs on the
+            # portal); the waiting is the portal's held time while this run lasted.
+            limit_refusals=stats.limit_refusals,
+            operating_refusals=stats.operating_refusals,
+            limit_wait_s=self.throttle.waited_so_far() - self.waited_before,
+            ideal_s=ideal_seconds(batches, start["rate"], start["burst"], typical),
+            retries=stats.retries,
+            token_refreshes=getattr(self.parts.auth, "refreshes", 0),
+            fallback_to_single=stats.fallback,
+            concurrency=self.config.concurrency or self._concurrency(),
+            resumed_rows=tally.resumed_rows,
+            left_out=int(self.table.detected.get("left_out", 0)),
+            timeline=_timeline(self.timeline, start["started_at"]),
+            aborted=None if self.aborted is None else redact(str(self.aborted)),
+            interrupted=interrupted,
+            exit_code=exit_code,
+            **self._bound_fields(exit_code, elapsed, tally.sent),
+        )
+        if summary.paused:
             log.warning(
                 "paused: time is up (%s); %d row(s) left for the next run (or --resume)",
-                self.bound.why,
-                s.rows_left,
+                summary.paused,
+                summary.rows_left,
             )
-        if s.estimate is not None:
-            s.estimate = how_far_off(s.estimate, s.elapsed_s, s.sent)
+        write_summary(self.config.report_path, summary)
+        return summary
+
+    def _bound_fields(self, exit_code: int, elapsed: float, sent: int) -> dict[str, Any]:
+        """The time bound, why a paused run paused, and how far off the estimate was."""
+        bound = self.bound if self.bound is not None and self.bound.seconds != math.inf else None
+        paused = bound.why if bound is not None and exit_code == EXIT_PAUSED else None
+        estimate = how_far_off(self.estimate, elapsed, sent) if self.estimate else None
+        return {
+            "time_bound_s": None if bound is None else round(bound.seconds, 3),
+            "paused": paused,
+            "estimate": estimate,
+        }
 
 
 def _estimate_rows(table: Table) -> int | None:
@@ -671,10 +729,10 @@ def _estimate_rows(table: Table) -> int | None:
     return None
 
 
-def _timeline(events: list[tuple[float, float, int]], start: float) -> list[dict[str, float]]:
+def _timeline(events: list[tuple[float, float, int]], start: float) -> tuple[TimeBucket, ...]:
     """Requests per time bucket (at most ~120 buckets), for the HTML report's chart."""
     if not events:
-        return []
+        return ()
     end = max(e[0] + e[1] for e in events)
     span = max(end - start, 1.0)
     width = max(1.0, math.ceil(span / 120))
@@ -687,19 +745,16 @@ def _timeline(events: list[tuple[float, float, int]], start: float) -> list[dict
         b["latency"] += elapsed
         if status in (429, 503):
             b["refused"] += 1
-    out = []
-    for i in sorted(buckets):
-        b = buckets[i]
-        out.append(
-            {
-                "t": i * width,
-                "width": width,
-                "requests": b["requests"],
-                "refused": b["refused"],
-                "latency": round(b["latency"] / b["requests"], 3),
-            }
+    return tuple(
+        TimeBucket(
+            t=i * width,
+            width=width,
+            requests=int(b["requests"]),
+            refused=int(b["refused"]),
+            latency=round(b["latency"] / b["requests"], 3),
         )
-    return out
+        for i, b in sorted(buckets.items())
+    )
 
 
 __all__ = ["MAX_BATCH", "StopSignal", "lock_report", "run_file"]

@@ -1,7 +1,7 @@
 """The sandbox portal: a real local HTTP server that answers like a Bitrix24 portal for the
 calls reaction-cleanup makes, with limits and faults that tests can script.
 
-It answers as the Bitrix24 REST documentation and the README's "How it talks to the portal"
+It answers as the Bitrix24 REST documentation and docs/explanation/portal.md
 describe; where the documentation is unsure, the behaviour follows the portal's server
 sources (noted inline).
 """
@@ -26,7 +26,7 @@ from datetime import datetime
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from cleanup.clock import Clock, SystemClock
@@ -208,7 +208,7 @@ class SandboxPortal:
 
     # --- lifecycle -------------------------------------------------------------------
 
-    def start(self) -> SandboxPortal:
+    def start(self) -> Self:
         if self._server is not None:
             return self
         server = _Server((self.host, self.port), _Handler, self)

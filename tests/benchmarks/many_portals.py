@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Many portals in one `run-job`: 1, 5 and 20 sandbox portals, each with its own job file.
 
-    python tests/benchmarks/many_portals.py            # the README's figures (about 3 min)
+    python tests/benchmarks/many_portals.py            # the figures in docs/explanation/benchmarks.md (about 3 min)
     python tests/benchmarks/many_portals.py --quick    # 1, 5 and 20 portals on fewer rows (~1 min)
 
 Each portal is a sandbox on 127.0.0.1 with the realistic profile of run_benchmarks.py (a
@@ -38,7 +38,9 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from run_benchmarks import (  # noqa: E402
+from cleanup.pacing.throttle import PLANS, ideal_seconds  # noqa: E402
+from cleanup.sandbox import SandboxPortal  # noqa: E402
+from tests.benchmarks.run_benchmarks import (  # noqa: E402
     LATENCY,
     PER_COMMAND,
     make_rows,
@@ -46,9 +48,6 @@ from run_benchmarks import (  # noqa: E402
     write_csv,
     write_tokens,
 )
-
-from cleanup.pacing.throttle import PLANS, ideal_seconds  # noqa: E402
-from cleanup.sandbox import SandboxPortal  # noqa: E402
 
 RATE, BURST = PLANS["standard"]
 BATCH = 50

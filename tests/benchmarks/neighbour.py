@@ -37,9 +37,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from run_benchmarks import (
+from tests.benchmarks.run_benchmarks import (
     LATENCY,
     NO_OPERATING,
     PER_COMMAND,

@@ -2,7 +2,7 @@
 """Benchmarks for reaction-cleanup: throughput at the portal's limit, and the dry run's speed.
 
     python tests/benchmarks/run_benchmarks.py --quick     # about 2 minutes (CI's optional step)
-    python tests/benchmarks/run_benchmarks.py             # the README's figures (about 25 min)
+    python tests/benchmarks/run_benchmarks.py             # the figures in docs/explanation/benchmarks.md (about 25 min)
 
 Everything runs against the sandbox portal (cleanup.sandbox) on 127.0.0.1 with a realistic
 profile: a strict leaky bucket (standard 2 req/s burst 50, enterprise 5 req/s burst 250),
@@ -493,8 +493,8 @@ def operating_budget(n: int, work: Path, billing: str) -> dict[str, Any]:
         refused_at = _operating_refusal_times(portal, billing)
         spent = n * PER_COMMAND
         ideal = max(0.0, spent - limit) * window / limit + LATENCY + 50 * PER_COMMAND
-        first = refused_at[0] if refused_at else None
-        later = [t for t in refused_at if first is not None and t > first + 2.0]
+        first = refused_at[0] if refused_at else 0.0
+        later = [t for t in refused_at if t > first + 2.0]
         per_window: dict[int, int] = {}
         for t in later:
             per_window[int((t - first) // window)] = (
@@ -758,7 +758,7 @@ def main() -> int:
     if parts - set(PARTS):
         parser.error(f"unknown part(s): {', '.join(sorted(parts - set(PARTS)))}")
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
-    sizes = {"smoke": SMOKE, "quick": QUICK, "full": FULL}[mode]
+    sizes: dict[str, Any] = {"smoke": SMOKE, "quick": QUICK, "full": FULL}[mode]
     work = args.work or Path(tempfile.mkdtemp(prefix="reaction-cleanup-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     have_fb = fb_version() != "not installed" and not args.skip_fb
@@ -807,8 +807,8 @@ def main() -> int:
         else []
     )
     if "wrong" in parts and sizes["wrong_rate_rows"]:
-        for told, real, burst in WRONG_RATE:
-            results.append(wrong_rate(told, real, burst, sizes["wrong_rate_rows"], work))
+        for told, actual, burst in WRONG_RATE:
+            results.append(wrong_rate(told, actual, burst, sizes["wrong_rate_rows"], work))
     recovery: list[dict[str, Any]] = []
     if "shared" in parts:
         for (plan, other), n in zip(SHARED, sizes["shared_rows"], strict=True):

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 import requests
 from click.testing import Result
-from conftest import bot_tokens_file, portal_args, read_report, statuses, write_rows
 
 from cleanup.errors import ConfigError
 from cleanup.portal.auth import OAuthAuth, TokenStore, WebhookAuth, oauth_base
 from cleanup.sandbox import PortalConfig, SandboxPortal
+from tests.helpers.cli import bot_tokens_file, portal_args, read_report, statuses, write_rows
 
 APP = "local.5f3a9c2e1b7d40.81726354"
 SECRET = "client-secret-Vb7Qz2Lm9Xc4Rt8Wn3Ks6Jd1Hf5Gp0Ya"
@@ -87,7 +87,10 @@ def oauth_args(portal: SandboxPortal, tokens: Path, *extra: str) -> list[str]:
 
 
 def summary_of(report: Path) -> dict[str, Any]:
-    return json.loads(report.with_name(report.name + ".summary.json").read_text())
+    summary: dict[str, Any] = json.loads(
+        report.with_name(report.name + ".summary.json").read_text()
+    )
+    return summary
 
 
 def portal_accepts(portal: SandboxPortal, access_token: str) -> bool:

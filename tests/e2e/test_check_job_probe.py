@@ -7,36 +7,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import bot_tokens_file
 
 from cleanup.errors import FatalAPIError
 from cleanup.jobs.credentials import resolve_run_options
 from cleanup.jobs.probe import PROBE_RETRY, check_job_file
 from cleanup.jobs.schema import JobFile, load_job_file
 from cleanup.sandbox import PortalConfig, SandboxPortal
+from tests.helpers.cli import bot_tokens_file
+from tests.helpers.clock import FakeClock
 
 LIMITED = (503, "QUERY_LIMIT_EXCEEDED", "Too many requests")
 ENV = "B24_PROBE_TEST_WEBHOOK"
-
-
-class FakeClock:
-    """Records the waits; `on_sleep` lets a test change the portal meanwhile."""
-
-    def __init__(self, on_sleep: Callable[[], None] = lambda: None) -> None:
-        self.t, self.on_sleep = 0.0, on_sleep
-        self.sleeps: list[float] = []
-
-    def now(self) -> float:
-        return self.t
-
-    def wall(self) -> float:
-        return 1_700_000_000.0 + self.t
-
-    def sleep(self, seconds: float) -> bool:
-        self.sleeps.append(seconds)
-        self.t += seconds
-        self.on_sleep()
-        return True
 
 
 def _job(tmp_path: Path, portal: SandboxPortal) -> tuple[JobFile, dict[str, object]]:

@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import Result
-from conftest import read_report
+
+from tests.helpers.cli import read_report
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "sample_data"
@@ -79,12 +80,13 @@ def test_sample_data_matches_the_generator(tmp_path: Path) -> None:
         assert (out / name).read_bytes() == (SAMPLES / name).read_bytes(), name
     # Workbooks and Parquet files carry timestamps and library versions: compare contents.
     csv_rows = pd.read_csv(SAMPLES / "reactions.csv", dtype=str, keep_default_na=False)
-    for name, read in (("reactions.xlsx", pd.read_excel), ("reactions.parquet", pd.read_parquet)):
-        kwargs: dict[str, object] = (
-            {"dtype": str, "keep_default_na": False, "engine": "openpyxl"}
-            if name.endswith("xlsx")
-            else {}
-        )
-        fresh, kept = read(out / name, **kwargs), read(SAMPLES / name, **kwargs)
+
+    def read(path: Path) -> pd.DataFrame:
+        if path.suffix == ".xlsx":
+            return pd.read_excel(path, dtype=str, keep_default_na=False, engine="openpyxl")
+        return pd.read_parquet(path)
+
+    for name in ("reactions.xlsx", "reactions.parquet"):
+        fresh, kept = read(out / name), read(SAMPLES / name)
         pd.testing.assert_frame_equal(fresh, kept, check_dtype=False)
         pd.testing.assert_frame_equal(kept.astype(str), csv_rows, check_dtype=False)

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 from click.testing import Result
-from test_jobs import BOT, Setup, likes
 
 from cleanup.outputs.html import ROWS_PER_CAUSE, advice, collect_causes, render_html, write_html
-from cleanup.results import REPORT_COLUMNS
+from cleanup.results import REPORT_COLUMNS, RunSummary
 from cleanup.sandbox import SandboxPortal
+from tests.helpers.jobs import BOT, Setup, likes
 
 SCRIPT = "<script>alert(1)</script>"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -72,7 +72,9 @@ def test_values_from_the_spreadsheet_are_escaped(tmp_path: Path) -> None:
         ("456", "3", "like", "removed", "", ""),
     ]
     report = write_report(tmp_path / "r.report.csv", rows)
-    page = write_html(summary_for(rows), report, tmp_path / "r.html").read_text()
+    page = write_html(
+        RunSummary.model_validate(summary_for(rows)), report, tmp_path / "r.html"
+    ).read_text()
     assert "<script" not in page.lower()
     assert "<img" not in page.lower()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
@@ -188,7 +190,9 @@ def test_hostile_spreadsheet_text_is_text_everywhere_on_the_page(
     summary["settings"]["label"] = hostile
     summary["settings"][hostile] = hostile
     report = write_report(tmp_path / "r.report.csv", rows)
-    page = write_html(summary, report, tmp_path / "r.html", context={hostile: hostile})
+    page = write_html(
+        RunSummary.model_validate(summary), report, tmp_path / "r.html", context={hostile: hostile}
+    )
     parsed = _Elements()
     parsed.feed(page.read_text(encoding="utf-8"))
     assert not parsed.tags & {"script", "img", "textarea"}
@@ -222,7 +226,7 @@ def test_the_html_report_renders_in_chromium_with_the_summarys_numbers(
     tokens = json.loads((tmp_path / "bot_tokens.json").read_text())
     tokens["458"] = "not-the-token"
     (tmp_path / "bot_tokens.json").write_text(json.dumps(tokens))
-    rows = [
+    rows: list[tuple[object, ...]] = [
         *likes(6),
         (457, 2001, "fire"),
         (458, 2501, "like"),
@@ -282,7 +286,7 @@ def test_the_html_report_renders_in_chromium_with_the_summarys_numbers(
             assert page.get_by_text(SCRIPT, exact=True).count() >= 1
             # The chart: one bar group per time bucket of the summary's timeline.
             assert page.locator('svg[data-testid="chart"] g').count() == len(summary["timeline"])
-            assert page.locator('svg[data-testid="chart"]').bounding_box()["height"] > 50  # type: ignore[index]
+            assert page.locator('svg[data-testid="chart"]').bounding_box()["height"] > 50  # type: ignore[index,unused-ignore]
             assert page.locator('[data-setting="batch_size"] code').inner_text() == "4"
             shot = tmp_path / "review.png"
             page.screenshot(path=str(shot), full_page=True)

@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from click.testing import Result
-from test_jobs import BOT, Setup, likes
-from test_resume import kill9, wait_until
 
 from cleanup.jobs.credentials import resolve_run_options
 from cleanup.jobs.process import FileOutcome, run_job_file
 from cleanup.jobs.schema import load_job_file
 from cleanup.outputs.index import collect_runs, write_index
 from cleanup.sandbox import PortalConfig, SandboxPortal
+from tests.helpers.jobs import BOT, Setup, likes
+from tests.helpers.processes import kill9, wait_until
 
 PortalFactory = Callable[..., SandboxPortal]
 RunCli = Callable[..., Result]
@@ -100,7 +100,7 @@ def test_the_index_lists_each_files_run_after_each_file_newest_first(
         assert row["links"]["report"] == outcome.report.name
         assert row["links"]["html"] == outcome.report.with_suffix(".html").name
         assert all((s.reports / href).is_file() for href in row["links"].values())
-        assert row["counts"] == outcome.summary.as_dict()["by_status"]
+        assert row["counts"] == dict(outcome.summary.by_status)
         assert row["data-exit"] == str(outcome.exit_code)
     # The runs that need attention stand out, saying why; the clean one does not.
     assert [r["data-level"] for r in page] == ["warn", "warn", "good"]

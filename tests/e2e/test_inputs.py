@@ -20,9 +20,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import Result
-from conftest import portal_args, read_report, write_rows
 
 from cleanup.sandbox import SandboxPortal
+from tests.helpers.cli import portal_args, read_report, write_rows
 
 BOT, BOT2 = 456, 457
 FAST = ("--rate", "1000", "--burst", "1000")
@@ -368,7 +368,7 @@ def test_id_rules(
     values = GOOD_IDS + BAD_IDS
     # Each good value names bot 12 / message 12 on its own line: a distinct message per row
     # (or bot) keeps them from being duplicates of each other.
-    rows = []
+    rows: list[tuple[object, ...]] = []
     reactions = []
     for i, value in enumerate(values):
         other = 2000 + i

@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 from click.testing import Result
-from conftest import read_report, write_rows
 from filelock import FileLock
 
 from cleanup.cli import main
@@ -32,67 +31,13 @@ from cleanup.jobs.process import run_job_file
 from cleanup.jobs.schema import JOB_KEYS, job_keys, load_job_file
 from cleanup.run.runner import StopSignal
 from cleanup.sandbox import PortalConfig, SandboxPortal
+from tests.helpers.cli import read_report, write_rows
+from tests.helpers.jobs import BOT, ENV, Setup, likes
 
-BOT = 456
-ENV = "B24_JOB_TEST_WEBHOOK"  # a name of our own: never a developer's real variable
 DELETE = "imbot.v2.Chat.Message.Reaction.delete"
 PortalFactory = Callable[..., SandboxPortal]
 RunCli = Callable[..., Result]
 EXAMPLES = Path(__file__).resolve().parents[2] / "jobs"
-
-
-def likes(n: int, first: int = 1001) -> list[tuple[int, int, str]]:
-    return [(BOT, first + i, "like") for i in range(n)]
-
-
-class Setup:
-    """A job folder: job.toml, bot tokens, inbox/, reports/, archive/."""
-
-    def __init__(self, root: Path, portal: SandboxPortal, **keys: Any) -> None:
-        self.root, self.portal = root, portal
-        self.inbox, self.reports, self.archive = root / "inbox", root / "reports", root / "archive"
-        self.inbox.mkdir(parents=True, exist_ok=True)
-        tokens = {str(b.id): b.token for b in portal.state.bots.values()}
-        (root / "bot_tokens.json").write_text(json.dumps(tokens))
-        self.job = root / "job.toml"
-        self.write_job(**keys)
-        self.env = {ENV: portal.webhook_url()}
-
-    def write_job(self, **keys: Any) -> None:
-        values: dict[str, Any] = {
-            "name": "test-job",
-            "webhook_env": ENV,
-            "bot_tokens_file": "bot_tokens.json",  # relative: to the job file's folder
-            "inbox": "inbox",
-            "reports": "reports",
-            "archive": "archive",
-            "min_age": 0,
-            "rate": 1000,
-            "burst": 1000,
-            "progress": "none",
-        }
-        values.update(keys)
-        lines = [f"{k} = {_toml(v)}" for k, v in values.items() if v is not None]
-        self.job.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-    def drop(self, name: str, rows: list[tuple[Any, ...]]) -> Path:
-        return write_rows(self.inbox / name, rows)
-
-    def reports_of(self, suffix: str = ".report.csv") -> list[Path]:
-        return sorted(p for p in self.reports.glob(f"*{suffix}"))
-
-    def state(self) -> dict[str, Any]:
-        return json.loads((self.reports / "test-job.state.json").read_text())["files"]
-
-
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
-    return json.dumps(str(value))
 
 
 @pytest.fixture
@@ -451,7 +396,7 @@ def test_check_job_names_a_missing_environment_variable(
     run_cli: RunCli, setup: Callable[..., Setup]
 ) -> None:
     s = setup(webhook_env="B24_JOB_TEST_NOT_SET")
-    result = run_cli("check-job", s.job, env={"B24_JOB_TEST_NOT_SET": None})  # type: ignore[dict-item]
+    result = run_cli("check-job", s.job, env={"B24_JOB_TEST_NOT_SET": None})
     assert result.exit_code == 2
     assert "the environment variable B24_JOB_TEST_NOT_SET is not set" in result.stderr
     assert s.portal.stats.requests == 0

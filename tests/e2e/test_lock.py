@@ -15,10 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from click.testing import Result
-from test_reliability import args, assert_truthful, start, workload, write_input
-from test_resume import kill9, read_any, spawn, wait_until
 
 from cleanup.sandbox import PortalConfig
+from tests.helpers.faults import args, assert_truthful, start, workload, write_input
+from tests.helpers.processes import kill9, read_any, spawn, wait_until
 
 RunCli = Callable[..., Result]
 

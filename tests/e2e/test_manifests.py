@@ -2,7 +2,7 @@
 
 The Kubernetes manifests are validated against the Kubernetes schemas (offline, with
 kubernetes-validate, as .ci/run does), and then checked for what the schemas cannot see:
-every container locked down as the image expects, the image the README's build command
+every container locked down as the image expects, the image the container guide's build command
 makes, every volume, Secret key and ConfigMap they name defined beside them, job files that
 load, and the exit-code policy (row failures never retried, aborts retried). The alert rules
 are checked against the documented metric names and, where promtool is installed (CI
@@ -33,12 +33,12 @@ from cleanup.version import __version__
 ROOT = Path(__file__).resolve().parents[2]
 JOBS = ROOT / "jobs"
 MANIFESTS = sorted(JOBS.glob("kubernetes-*.yaml"))
-IMAGE = f"localhost/reaction-cleanup:{__version__}"  # README: podman build -t IMAGE .
+IMAGE = f"localhost/reaction-cleanup:{__version__}"  # podman build -t IMAGE . (docs/how-to/container.md)
 UID = 10001  # the Dockerfile's USER
 # The oldest Kubernetes whose Job has everything the manifests use as GA (podFailurePolicy,
 # backoffLimitPerIndex), and the newest the validator knows.
 KUBERNETES_VERSIONS = ("1.33.0", kubernetes_validate.latest_version())
-# Issue 14's metric names (README, "Metrics").
+# Issue 14's metric names (docs/how-to/prometheus.md).
 METRICS = {
     "reaction_cleanup_rows",
     "reaction_cleanup_last_run_timestamp_seconds",
@@ -143,8 +143,8 @@ def test_the_dockerfile_builds_what_the_manifests_expect() -> None:
     assert re.search(rf"^USER {UID}:{UID}$", dockerfile, re.M)
     assert 'ENTRYPOINT ["reaction-cleanup"]' in dockerfile
     assert re.search(r"^VOLUME \[\"/data\"\]$", dockerfile, re.M)
-    readme = (ROOT / "README.md").read_text()
-    assert f"podman build -t {IMAGE} ." in readme
+    guide = (ROOT / "docs" / "how-to" / "container.md").read_text()
+    assert f"podman build -t {IMAGE} ." in guide
 
 
 def test_everything_a_pod_mounts_is_defined_beside_it(manifest: list[dict[str, Any]]) -> None:
@@ -194,7 +194,7 @@ def test_the_job_files_load_and_name_only_mounted_secrets(
     assert found
     for path, text, pod in found:
         keys = tomllib.loads(text)
-        assert keys.get("failed_rows_exit_code") == 0, path  # README: row failures exit 0
+        assert keys.get("failed_rows_exit_code") == 0, path  # docs: row failures exit 0
         # Secret files exist in the container only as the Secret's keys under its mount.
         mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
         secret_files = {

@@ -16,10 +16,11 @@ from typing import Any, ClassVar
 import pytest
 from click.testing import Result
 from prometheus_client.parser import text_string_to_metric_families
-from test_many_portals import Portal, likes, webhooks
 
 from cleanup.outputs.metrics import METRICS
 from cleanup.sandbox import SandboxPortal
+from tests.helpers.jobs import likes
+from tests.helpers.portals import Portal, webhooks
 
 PortalFactory = Callable[..., SandboxPortal]
 RunCli = Callable[..., Result]
@@ -35,7 +36,7 @@ def samples(path: Path) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
 
 
 def value(parsed: dict[str, Any], name: str, **labels: str) -> float:
-    return parsed[f"reaction_cleanup_{name}"][tuple(sorted(labels.items()))]
+    return float(parsed[f"reaction_cleanup_{name}"][tuple(sorted(labels.items()))])
 
 
 def test_metrics_file_matches_each_jobs_summary(
@@ -135,7 +136,7 @@ def test_an_empty_inbox_is_a_successful_run(
 def test_run_writes_metrics_too(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
 ) -> None:
-    from conftest import portal_args, write_rows
+    from tests.helpers.cli import portal_args, write_rows
 
     portal = portal_factory(likes(2))
     rows = write_rows(tmp_path / "reactions.csv", likes(2))
@@ -165,7 +166,7 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def pushgateway() -> Iterator[tuple[str, list[tuple[str, str, bytes]]]]:
-    pushes: ClassVar[list[tuple[str, str, bytes]]] = []
+    pushes: list[tuple[str, str, bytes]] = []
     handler = type("Recorder", (_Recorder,), {"pushes": pushes})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -21,12 +21,12 @@ from typing import Any
 
 import pytest
 from click.testing import Result
-from test_jobs import ENV, Setup, likes
-from test_reliability import args, assert_truthful, start, workload, write_input
-from test_resume import read_any
 
 from cleanup.exits import EXIT_OUTPUT
 from cleanup.sandbox import PortalConfig, SandboxPortal
+from tests.helpers.faults import args, assert_truthful, start, workload, write_input
+from tests.helpers.jobs import ENV, Setup, likes
+from tests.helpers.processes import read_any
 
 RunCli = Callable[..., Result]
 

@@ -14,13 +14,14 @@ import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 from click.testing import Result
-from conftest import portal_args, read_report, write_rows
 
 from cleanup.sandbox import PortalConfig, SandboxPortal
+from tests.helpers.cli import portal_args, read_report, write_rows
 
 PortalFactory = Callable[..., SandboxPortal]
 RunCli = Callable[..., Result]
@@ -33,7 +34,7 @@ def rows_of(n: int, first_message: int = 1000) -> list[tuple[int, int, str]]:
 
 def run_job_cli(
     run_cli: RunCli, portal: SandboxPortal, tmp_path: Path, n: int, *extra: str
-) -> tuple[Result, list[dict[str, str]], dict]:
+) -> tuple[Result, list[dict[str, str]], dict[str, Any]]:
     path = write_rows(tmp_path / "in.csv", rows_of(n))
     result = run_cli("run", path, *portal_args(portal, tmp_path), *extra)
     report = read_report(tmp_path / "in.report.csv")

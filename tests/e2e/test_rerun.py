@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 from click.testing import Result
-from test_reliability import CountingPortal, Key
-from test_resume import BreakingPortal, read_any
 
 from cleanup.sandbox import PortalConfig, PortalState
+from tests.helpers.faults import BreakingPortal, CountingPortal, Key
+from tests.helpers.processes import read_any
 
 BOT, OTHER = 456, 457  # OTHER has no token in the first run's tokens file
 FAST = ("--rate", "1000", "--burst", "1000", "--progress", "none")
@@ -289,7 +289,7 @@ def test_resume_of_a_rerun_needs_the_same_choice(run_cli: RunCli, tmp_path: Path
     report = tmp_path / "old.report.csv"
     report.write_text("\n".join(lines) + "\n")
     portal = BreakingPortal(PortalState.build(reactions), PortalConfig()).start()
-    base = cli(portal, tmp_path, "--batch-size", "5", "--concurrency", "1")  # type: ignore[arg-type]
+    base = cli(portal, tmp_path, "--batch-size", "5", "--concurrency", "1")
     try:
         portal.break_at = 4
         first = run_cli("run", report, *base, "--only", "failed")

@@ -7,23 +7,21 @@ true. A report of another input is refused.
 
 from __future__ import annotations
 
-import csv
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from email.message import Message
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
 from click.testing import Result
-from test_reliability import (
+
+from cleanup.run.actions import ALREADY_ABSENT_EARLIER_RUN
+from cleanup.sandbox import PortalConfig, PortalState
+from tests.helpers.faults import (
+    BreakingPortal,
     CountingPortal,
     Key,
     args,
@@ -33,55 +31,12 @@ from test_reliability import (
     workload,
     write_input,
 )
-
-from cleanup.run.actions import ALREADY_ABSENT_EARLIER_RUN
-from cleanup.sandbox import PortalConfig, PortalState
+from tests.helpers.processes import DEADLINE, kill9, read_any, spawn, wait_until
 
 RunCli = Callable[..., Result]
-DEADLINE = 60.0  # a guard against a hung subprocess, not a speed assertion
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def spawn(cli: Sequence[Any], cwd: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("B24_")}
-    return subprocess.Popen(
-        [sys.executable, "-m", "cleanup", *map(str, cli)],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-
-
-def wait_until(cond: Callable[[], bool], proc: subprocess.Popen[bytes] | None = None) -> None:
-    end = time.monotonic() + DEADLINE
-    while not cond():
-        if proc is not None and proc.poll() is not None:
-            _, err = proc.communicate()
-            raise AssertionError(f"the run ended first (exit {proc.returncode}): {err.decode()}")
-        if time.monotonic() > end:
-            raise AssertionError("timed out waiting for the run")
-        time.sleep(0.002)
-
-
-def kill9(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate()
-    assert proc.returncode == -signal.SIGKILL
-
-
-def read_any(path: Path) -> list[dict[str, str]]:
-    """A report in any format, values as text (as the CSV has them)."""
-    if path.suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as fh:
-            return list(csv.DictReader(fh))
-    if path.suffix == ".jsonl":
-        records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    else:
-        records = pq.read_table(path).to_pylist()
-    return [{k: "" if v is None else str(v) for k, v in r.items()} for r in records]
 
 
 def partial_lines(report: Path) -> int:
@@ -316,18 +271,6 @@ def test_requests_in_flight_past_the_stop_timeout(run_cli: RunCli, tmp_path: Pat
 
 
 # ----------------------------------------------------------------------------- abort
-
-
-class BreakingPortal(CountingPortal):
-    """Starts refusing the webhook (its code is changed) at the n-th request."""
-
-    break_at: int | None = None
-
-    def _respond(self, raw_path: str, headers: Message, body: bytes) -> Any:
-        if self.break_at is not None and self.stats.requests + 1 >= self.break_at:
-            with self.state.lock:
-                self.state.webhooks = {1: "rotated-by-the-admin"}
-        return super()._respond(raw_path, headers, body)
 
 
 def test_abort_then_resume(run_cli: RunCli, tmp_path: Path) -> None:

@@ -19,10 +19,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import Result
-from conftest import portal_args, read_report
-from test_resume import BreakingPortal, read_any
 
 from cleanup.sandbox import PortalConfig, PortalState, SandboxPortal
+from tests.helpers.cli import portal_args, read_report
+from tests.helpers.faults import BreakingPortal
+from tests.helpers.processes import read_any
 
 BOT = 456
 FAST = ("--rate", "1000", "--burst", "1000")

@@ -16,10 +16,10 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from click.testing import Result
-from conftest import bot_tokens_file, portal_args, read_report, write_rows
 
 from cleanup.cli import progress as cli_progress
 from cleanup.sandbox import PortalConfig, SandboxPortal
+from tests.helpers.cli import bot_tokens_file, portal_args, read_report, write_rows
 
 BOT, BOT2 = 456, 457
 FAST = ("--rate", "1000", "--burst", "1000")
@@ -65,7 +65,10 @@ def report_of(path: Path) -> list[dict[str, str]]:
 
 def summary_of(path: Path) -> dict[str, Any]:
     report = path.with_name(path.name.removesuffix(".csv") + ".report.csv")
-    return json.loads(report.with_name(report.name + ".summary.json").read_text())
+    summary: dict[str, Any] = json.loads(
+        report.with_name(report.name + ".summary.json").read_text()
+    )
+    return summary
 
 
 def batch_sizes(portal: SandboxPortal) -> list[int]:
@@ -535,7 +538,7 @@ def test_abort_keeps_rows_already_done(
             portal.state.webhooks[1] = "revoked"
         return reply
 
-    portal._respond = revoke_after_first_batch  # type: ignore[method-assign]
+    portal._respond = revoke_after_first_batch  # type: ignore[method-assign,assignment]
     result = run(run_cli, portal, path, "--batch-size", "10", "--concurrency", "1")
     assert result.exit_code == 3
     assert [r["status"] for r in report_of(path)] == ["removed"] * 10 + ["skipped"] * 20
@@ -1009,9 +1012,9 @@ def test_portal_going_away_mid_run_aborts_exit_3(
             first_done.set()
         return reply
 
-    portal._respond = note_first_batch  # type: ignore[method-assign]
+    portal._respond = note_first_batch  # type: ignore[method-assign,assignment]
     # The portal goes down (connections refused) once the first batch has been answered.
-    stopper = threading.Thread(target=lambda: first_done.wait(30) and portal.stop())
+    stopper = threading.Thread(target=lambda: first_done.wait(30) and portal.stop())  # type: ignore[func-returns-value]
     stopper.start()
     result = run(
         run_cli,

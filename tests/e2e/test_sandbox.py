@@ -73,7 +73,9 @@ def http() -> Iterator[requests.Session]:
         yield session
 
 
-def delete_params(bot: int = BOT, msg: int = MSG, reaction: str = "like", **extra: Any) -> dict:
+def delete_params(
+    bot: int = BOT, msg: int = MSG, reaction: str = "like", **extra: Any
+) -> dict[str, Any]:
     params: dict[str, Any] = {"botId": bot, "messageId": msg, "reaction": reaction}
     params["botToken"] = {BOT: "tok-456", BOT2: "tok-457", APP_BOT: "tok-458"}.get(bot, "x")
     params.update(extra)
@@ -209,7 +211,7 @@ def test_method_names_are_case_insensitive_and_get_works(portal, http) -> None:
         (delete_params(reaction="fire"), "REACTION_NOT_FOUND"),  # valid code, not set by this bot
     ],
 )
-def test_method_errors(portal, http, params: dict, code: str) -> None:
+def test_method_errors(portal, http, params: dict[str, Any], code: str) -> None:
     before = portal.state.snapshot()
     response = call(http, portal, DELETE, **params)
     assert response.status_code == 400
@@ -601,7 +603,7 @@ def test_faults_do_not_touch_the_oauth_endpoint(portal, http) -> None:
 # --- OAuth ---------------------------------------------------------------------------------------
 
 
-def _refresh(tokens: dict, **override: str) -> dict:
+def _refresh(tokens: dict[str, Any], **override: str) -> dict[str, Any]:
     params = {
         "grant_type": "refresh_token",
         "client_id": APP,
@@ -690,7 +692,7 @@ def test_oauth_refresh_rotates_tokens(portal, http) -> None:
         ({"grant_type": "password"}, "invalid_request"),
     ],
 )
-def test_oauth_refresh_errors(portal, http, override: dict, code: str) -> None:
+def test_oauth_refresh_errors(portal, http, override: dict[str, str], code: str) -> None:
     tokens = portal.issue_tokens(APP)
     response = http.get(
         portal.server_endpoint + "token/", params=_refresh(tokens, **override), timeout=10

@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 import requests
 from click.testing import Result
-from conftest import read_report, write_rows
 
 from cleanup.logs import setup_logging
 from cleanup.portal.transport import Transport
 from cleanup.redact import MASK, redact, register_secret
 from cleanup.sandbox import PortalConfig, PortalState, SandboxPortal
+from tests.helpers.cli import read_report, write_rows
 
 CODE = "whk7Q2xLm9PzR4sTv8WcY3bNd6FgJ1hK"  # webhook code
 BOT_TOKENS = {

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import Result
-from test_reliability import CountingPortal, Key, args, left, start, workload, write_input
-from test_resume import kill9, spawn, wait_until
 
 from cleanup.run.actions import ADD_METHOD, ALREADY_ABSENT, ALREADY_SET, ALREADY_SET_ON_RETRY
 from cleanup.sandbox import PortalConfig
+from tests.helpers.faults import CountingPortal, Key, args, left, start, workload, write_input
+from tests.helpers.processes import kill9, spawn, wait_until
 
 RunCli = Callable[..., Result]
 

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from pacing_sim import FakeClock, simulate_workers
 
 from cleanup.errors import ConfigError
 from cleanup.exits import (
@@ -26,6 +25,8 @@ from cleanup.pacing.throttle import Throttle
 from cleanup.run.bounds import Window, format_duration, parse_duration, time_bound
 from cleanup.run.config import RunConfig
 from cleanup.run.estimate import estimate, how_far_off
+from tests.helpers.clock import FakeClock
+from tests.helpers.pacing_sim import simulate_workers
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

@@ -5,9 +5,9 @@ refusal when the job was told a larger one."""
 from __future__ import annotations
 
 import pytest
-from pacing_sim import FakeClock
 
 from cleanup.pacing.budget import OperatingBudget
+from tests.helpers.clock import FakeClock
 
 
 def test_budget_spends_greedily_then_holds_until_the_reset() -> None:

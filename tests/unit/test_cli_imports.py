@@ -15,7 +15,8 @@ def _loaded_after(code: str) -> list[str]:
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout
-    return json.loads(out.splitlines()[-1])
+    loaded: list[str] = json.loads(out.splitlines()[-1])
+    return loaded
 
 
 def test_importing_the_cli_loads_neither_the_sandbox_the_demo_pandas_nor_openpyxl() -> None:

@@ -21,23 +21,9 @@ from cleanup.portal.transport import Answer, NetworkError
 from cleanup.results import RowResult, Status
 from cleanup.run.actions import ALREADY_ABSENT, DELETE_METHOD, Action, Doubt, Verdict, failed
 from cleanup.run.engine import BATCH_RULES, COMMAND_RULES, SINGLE_RULES, Engine, Step
+from tests.helpers.clock import FakeClock
 
 BOT = 456
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def now(self) -> float:
-        return self.t
-
-    def wall(self) -> float:
-        return 1_700_000_000.0 + self.t
-
-    def sleep(self, seconds: float) -> bool:
-        self.t += max(seconds, 0.0)
-        return True
 
 
 Reply = Answer | Exception | Callable[[dict[str, Any]], Answer]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cleanup import exits
-from cleanup.results import RunSummary, Status
+from cleanup.results import RunSummary, concluded
 
 PACKAGE = Path(exits.__file__).parent
 
@@ -49,15 +49,30 @@ def test_a_runs_code(
     )
 
 
-def test_summary_concludes_with_the_code_and_the_signal() -> None:
-    s = RunSummary("r", "in.csv", None, "batch", "webhook")
-    s.by_status[Status.REMOVED.value] = 5
-    s.by_status[Status.DUPLICATE.value] = 1
-    s.conclude()
-    assert (s.exit_code, s.interrupted) == (0, None)
-    s.by_status[Status.SKIPPED.value] = 2
-    s.conclude(stopped_by="SIGTERM")
-    assert (s.exit_code, s.interrupted) == (143, "SIGTERM")
+def test_a_run_concludes_with_the_code_and_the_signal() -> None:
+    assert concluded(stopped_by=None, aborted_code=None, rows_not_done=0) == (None, 0)
+    assert concluded(stopped_by="SIGTERM", aborted_code=None, rows_not_done=2) == (
+        "SIGTERM",
+        143,
+    )
+    assert concluded(stopped_by="abort", aborted_code=3, rows_not_done=2) == (None, 3)
+
+
+def test_the_summary_says_how_the_run_ended() -> None:
+    def summary(**fields: object) -> RunSummary:
+        return RunSummary.model_validate({"report": "r.csv", **fields})
+
+    done = {"removed": 5, "duplicate": 1}
+    assert summary(by_status=done).state == "ok"
+    assert summary(by_status=done).complete
+    assert summary(by_status={"failed": 1}, exit_code=1).state == "failed"
+    # failed_rows_exit_code = 0: the code is 0, the run still failed rows
+    assert summary(by_status={"failed": 1}, exit_code=0).state == "failed"
+    stopped = summary(by_status={"skipped": 2}, interrupted="SIGTERM", exit_code=143)
+    assert (stopped.state, stopped.complete) == ("interrupted", False)
+    aborted = summary(by_status={"skipped": 2}, aborted="ACCESS_DENIED", exit_code=2)
+    assert (aborted.state, aborted.complete) == ("aborted", False)
+    assert not summary(by_status={"skipped": 1}, exit_code=1).complete
 
 
 def test_state_words() -> None:

@@ -152,14 +152,3 @@ def test_settings_hold_no_webhook() -> None:
     settings = config.settings()
     assert "webhook" not in settings and settings["auth"] == "webhook"
     assert settings["report"] == "x.report.csv"
-
-
-def test_the_readme_documents_every_option_and_job_file_key() -> None:
-    from cleanup.jobs.schema import job_keys
-
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    for opt in declared_options(RunConfig):
-        if opt.option.cli:
-            assert f"`{opt.flag}" in readme, opt.flag
-    for key in job_keys():
-        assert f"`{key}`" in readme, key

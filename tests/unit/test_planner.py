@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cleanup.inputs.validate import Row
-from cleanup.run.planner import MAX_BATCH, Batch, Planner, command_key, count_batches, plan
+from cleanup.portal.protocol import MAX_BATCH
+from cleanup.run.planner import Batch, Planner, command_key, count_batches, plan
 
 
 def make_rows(numbers: Sequence[int]) -> list[Row]:

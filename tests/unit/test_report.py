@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from cleanup.errors import ConfigError
+from cleanup.inputs.formats import INPUT_SUFFIXES
 from cleanup.outputs.report import (
     ReportWriter,
     compact,
@@ -41,6 +42,12 @@ def test_the_format_follows_the_extension(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"use one of \.csv, \.jsonl, \.parquet"):
         report_format(tmp_path / "r.xlsx")
     assert default_report_path(Path("in/rows.csv.gz")) == Path("in/rows.report.csv")
+
+
+@pytest.mark.parametrize("ext", sorted(INPUT_SUFFIXES))
+def test_every_input_ending_is_dropped_from_the_default_report_name(ext: str) -> None:
+    # One table (cleanup/inputs/formats.py): what the readers take, the name drops.
+    assert default_report_path(Path(f"in/rows{ext.upper()}")) == Path("in/rows.report.csv")
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

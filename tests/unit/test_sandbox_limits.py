@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pacing_sim import FakeClock
-
 from cleanup.sandbox.limits import LeakyBucket, OperatingClock
+from tests.helpers.clock import FakeClock
 
 
 def test_the_bucket_takes_a_burst_then_drains_at_its_rate() -> None:
@@ -21,7 +20,7 @@ def test_the_bucket_takes_a_burst_then_drains_at_its_rate() -> None:
 
 
 def test_the_window_frees_its_oldest_part_at_the_reset_time() -> None:
-    clock = FakeClock(wall=1_700_000_000.0)
+    clock = FakeClock()
     window = OperatingClock(clock)
     key = ("webhook:1", "method")
     assert window.usage(key, 100.0) == (0.0, int(clock.wall() + 100))

@@ -6,11 +6,12 @@ from __future__ import annotations
 import random
 
 import pytest
-from pacing_sim import FakeClock, simulate, simulate_workers
 
 from cleanup.pacing.budget import OperatingBudget
 from cleanup.pacing.throttle import Throttle, default_headroom, ideal_seconds
 from cleanup.sandbox.limits import LeakyBucket
+from tests.helpers.clock import FakeClock
+from tests.helpers.pacing_sim import simulate, simulate_workers
 
 # ---------------------------------------------------------------- the model
 
@@ -72,7 +73,7 @@ def test_retry_after_pauses_everyone() -> None:
     clock = FakeClock()
     throttle = Throttle(100.0, 100, clock=clock)
     throttle.on_refusal(retry_after=3.0, sent_ago=0.0)
-    assert throttle.waiting() == ("Retry-After", pytest.approx(3.0))
+    assert throttle.waiting() == ("Retry-After", pytest.approx(3.0))  # type: ignore[comparison-overlap]
     assert throttle.waiting_note() == "waiting 3 s (Retry-After)"
     assert throttle.reserve() == pytest.approx(3.0)
     assert throttle.reserve() >= 3.0
@@ -145,9 +146,11 @@ def test_the_first_refusal_measures_the_rate_from_the_start() -> None:
             break
     # Few requests over a short span: the high end of what they allow (2 more); a probe
     # comes soon, and the next refusal measures over a longer span.
-    assert 5.0 <= throttle.capacity.estimate <= 9.0
+    estimate = throttle.capacity.estimate
+    assert estimate is not None
+    assert 5.0 <= estimate <= 9.0
     assert not throttle.capacity._sure
-    assert throttle.rate == pytest.approx(0.95 * throttle.capacity.estimate)  # cruising under it
+    assert throttle.rate == pytest.approx(0.95 * estimate)  # cruising under it
 
 
 def test_the_first_measure_counts_only_what_left_before_the_refused_request() -> None:
@@ -354,8 +357,10 @@ def test_a_probe_that_keeps_finding_room_doubles_its_rate() -> None:
     _refused_after(clock, throttle, 1.0, 30.0)
     capacity = throttle.capacity
     assert capacity.estimate == pytest.approx(1.0, rel=0.05)
+    estimate = capacity.estimate
+    assert estimate is not None
     start = capacity._probe_at
-    assert capacity.rate(start - 0.1) == pytest.approx(0.95 * capacity.estimate)
-    assert capacity.rate(start) == pytest.approx(2 * capacity.estimate)
-    assert capacity.rate(start + 2.0) == pytest.approx(4 * capacity.estimate)
+    assert capacity.rate(start - 0.1) == pytest.approx(0.95 * estimate)
+    assert capacity.rate(start) == pytest.approx(2 * estimate)
+    assert capacity.rate(start + 2.0) == pytest.approx(4 * estimate)
     assert capacity.rate(start + 10.0) == 10.0  # never over the configured rate

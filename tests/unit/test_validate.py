@@ -26,7 +26,7 @@ dedup_rows = st.lists(
 
 def reference_duplicates(rows: list[tuple[str, str, str]]) -> list[int]:
     """The first row of each duplicate, 0 for first occurrences and invalid rows."""
-    first: dict[tuple[int, int, str], int] = {}
+    first: dict[tuple[int, int, str | None], int] = {}
     out = []
     for i, (bot, msg, reaction) in enumerate(rows, start=1):
         canonical = {"like": "like", "fire": "fire"}.get(reaction.strip().lower())

@@ -1,4 +1,4 @@
-"""The README's worked example (run, review, re-run, undo), typed as written, against the
+"""The tutorial's worked example (run, review, re-run, undo), typed as written, against the
 sandbox: every command must be accepted, each re-run must send only its rows, and the undos
 at its end must leave the portal as it was before the first run."""
 
@@ -12,17 +12,18 @@ from pathlib import Path
 
 import pytest
 from click.testing import Result
-from test_reliability import left, start, workload, write_input
+
+from tests.helpers.faults import left, start, workload, write_input
 
 RunCli = Callable[..., Result]
-README = Path(__file__).resolve().parents[2] / "README.md"
+TUTORIAL = Path(__file__).resolve().parents[2] / "docs" / "tutorial.md"
 
 
 def worked_example() -> list[list[str]]:
     """The commands of the two worked-example blocks, in order (continuation lines joined,
     comments and `export` left out)."""
-    text = README.read_text(encoding="utf-8")
-    starts = ("A worked example: run, review, fix, re-run.", "The worked example, continued")
+    text = TUTORIAL.read_text(encoding="utf-8")
+    starts = ("## Run, review, fix, re-run", "## Undo the whole thing")
     commands = []
     for start_text in starts:
         block = text.split(start_text, 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
@@ -51,7 +52,7 @@ def test_the_worked_example_runs_as_written(
 
     for i, argv in enumerate(commands):
         if argv[0] == "undo" and "--dry-run" not in argv and "--yes" not in argv:
-            argv = [*argv, "--yes"]  # the README answers the terminal's question with y
+            argv = [*argv, "--yes"]  # the tutorial answers the terminal's question with y
         result = run_cli(*argv, "--progress", "none", "--rate", "1000", "--burst", "1000", env=env)
         assert result.exit_code in (0, 1), f"{shlex.join(argv)}: {result.stderr}"
         if i == 0:

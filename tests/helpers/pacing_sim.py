@@ -1,4 +1,4 @@
-"""A fake clock and a discrete simulation of the job's pacing against the sandbox's own leaky
+"""A discrete simulation of the job's pacing against the sandbox's own leaky
 bucket, shared with another client: the throttle's behaviour in minutes of simulated time,
 without a real sleep."""
 
@@ -13,28 +13,7 @@ from typing import Any
 from cleanup.pacing.retry import RetryPolicy
 from cleanup.pacing.throttle import Throttle
 from cleanup.sandbox.limits import LeakyBucket
-
-
-class FakeClock:
-    """Time that moves only when someone sleeps (or a test calls `advance`)."""
-
-    def __init__(self, start: float = 1000.0, wall: float = 1_700_000_000.0) -> None:
-        self.t = start
-        self.wall0 = wall - start
-
-    def now(self) -> float:
-        return self.t
-
-    def wall(self) -> float:
-        return self.wall0 + self.t
-
-    def sleep(self, seconds: float) -> bool:
-        if seconds > 0:
-            self.t += seconds
-        return True
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
+from tests.helpers.clock import FakeClock
 
 
 @dataclass

@@ -1,0 +1,130 @@
+"""The documentation site matches the code: every command's options, every job-file key, every
+exit code, report column and status appear in the generated reference pages (rendered here by
+the same hook mkdocs runs, docs/hooks/reference.py), and the module map names every module of
+cleanup/ and nothing else. The site itself is built with `mkdocs build --strict` by .ci/run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+from types import ModuleType
+
+import click
+import pytest
+
+from cleanup import exits, results
+from cleanup.cli.main import main
+from cleanup.jobs.schema import job_keys
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+
+
+def hook() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("docs_reference", DOCS / "hooks" / "reference.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+REFERENCE = hook()
+
+
+def rendered(page: str) -> str:
+    """A page as mkdocs renders its Markdown: with its generated parts filled in."""
+    text = (DOCS / page).read_text(encoding="utf-8")
+    assert REFERENCE.MARKER.search(text), f"{page} has no generated part"
+    filled: str = REFERENCE.fill(text)
+    return filled
+
+
+def section(markdown: str, heading: str) -> str:
+    """The text under a `## heading`, up to the next one."""
+    return markdown.split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def all_commands() -> list[tuple[str, click.Command, click.Context]]:
+    root = click.Context(main, info_name="reaction-cleanup", **main.context_settings)
+    found = []
+    for name in main.list_commands(root):
+        command = main.get_command(root, name)
+        assert command is not None
+        found.append((name, command, click.Context(command, parent=root, info_name=name)))
+    return found
+
+
+@pytest.mark.parametrize("name", [name for name, _, _ in all_commands()])
+def test_every_option_of_every_command_is_in_the_reference(name: str) -> None:
+    page = section(rendered("reference/cli.md"), f"## reaction-cleanup {name}")
+    _, command, ctx = next(c for c in all_commands() if c[0] == name)
+    options = [p for p in command.get_params(ctx) if isinstance(p, click.Option) and not p.hidden]
+    assert len(options) > 1
+    for option in options:
+        for flag in [*option.opts, *option.secondary_opts]:
+            assert re.search(rf"`[^`]*{re.escape(flag)}\b", page), f"{name} {flag}"
+        if option.envvar:
+            assert str(option.envvar) in page, f"{name} {option.envvar}"
+
+
+def test_every_exit_code_is_in_the_reference_and_explained() -> None:
+    page = rendered("reference/exit-codes.md")
+    generated = page.split("## What each code covers", 1)[0]
+    covered = section(page, "## What each code covers")
+    codes = {name: value for name, value in vars(exits).items() if name.startswith("EXIT_")}
+    assert len(codes) >= 9
+    for name, code in codes.items():
+        assert f"| `{code}` | `{name}` |" in generated, name
+        assert re.search(rf"^\| (\d+ / )?{code}( / \d+)? \|", covered, re.M), f"{code} unexplained"
+
+
+def test_every_job_file_key_is_in_the_reference() -> None:
+    page = rendered("reference/job-file.md")
+    schema = json.loads((ROOT / "jobs" / "job-file.schema.json").read_text(encoding="utf-8"))
+    keys = set(job_keys()) | set(schema["properties"])
+    for key in keys:
+        assert f"| `{key}` |" in page, key
+
+
+def test_every_report_column_and_status_is_in_the_reference_and_explained() -> None:
+    page = rendered("reference/report.md")
+    columns = REFERENCE.columns()
+    assert columns[0] == "row" and "status" in columns
+    generated_columns = section(page, "## Columns").split("| Column |", 1)
+    for column in columns:
+        assert f"`{column}`" in generated_columns[0], column
+        assert f"`{column}`" in generated_columns[1], f"column {column} unexplained"
+    statuses = section(page, "## Statuses")
+    generated, explained = statuses.split("What each means:", 1)
+    for status in results.Status:
+        assert f"| `{status.value}` |" in generated, status
+        assert f"| `{status.value}` |" in explained, f"status {status.value} unexplained"
+
+
+def test_every_page_asks_only_for_generators_that_exist() -> None:
+    for page in DOCS.rglob("*.md"):
+        for name in REFERENCE.MARKER.findall(page.read_text(encoding="utf-8")):
+            assert name in REFERENCE.GENERATORS, f"{page}: {name}"
+
+
+def module_map() -> dict[str, set[str]]:
+    """The module map's rows: folder (`""` for the top level) -> the modules it names."""
+    text = (DOCS / "explanation" / "architecture.md").read_text(encoding="utf-8")
+    rows = {}
+    for line in text.splitlines():
+        match = re.match(r"^\| (`(\w+)/`|top level) \|.*\|(.*)\|$", line)
+        if match:
+            rows[match.group(2) or ""] = set(re.findall(r"`(\w+)\.py`", match.group(3)))
+    return rows
+
+
+def test_the_module_map_names_every_module_and_nothing_else() -> None:
+    package = ROOT / "cleanup"
+    folders = {p.name for p in package.iterdir() if (p / "__init__.py").exists()}
+    mapped = module_map()
+    assert set(mapped) == folders | {""}
+    for folder, named in mapped.items():
+        modules = {p.stem for p in (package / folder).glob("*.py")} - {"__init__", "__main__"}
+        assert named == modules, f"cleanup/{folder}: map {sorted(named)} != {sorted(modules)}"
