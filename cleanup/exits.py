@@ -1,7 +1,7 @@
 """Exit codes, the signals that stop a run, and how an outcome maps to a code.
 
-The codes are part of the CLI contract (docs/reference/exit-codes.md); every other module names them
-from here. Nothing here imports the rest of the package, so anything may import it.
+The codes are part of the CLI contract (docs/reference/exit-codes.md, generated from this
+file's names and comments); every other module names them from here. Nothing here imports the rest of the package, so anything may import it.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Iterable
 
-EXIT_OK = 0
+EXIT_OK = 0  # every row done (removed or duplicate; an undo: restored), or nothing to do
 EXIT_ROWS_FAILED = 1  # the run finished; some rows are failed, invalid or skipped
 EXIT_USAGE = 2  # bad usage, input or configuration
 EXIT_ABORTED = 3  # the portal refused the run as a whole

@@ -1,7 +1,8 @@
 """Small explicit result values: a row's final status and the run's summary.
 
 The one home of: the report's columns (`REPORT_COLUMNS`, `RowResult.as_record`,
-`RowResult.from_record`, `report_schema`), which statuses are not done
+`RowResult.from_record`, `RowResult.arrow_schema`), whether a row was given up
+(`RowResult.given_up`) and what --resume sends again (`Settled.resend_on_resume`), which statuses are not done
 (`NOT_DONE_STATUSES`), how a run ended (`RunSummary.state`, `RunSummary.complete`) and
 the summary's fields (`RunSummary`).
 """
@@ -12,7 +13,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer, computed_field
 
@@ -59,14 +60,25 @@ def rows_not_done(by_status: Mapping[str, int]) -> int:
     return sum(int(by_status.get(s.value, 0)) for s in NOT_DONE_STATUSES)
 
 
-# Marks a failure where the run stopped trying (not the portal's answer about the row), so
-# that --resume sends the row again. Part of the report's text, hence kept stable.
+# The report's text for a failure where the run stopped trying (not the portal's answer
+# about the row), for people: the code decides from `RowResult.given_up`. Kept stable, as
+# the journal of an earlier version (without the field) is read by it (`legacy_given_up`).
 GAVE_UP = "(gave up"
 
 
 def gave_up(description: str, why: str) -> str:
     """The failure text of a row the run stopped trying, e.g. `... (gave up after 3 attempts)`."""
     return f"{description} {GAVE_UP}{why})"
+
+
+def legacy_given_up(description: str) -> bool:
+    """Whether a result recorded by an earlier version, which had no `given_up` field, was
+    given up: it said so in its description."""
+    return GAVE_UP in description
+
+
+# The error of a failure that was a bug in reaction-cleanup, not the portal's answer.
+CLIENT_ERROR = "CLIENT_ERROR"
 
 
 # --------------------------------------------------------------------------- a row
@@ -84,13 +96,24 @@ REPORT_COLUMNS = (
 _INT_COLUMNS = frozenset({"row", "attempts"})
 
 
-def report_schema() -> pa.Schema:
-    """The Arrow schema of a Parquet report: REPORT_COLUMNS, whole numbers as int64."""
-    import pyarrow as pa
+class Settled(NamedTuple):
+    """A row's final result without its input values: what the journal keeps of it."""
 
-    return pa.schema(
-        [(c, pa.int64() if c in _INT_COLUMNS else pa.string()) for c in REPORT_COLUMNS]
-    )
+    status: Status
+    error: str = ""
+    error_description: str = ""
+    attempts: int = 0
+    given_up: bool = False
+
+    @property
+    def resend_on_resume(self) -> bool:
+        """Whether --resume sends the row again instead of keeping its line: a skipped row,
+        or a failure that was not the portal's answer about the row (the run gave up
+        retrying: the portal was unreachable, kept failing or kept refusing for its
+        limits; or a bug in reaction-cleanup)."""
+        if self.status is Status.SKIPPED:
+            return True
+        return self.status is Status.FAILED and (self.given_up or self.error == CLIENT_ERROR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +128,24 @@ class RowResult:
     error: str = ""
     error_description: str = ""
     attempts: int = 0
+    # The run stopped trying (not the portal's answer): --resume sends it again. Not a
+    # report column: the journal keeps it (`settled`), the description says it for people.
+    given_up: bool = False
+
+    @property
+    def settled(self) -> Settled:
+        return Settled(
+            self.status, self.error, self.error_description, self.attempts, self.given_up
+        )
+
+    @staticmethod
+    def arrow_schema() -> pa.Schema:
+        """The Arrow schema of a Parquet report: REPORT_COLUMNS, whole numbers as int64."""
+        import pyarrow as pa
+
+        return pa.schema(
+            [(c, pa.int64() if c in _INT_COLUMNS else pa.string()) for c in REPORT_COLUMNS]
+        )
 
     def as_record(self) -> dict[str, Any]:
         """The report's line: REPORT_COLUMNS, in their order."""
@@ -121,9 +162,10 @@ class RowResult:
         return dict(zip(REPORT_COLUMNS, values, strict=True))
 
     @classmethod
-    def from_record(cls, rec: Mapping[str, Any]) -> RowResult:
-        """A report's line read back (any format: CSV gives text). Raises KeyError,
-        ValueError or TypeError for a line that is not one."""
+    def from_record(cls, rec: Mapping[str, Any], *, given_up: bool = False) -> RowResult:
+        """A report's line read back (any format: CSV gives text); `given_up` is not in
+        it (the journal has it). Raises KeyError, ValueError or TypeError for a line that
+        is not one."""
         return cls(
             int(rec["row"]),
             str(rec["botId"] or ""),
@@ -133,6 +175,7 @@ class RowResult:
             str(rec.get("error") or ""),
             str(rec.get("error_description") or ""),
             int(rec.get("attempts") or 0),
+            given_up,
         )
 
 
@@ -148,12 +191,14 @@ class Tally:
     by_status: Counter[str] = field(default_factory=Counter)
     by_error: Counter[str] = field(default_factory=Counter)
     resumed_rows: int = 0
+    given_up: int = 0
 
     def add(self, result: RowResult) -> None:
         self.rows += 1
         self.by_status[str(result.status)] += 1
         if result.error:
             self.by_error[result.error] += 1
+        self.given_up += result.given_up
 
     @property
     def rows_not_done(self) -> int:
@@ -240,6 +285,8 @@ class RunSummary(BaseModel):
     # far off it was (actual_s, time_off; for a paused run actual_rows, rows_off).
     estimate: Mapping[str, Any] | None = None
     resumed_rows: int = 0
+    # Failed rows the run stopped trying (not the portal's answer): --resume sends them.
+    given_up: int = 0
     # A re-run of a report's rows (--only / --only-error): that report, and how many of
     # its rows were not chosen (they get no line in this run's report).
     source_report: str | None = None
@@ -256,6 +303,11 @@ class RunSummary(BaseModel):
     def statuses(self) -> tuple[Status, ...]:
         return statuses_of(undo=self.undo_of is not None)
 
+    @property
+    def done(self) -> Status:
+        """The status of a row this kind of run got done: removed, or restored (an undo)."""
+        return Status.RESTORED if self.undo_of is not None else Status.REMOVED
+
     def count(self, status: Status) -> int:
         return int(self.by_status.get(status.value, 0))
 
@@ -266,6 +318,17 @@ class RunSummary(BaseModel):
     @property
     def rows_not_done(self) -> int:
         return rows_not_done(self.by_status)
+
+    @property
+    def share_text(self) -> str:
+        """What share of the portal's limit the run used, in words; "" for all of it."""
+        if self.share >= 1:
+            return ""
+        return (
+            f"share {self.share:g}: at most {self.rate * self.share:.3g} req/s and a burst of"
+            f" {max(1, int(self.burst * self.share))} of the portal's {self.rate:g} req/s and"
+            f" {self.burst}"
+        )
 
     @computed_field  # type: ignore[prop-decorator]
     @property

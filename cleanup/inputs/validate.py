@@ -47,9 +47,14 @@ class Row:
     given: tuple[str, str, str]
 
     def result(
-        self, status: Status, error: str = "", description: str = "", attempts: int = 0
+        self,
+        status: Status,
+        error: str = "",
+        description: str = "",
+        attempts: int = 0,
+        given_up: bool = False,
     ) -> RowResult:
-        return RowResult(self.row, *self.given, status, error, description, attempts)
+        return RowResult(self.row, *self.given, status, error, description, attempts, given_up)
 
 
 @dataclass

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cleanup.results import RunSummary, Status
+
 PROGRAM = "reaction-cleanup"
 WEBHOOK_ENV = "B24_WEBHOOK_URL"
 
@@ -26,36 +28,42 @@ class Command:
     line: str  # what to type, quoted for a POSIX shell
 
 
-def next_commands(summary: Mapping[str, Any]) -> list[Command]:
-    """What to type next after this run, given its summary (with `settings`)."""
-    settings = dict(summary.get("settings") or {})
-    report = str(settings.get("report") or summary.get("report") or "")
-    if not report or summary.get("dry_run"):
+def next_commands(summary: RunSummary) -> list[Command]:
+    """What to type next after this run, given its summary."""
+    settings = summary.settings
+    report = str(settings.get("report") or summary.report or "")
+    if not report or summary.dry_run:
         return []
-    by_status = dict(summary.get("by_status") or {})
     shared = _credentials(settings) + _pacing(settings)
-    if summary.get("undo_of"):
-        codes = sorted(str(c) for c in dict(summary.get("by_error") or {}))
-        if not by_status.get("failed") or not codes:
+    if summary.undo_of:
+        codes = sorted(summary.by_error)
+        if not summary.count(Status.FAILED) or not codes:
             return []
-        undone = str(summary["undo_of"])
-        line = [PROGRAM, "undo", undone, "--report", report, "--only-error", ",".join(codes)]
+        line = [
+            PROGRAM,
+            "undo",
+            summary.undo_of,
+            "--report",
+            report,
+            "--only-error",
+            ",".join(codes),
+        ]
         return [Command("undo-again", "Send the failed restores again", _join(line + shared))]
     out = []
-    if by_status.get("failed"):
-        line = [PROGRAM, "run", report, "--only", "failed"]
+    if summary.count(Status.FAILED):
+        line = [PROGRAM, "run", report, "--only", Status.FAILED.value]
         if settings.get("allow_unknown_reactions"):
             line.append("--allow-unknown-reactions")
         out.append(Command("rerun", "Re-run the failed rows", _join(line + shared)))
-    if by_status.get("removed"):
+    if summary.count(Status.REMOVED):
         line = [PROGRAM, "undo", report]
         out.append(Command("undo", "Undo this run", _join(line + shared)))
     return out
 
 
-def commands_note(summary: Mapping[str, Any]) -> str:
+def commands_note(summary: RunSummary) -> str:
     """The line above the commands: where to run them, and where they read the webhook."""
-    settings = dict(summary.get("settings") or {})
+    settings = summary.settings
     where = "Run from the folder the run was started in."
     if settings.get("auth") == "oauth":
         return where

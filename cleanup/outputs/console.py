@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from cleanup.exits import state_word
 from cleanup.outputs.files import SUMMARY
-from cleanup.results import RUN_STATUSES, RunSummary, Status
+from cleanup.results import RUN_STATUSES, RunSummary, Status, rows_not_done
 
 if TYPE_CHECKING:
     from cleanup.jobs.process import JobFileResult
@@ -18,15 +18,8 @@ def summary_lines(s: RunSummary, config: RunConfig) -> list[str]:
     """The summary of one run, ending with its one-line SUMMARY."""
     if s.dry_run:
         return _dry_run_lines(s, config)
-    state = (
-        "aborted"
-        if s.aborted
-        else "interrupted"
-        if s.interrupted
-        else "paused"
-        if s.paused
-        else "done"
-    )
+    # The run got to its end ("done"), or how it stopped.
+    state = "done" if s.state in ("ok", "failed") else s.state
     lines = [
         f"reaction-cleanup: {state} in {s.elapsed_s:.1f} s ({s.mode} mode, {s.auth_mode} auth)"
     ]
@@ -69,12 +62,7 @@ def summary_lines(s: RunSummary, config: RunConfig) -> list[str]:
 
 def _neighbour_lines(s: RunSummary) -> list[str]:
     """The share the run used, and how far off its estimate was."""
-    lines = []
-    if s.share < 1:
-        lines.append(
-            f"  share {s.share:g}: at most {s.rate * s.share:.3g} req/s and a burst of"
-            f" {max(1, int(s.burst * s.share))} of the portal's {s.rate:g} req/s and {s.burst}"
-        )
+    lines = [f"  {s.share_text}"] if s.share_text else []
     est = s.estimate or {}
     if est.get("seconds") and "actual_s" in est:
         line = (
@@ -141,19 +129,8 @@ def _chosen_lines(s: RunSummary, config: RunConfig) -> list[str]:
 
 def one_line(s: RunSummary) -> str:
     """One line for a monitoring alert or a log search."""
-    counts = " ".join(f"{st.value}={s.by_status.get(st.value, 0)}" for st in s.statuses)
-    state = (
-        "aborted"
-        if s.aborted
-        else "interrupted"
-        if s.interrupted
-        else "paused"
-        if s.paused
-        else "failed"
-        if s.exit_code or s.rows_not_done  # failed_rows_exit_code = 0 keeps the word
-        else "ok"
-    )
-    return f"SUMMARY run={s.run_id} status={state} exit={s.exit_code} rows={s.rows} {counts} elapsed={s.elapsed_s:.1f}s"
+    counts = " ".join(f"{st.value}={s.count(st)}" for st in s.statuses)
+    return f"SUMMARY run={s.run_id} status={s.state} exit={s.exit_code} rows={s.rows} {counts} elapsed={s.elapsed_s:.1f}s"
 
 
 def job_one_line(result: JobFileResult) -> str:
@@ -161,8 +138,7 @@ def job_one_line(result: JobFileResult) -> str:
     code = result.exit_code
     totals = result.totals()
     counts = " ".join(f"{st.value}={totals[st.value]}" for st in RUN_STATUSES)
-    not_done = sum(totals[st.value] for st in (Status.FAILED, Status.INVALID, Status.SKIPPED))
-    state = state_word(code, rows_not_done=not_done)
+    state = state_word(code, rows_not_done=rows_not_done(totals))
     return (
         f"SUMMARY job={result.job} run={result.run_id} status={state} exit={code} "
         f"files={len(result.files)} rows={totals['rows']} {counts}"

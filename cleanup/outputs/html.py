@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -24,12 +24,11 @@ from cleanup.outputs.commands import commands_note, next_commands
 from cleanup.outputs.files import write_atomic
 from cleanup.outputs.report import iter_records
 from cleanup.redact import redact
-from cleanup.results import RunSummary
+from cleanup.results import NOT_DONE_STATUSES, REPORT_COLUMNS, RunSummary, TimeBucket
 from cleanup.version import __version__
 
 ROWS_PER_CAUSE = 200  # rows listed under each cause; the report file has them all
-_LISTED = ("failed", "invalid", "skipped")
-_STATUS_ORDER = ("removed", "failed", "invalid", "duplicate", "skipped")
+_LISTED = tuple(s.value for s in NOT_DONE_STATUSES)  # the rows listed by cause
 _STATUS_TEXT = {
     "removed": "removed (or found already absent on a retry)",
     "restored": "added back (or found there again: REACTION_ALREADY_SET)",
@@ -181,8 +180,7 @@ def write_html(
 ) -> Path:
     """Write the review page for a run; `report` is the per-row report whose failed rows
     are listed."""
-    data = summary.model_dump(mode="json")
-    page = render_html(data, collect_causes(report), context=context, report=report)
+    page = render_html(summary, collect_causes(report), context=context, report=report)
     write_atomic(out, page)
     return out
 
@@ -215,87 +213,81 @@ def _utc(ts: float) -> str:
 
 
 def render_html(
-    summary: Mapping[str, Any],
+    summary: RunSummary,
     causes: list[Cause],
     *,
     context: Mapping[str, str] | None = None,
     report: Path | None = None,
 ) -> str:
     s = summary
-    by_status = {k: int(v) for k, v in dict(s.get("by_status") or {}).items()}
-    rows = int(s.get("rows") or 0)
-    settings = dict(s.get("settings") or {})
-    label = settings.get("label") or (context or {}).get("job") or ""
-    input_name = Path(str(s.get("input", ""))).name
-    # An undo's summary lists its own statuses (restored, failed, skipped).
-    order = tuple(by_status) if s.get("undo_of") else _STATUS_ORDER
-    kind = "undo of " if s.get("undo_of") else ""
+    label = s.label or (context or {}).get("job") or ""
+    # An undo lists its own statuses (restored, failed, skipped).
+    order = [st.value for st in s.statuses]
+    kind = "undo of " if s.undo_of else ""
     template = environment().get_template("run.html.j2")
     page = template.render(
-        title=f"reaction-cleanup: {label + ' – ' if label else ''}{kind}{input_name}",
+        title=f"reaction-cleanup: {label + ' – ' if label else ''}{kind}{Path(s.input).name}",
         version=__version__,
         written=_utc(time.time()),
-        run=_run(s, by_status),
-        tiles=[("rows", rows)] + [(st, by_status.get(st, 0)) for st in order],
-        statuses=[_status_row(st, by_status.get(st, 0), rows) for st in order],
-        done="restored" if s.get("undo_of") else "removed",
+        run=_run(s),
+        tiles=[("rows", s.rows)] + [(st, s.by_status.get(st, 0)) for st in order],
+        statuses=[_status_row(st, s.by_status.get(st, 0), s.rows) for st in order],
+        done=s.done.value,
         commands=next_commands(s),
         commands_note=commands_note(s),
         errors=_errors(s, causes),
         causes=[_cause(c) for c in causes],
         report=report.name if report is not None else None,
         requests=_requests(s),
-        bars=chart(list(s.get("timeline") or [])),
+        bars=chart(s.timeline),
         context=list((context or {}).items()),
-        settings=[(key, _setting(settings[key])) for key in sorted(settings)],
+        settings=[(key, _setting(s.settings[key])) for key in sorted(s.settings)],
     )
     # Belt and braces: nothing that looks like a webhook code or token leaves the process.
     return redact(page)
 
 
-def _run(s: Mapping[str, Any], by_status: Mapping[str, int]) -> dict[str, Any]:
-    started = float(s.get("started_at") or 0)
-    state, state_class = _state(s, by_status)
+def _run(s: RunSummary) -> dict[str, Any]:
+    state, state_class = _state(s)
     return {
-        "run_id": s.get("run_id", ""),
-        "when": _utc(started) if started else "?",
-        "elapsed": f"{float(s.get('elapsed_s') or 0):.1f}",
-        "mode": s.get("mode", ""),
-        "auth_mode": s.get("auth_mode", ""),
+        "run_id": s.run_id,
+        "when": _utc(s.started_at) if s.started_at else "?",
+        "elapsed": f"{s.elapsed_s:.1f}",
+        "mode": s.mode,
+        "auth_mode": s.auth_mode,
         "state": state,
         "state_class": state_class,
-        "exit_code": s.get("exit_code", ""),
-        "aborted": s.get("aborted"),
-        "fallback_to_single": s.get("fallback_to_single"),
+        "exit_code": s.exit_code,
+        "aborted": s.aborted,
+        "fallback_to_single": s.fallback_to_single,
     }
 
 
-def _errors(s: Mapping[str, Any], causes: list[Cause]) -> list[dict[str, Any]]:
+def _errors(s: RunSummary, causes: list[Cause]) -> list[dict[str, Any]]:
     """Totals by error code, each with what it means and what to do."""
     statuses = {c.code: c.status for c in causes}
     out = []
-    for code, count in dict(s.get("by_error") or {}).items():
+    for code, count in s.by_error.items():
         meaning, todo = advice(statuses.get(code, "failed"), code)
         out.append({"code": code, "count": int(count), "meaning": meaning, "todo": todo})
     return out
 
 
-def _state(s: Mapping[str, Any], by_status: Mapping[str, int]) -> tuple[str, str]:
-    if s.get("aborted"):
+def _state(s: RunSummary) -> tuple[str, str]:
+    """How the run ended (`RunSummary.state`), as the page's headline and its class."""
+    if s.state == "aborted":
         return "Aborted by the portal: rows not done were skipped", "bad"
-    if s.get("interrupted"):
-        return f"Interrupted ({s['interrupted']}): rows not done were skipped", "bad"
-    if s.get("paused"):
-        left = by_status.get("skipped", 0)
+    if s.state == "interrupted":
+        return f"Interrupted ({s.interrupted}): rows not done were skipped", "bad"
+    if s.paused:
         return (
-            f"Paused: time is up ({s['paused']}); {left} row(s) left for the next run"
+            f"Paused: time is up ({s.paused}); {s.rows_left} row(s) left for the next run"
             " (or --resume)",
             "warn",
         )
-    done = "restored" if s.get("undo_of") else "removed"
-    if by_status.get("failed") or by_status.get("invalid") or by_status.get("skipped"):
-        return f"Finished: some rows were not {done}", "warn"
-    return f"Finished: every row {done}", "good"
+    if s.rows_not_done:
+        return f"Finished: some rows were not {s.done.value}", "warn"
+    return f"Finished: every row {s.done.value}", "good"
 
 
 def _status_row(status: str, count: int, rows: int) -> dict[str, Any]:
@@ -322,36 +314,25 @@ def _cause(cause: Cause) -> dict[str, Any]:
     }
 
 
-_ROW_COLUMNS = ("row", "botId", "messageId", "reaction", "error_description", "attempts")
+# A listed row's columns: the report's, less those its cause already shows.
+_ROW_COLUMNS = tuple(c for c in REPORT_COLUMNS if c not in ("status", "error"))
 
 
-def _requests(s: Mapping[str, Any]) -> dict[str, Any]:
+def _requests(s: RunSummary) -> dict[str, Any]:
     return {
-        "requests": int(s.get("requests") or 0),
-        "batch": int(s.get("batch_requests") or 0),
-        "single": int(s.get("single_requests") or 0),
-        "limit_refusals": int(s.get("limit_refusals") or 0),
-        "operating_refusals": int(s.get("operating_refusals") or 0),
-        "waited": f"{float(s.get('limit_wait_s') or 0):.1f}",
-        "retries": int(s.get("retries") or 0),
-        "rows_per_s": f"{float(s.get('rows_per_s') or 0):.1f}",
-        "rate": f"{float(s.get('rate') or 0):g}",
-        "burst": s.get("burst", ""),
-        "share": _share_text(s),
-        "estimate": (s.get("estimate") or {}).get("said", ""),
+        "requests": s.requests,
+        "batch": s.batch_requests,
+        "single": s.single_requests,
+        "limit_refusals": s.limit_refusals,
+        "operating_refusals": s.operating_refusals,
+        "waited": f"{s.limit_wait_s:.1f}",
+        "retries": s.retries,
+        "rows_per_s": f"{s.rows_per_s:.1f}",
+        "rate": f"{s.rate:g}",
+        "burst": s.burst,
+        "share": s.share_text,
+        "estimate": str((s.estimate or {}).get("said", "")),
     }
-
-
-def _share_text(s: Mapping[str, Any]) -> str:
-    """What share of the portal's limit ran ("" for all of it)."""
-    share = float(s.get("share") or 1.0)
-    if share >= 1:
-        return ""
-    rate, burst = float(s.get("rate") or 0), int(s.get("burst") or 0)
-    return (
-        f"share {share:g}: at most {rate * share:.3g} req/s and a burst of"
-        f" {max(1, int(burst * share))} of the portal's"
-    )
 
 
 def _setting(value: Any) -> Any:
@@ -362,16 +343,16 @@ def _setting(value: Any) -> Any:
     return value
 
 
-def chart(timeline: list[Mapping[str, Any]]) -> dict[str, Any] | None:
+def chart(timeline: Sequence[TimeBucket]) -> dict[str, Any] | None:
     """The geometry of the requests chart: one bar per time bucket of the timeline."""
     if not timeline:
         return None
     w, h, left, bottom, top, right = 760, 200, 44, 28, 12, 12
     plot_w, plot_h = w - left - right, h - top - bottom
-    bucket = float(timeline[0]["width"]) or 1.0
+    bucket = timeline[0].width or 1.0
     # At least ten buckets wide, so a short run shows bars, not one block.
-    span = max(max(float(b["t"]) + float(b["width"]) for b in timeline), 10 * bucket)
-    peak = max(int(b["requests"]) for b in timeline) or 1
+    span = max(max(b.t + b.width for b in timeline), 10 * bucket)
+    peak = max(b.requests for b in timeline) or 1
     grid = []
     for frac in (0.0, 0.5, 1.0) if peak >= 2 and peak % 2 == 0 else (0.0, 1.0):
         y = top + plot_h * (1 - frac)
@@ -382,22 +363,21 @@ def chart(timeline: list[Mapping[str, Any]]) -> dict[str, Any] | None:
     ]
     bars = []
     for b in timeline:
-        t, width = float(b["t"]), float(b["width"])
-        n, refused = int(b["requests"]), int(b.get("refused", 0))
-        bh = plot_h * n / peak
+        bh = plot_h * b.requests / peak
         bars.append(
             {
-                "x": f"{left + plot_w * t / span:.1f}",
+                "x": f"{left + plot_w * b.t / span:.1f}",
                 "y": f"{top + plot_h - bh:.1f}",
-                "w": f"{max(plot_w * width / span - 1.0, 1.0):.1f}",
+                "w": f"{max(plot_w * b.width / span - 1.0, 1.0):.1f}",
                 "h": f"{bh:.1f}",
-                "refused": f"{plot_h * refused / peak:.1f}" if refused else None,
-                "tip": f"{_secs(t)}–{_secs(t + width)}: {n} request{'s' if n != 1 else ''}, "
-                f"{refused} refused, mean latency {float(b.get('latency', 0)):.2f} s",
+                "refused": f"{plot_h * b.refused / peak:.1f}" if b.refused else None,
+                "tip": f"{_secs(b.t)}–{_secs(b.t + b.width)}: {b.requests} "
+                f"request{'s' if b.requests != 1 else ''}, "
+                f"{b.refused} refused, mean latency {b.latency:.2f} s",
             }
         )
     return {
-        "w": w, "h": h, "left": left, "right": w - right, "bucket": f"{float(timeline[0]['width']):g}",
+        "w": w, "h": h, "left": left, "right": w - right, "bucket": f"{timeline[0].width:g}",
         "grid": grid, "ticks": ticks, "bars": bars,
     }  # fmt: skip
 

@@ -13,24 +13,25 @@ Self-contained like the run pages (the same base template: inline CSS, no script
 from __future__ import annotations
 
 import html
-import json
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cleanup.exits import EXIT_OK, EXIT_ROWS_FAILED, state_word
+from cleanup.exits import finished
 from cleanup.outputs.files import PARTIAL, SUMMARY, sidecar, write_atomic
 from cleanup.outputs.journal import journal_path
+from cleanup.outputs.summary import load_summary
 from cleanup.redact import redact
-from cleanup.results import RUN_STATUSES, UNDO_STATUSES
+from cleanup.results import RUN_STATUSES, RunSummary, Status, counts_by_status
 from cleanup.run.undo import default_undo_report
 from cleanup.version import __version__
 
 INDEX_NAME = "index.html"
 GENERATOR = "reaction-cleanup index"  # marks a page this module may rebuild
+UNFINISHED = "unfinished"  # the state of a run that left no summary
 MAX_RUNS = 500  # runs listed; older ones are counted, not read
 # Reports a run-job writes (`<time>_<input>_<sha8>.report.<fmt>`); an unfinished Parquet
 # report may exist only as its `.partial.jsonl`.
@@ -62,6 +63,7 @@ class RunEntry:
     input: str
     started: float  # seconds since the epoch; for a run without summary, its report's mtime
     exit_code: int | None  # None: the run has no summary (it stopped before its end)
+    state: str  # how it ended (RunSummary.state), or "unfinished"
     counts: dict[str, int] = field(default_factory=dict)
     rows: int = 0
     html: str | None = None
@@ -126,27 +128,23 @@ def _mtime(path: Path) -> float:
 
 
 def _from_summary(path: Path) -> RunEntry | None:
-    try:
-        s = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    s = load_summary(path)
+    if s is None or s.dry_run or not s.report:
         return None  # being replaced right now, or damaged: the next rebuild reads it
-    if not isinstance(s, dict) or s.get("dry_run") or not s.get("report"):
-        return None
     report = path.with_name(path.name.removesuffix(SUMMARY))
-    statuses = UNDO_STATUSES if s.get("undo_of") else RUN_STATUSES
-    by_status = dict(s.get("by_status") or {})
     entry = RunEntry(
         report=report.name,
-        input=Path(str(s.get("input") or "")).name,
-        started=float(s.get("started_at") or _mtime(path)),
-        exit_code=int(s["exit_code"]) if isinstance(s.get("exit_code"), int) else None,
-        counts={st.value: int(by_status.get(st.value) or 0) for st in statuses},
-        rows=int(s.get("rows") or 0),
-        undo_of=Path(str(s["undo_of"])).name if s.get("undo_of") else None,
-        label=str(dict(s.get("settings") or {}).get("label") or ""),
+        input=Path(s.input).name,
+        started=s.started_at or _mtime(path),
+        exit_code=s.exit_code,
+        state=s.state,
+        counts=counts_by_status(s.by_status, s.statuses),
+        rows=s.rows,
+        undo_of=Path(s.undo_of).name if s.undo_of else None,
+        label=s.label,
     )
     entry.html = page_path(report).name if page_path(report).exists() else None
-    entry.attention, entry.level = _attention(s, entry.counts)
+    entry.attention, entry.level = _attention(s)
     journal = journal_path(report)
     if _mtime(journal) > _mtime(path):  # a later attempt wrote to it and did not finish
         entry.attention = "unfinished: it was resumed after this summary and stopped before its end; --resume finishes it"
@@ -156,7 +154,9 @@ def _from_summary(path: Path) -> RunEntry | None:
 
 def _unfinished(report: Path) -> RunEntry:
     started = max(_mtime(report), _mtime(sidecar(report, PARTIAL)))
-    entry = RunEntry(report=report.name, input="", started=started, exit_code=None)
+    entry = RunEntry(
+        report=report.name, input="", started=started, exit_code=None, state=UNFINISHED
+    )
     entry.attention = (
         "unfinished: no summary, so the run stopped before its end (a crash, a kill or a full"
         " disk); --resume (or the job's next run) finishes it"
@@ -165,30 +165,28 @@ def _unfinished(report: Path) -> RunEntry:
     return entry
 
 
-def _attention(s: Mapping[str, Any], counts: Mapping[str, int]) -> tuple[str, str]:
+def _attention(s: RunSummary) -> tuple[str, str]:
     """Why a person should look at this run, and how urgently."""
-    code = s.get("exit_code")
-    if s.get("aborted"):
+    if s.state == "aborted":
         return (
-            f"aborted: {s['aborted']}; the rows not done were skipped, --resume sends them",
+            f"aborted: {s.aborted}; the rows not done were skipped, --resume sends them",
             "bad",
         )
-    if s.get("interrupted"):
+    if s.state == "interrupted":
         return (
-            f"interrupted ({s['interrupted']}): the rows not done were skipped; --resume sends them",
+            f"interrupted ({s.interrupted}): the rows not done were skipped; --resume sends them",
             "bad",
         )
-    if s.get("paused"):
+    if s.paused:
         return (
-            f"paused: time is up ({s['paused']}); {counts.get('skipped', 0)} row(s) left,"
-            " the next run continues",
+            f"paused: time is up ({s.paused}); {s.rows_left} row(s) left, the next run continues",
             "warn",
         )
-    if counts.get("skipped"):
-        return f"{counts['skipped']} row(s) skipped: --resume sends them", "bad"
-    if code not in (EXIT_OK, EXIT_ROWS_FAILED):
-        return f"ended with exit code {code} ({state_word(int(code or 0))})", "bad"
-    problems = [f"{counts[st]} {st}" for st in ("failed", "invalid") if counts.get(st)]
+    if skipped := s.count(Status.SKIPPED):
+        return f"{skipped} row(s) skipped: --resume sends them", "bad"
+    if not finished(s.exit_code):
+        return f"ended with exit code {s.exit_code} ({s.state})", "bad"
+    problems = [f"{s.count(st)} {st}" for st in (Status.FAILED, Status.INVALID) if s.count(st)]
     if problems:
         return " and ".join(problems) + " row(s): see its report", "warn"
     return "", "good"
@@ -259,16 +257,12 @@ def _title_of(head: str) -> str | None:
 
 
 def _row(r: RunEntry) -> dict[str, Any]:
-    # failed_rows_exit_code = 0 makes a run with failed rows exit 0: still "failed" here.
-    not_done = sum(r.counts.get(s, 0) for s in ("failed", "invalid", "skipped"))
     return {
         "report": r.report,
         "input": r.input or "?",
         "when": _utc(r.started) if r.started else "?",
         "exit_code": "–" if r.exit_code is None else r.exit_code,
-        "state": "unfinished"
-        if r.exit_code is None
-        else state_word(r.exit_code, rows_not_done=not_done),
+        "state": r.state,
         "rows": r.rows,
         "counts": r.counts,
         "html": r.html,

@@ -27,7 +27,7 @@ from cleanup.outputs.files import (
     state_file,
     writing,
 )
-from cleanup.results import FINAL_STATUSES, GAVE_UP, RowResult, Status
+from cleanup.results import FINAL_STATUSES, RowResult, Settled, Status, legacy_given_up
 
 # The journal's format: its first line says which one. A journal of another format is
 # refused on --resume rather than misread. 2: rows are numbered by their place in the
@@ -58,16 +58,12 @@ def fingerprint(path: Path) -> dict[str, Any]:
     return {"sha256": digest.hexdigest(), "size": size}
 
 
-def resend_on_resume(status: Status, error: str, description: str) -> bool:
-    """Whether --resume sends the row again instead of keeping its line.
-
-    Skipped rows, and failed rows whose failure was not the portal's answer about the row:
-    the job gave up retrying (the portal was unreachable, kept failing or kept refusing
-    for its limits; the engine marks these with results.gave_up) or a bug in the job itself.
-    """
-    if status is Status.SKIPPED:
-        return True
-    return status is Status.FAILED and (GAVE_UP in description or error == "CLIENT_ERROR")
+def _settled(entry: list[Any]) -> tuple[int, Settled]:
+    """A `done` entry: [row, status, error, description, attempts, given_up]. An earlier
+    version wrote no given_up: its description said it (`legacy_given_up`)."""
+    row, status, error, description, attempts, *rest = entry
+    given_up = bool(rest[0]) if rest else legacy_given_up(str(description))
+    return int(row), Settled(Status(status), str(error), str(description), int(attempts), given_up)
 
 
 class Journal:
@@ -77,9 +73,11 @@ class Journal:
         self.path = path
         self.identity = identity
         # From an earlier run, on --resume: row -> requests that carried it and may have
-        # run; row -> (status, error, description, attempts) of its final result.
+        # run; row -> its final result, and the rows whose final result --resume sends
+        # again (given up, or a bug: `Settled.resend_on_resume`).
         self.previously_sent: dict[int, int] = {}
-        self.outcomes: dict[int, tuple[Status, str, str, int]] = {}
+        self.outcomes: dict[int, Settled] = {}
+        self.resend: set[int] = set()
         self._lock = threading.Lock()
         header = self._load() if resume and path.exists() else {}
         # An empty journal: the earlier run died before its first line was on disk, so
@@ -150,16 +148,19 @@ class Journal:
                         else:
                             sent.pop(int(r), None)
                 elif "done" in record:
-                    for row, status, error, description, attempts in record["done"]:
-                        if resend_on_resume(Status(status), str(error), str(description)):
-                            self.outcomes.pop(int(row), None)
-                            continue
-                        self.outcomes[int(row)] = (
-                            Status(status), str(error), str(description), int(attempts)
-                        )  # fmt: skip
+                    for entry in record["done"]:
+                        self._settle(*_settled(entry))
             except (TypeError, ValueError):
                 continue  # a damaged record: the rows it named are simply re-sent
         return header
+
+    def _settle(self, row: int, settled: Settled) -> None:
+        if settled.resend_on_resume:
+            self.outcomes.pop(row, None)
+            self.resend.add(row)
+        else:
+            self.outcomes[row] = settled
+            self.resend.discard(row)
 
     def _write(self, record: dict[str, Any]) -> None:
         """Durable before it returns. A write the disk refuses raises OutputError: a `sent`
@@ -186,11 +187,7 @@ class Journal:
     def done(self, results: Iterable[RowResult]) -> None:
         """Final results as soon as they are known: the report holds them back until the
         rows before them are done, and a crash must not turn them back into guesses."""
-        records = [
-            [r.row, str(r.status), r.error, r.error_description, r.attempts]
-            for r in results
-            if r.status in FINAL_STATUSES
-        ]
+        records = [[r.row, *r.settled] for r in results if r.status in FINAL_STATUSES]
         if records:
             with self._lock:
                 self._write({"done": records})
@@ -200,6 +197,26 @@ class Journal:
             # Every record was fsynced when written; one the disk refused was reported then,
             # and its stray bytes are a cut line that readers skip.
             os.close(self._fd)
+
+
+def resend_rows(report: Path) -> set[int]:
+    """The rows of `report` whose final result its journal says --resume sends again (a
+    row the run gave up on), read without opening the journal for writing."""
+    path = journal_path(report)
+    rows: set[int] = set()
+    if not path.exists():
+        return rows
+    for record in read_jsonl(path):
+        for entry in record.get("done") or ():
+            try:
+                row, settled = _settled(entry)
+            except (TypeError, ValueError):
+                continue
+            if settled.resend_on_resume:
+                rows.add(row)
+            else:
+                rows.discard(row)
+    return rows
 
 
 def journal_path(report: Path) -> Path:
@@ -238,5 +255,5 @@ __all__ = [
     "find_journal",
     "fingerprint",
     "journal_path",
-    "resend_on_resume",
+    "resend_rows",
 ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import suppress
 from pathlib import Path
 from typing import IO, Any
@@ -35,8 +35,8 @@ from cleanup.outputs.files import (
     state_file,
     writing,
 )
-from cleanup.outputs.journal import Journal, resend_on_resume
-from cleanup.results import FINAL_STATUSES, REPORT_COLUMNS, RowResult, Status
+from cleanup.outputs.journal import Journal, resend_rows
+from cleanup.results import FINAL_STATUSES, REPORT_COLUMNS, RowResult
 
 REPORT_FORMATS = ("csv", "jsonl", "parquet")  # the report's format follows its extension
 
@@ -143,11 +143,7 @@ def _jsonl_to_parquet(source: Path, dest: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pa.schema(
-        [("row", pa.int64()), ("botId", pa.string()), ("messageId", pa.string()),
-         ("reaction", pa.string()), ("status", pa.string()), ("error", pa.string()),
-         ("error_description", pa.string()), ("attempts", pa.int64())]
-    )  # fmt: skip
+    schema = RowResult.arrow_schema()
     with replacing(dest) as tmp, pq.ParquetWriter(tmp, schema) as writer:
         batch: list[dict[str, Any]] = []
         for record in read_jsonl(source):
@@ -180,21 +176,22 @@ def iter_records(path: Path) -> Iterator[dict[str, Any]]:
         yield from csv.DictReader(read_csv_lines(path))
 
 
-def read_report(path: Path) -> dict[int, RowResult]:
-    """The final results in an existing report that --resume keeps, by row."""
+def read_report(path: Path, resend: Collection[int] | None = None) -> dict[int, RowResult]:
+    """The final results in an existing report that --resume keeps, by row. `resend`: the
+    rows whose result --resume sends again although the report's columns do not say so (a
+    row the run gave up on); by default, as the report's journal has them."""
+    if resend is None:
+        resend = resend_rows(path)
     out: dict[int, RowResult] = {}
     for rec in iter_records(path):
         try:
-            status = Status(str(rec["status"]))
-            result = RowResult(
-                int(rec["row"]), str(rec["botId"] or ""), str(rec["messageId"] or ""),
-                str(rec["reaction"] or ""), status, str(rec.get("error") or ""),
-                str(rec.get("error_description") or ""), int(rec.get("attempts") or 0),
-            )  # fmt: skip
+            result = RowResult.from_record(rec)
         except (KeyError, ValueError, TypeError):
             continue
-        if status in FINAL_STATUSES and not resend_on_resume(
-            status, result.error, result.error_description
+        if (
+            result.status in FINAL_STATUSES
+            and result.row not in resend
+            and not result.settled.resend_on_resume
         ):
             out[result.row] = result
     return out

@@ -451,7 +451,7 @@ class Engine:
         self, s: _RowState, unit: _Unit, kind: Kind, error: str, description: str, why: str
     ) -> None:
         outcome = Outcome(kind, error, gave_up(description, why))
-        unit.done[s.row.row] = s.row.result(*failed(outcome), s.attempts)
+        unit.done[s.row.row] = s.row.result(*failed(outcome), s.attempts, given_up=True)
 
     def _limit_wait(
         self,

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from cleanup.errors import OutputError
 from cleanup.inputs.validate import Row
 from cleanup.redact import redact
-from cleanup.results import Status
+from cleanup.results import CLIENT_ERROR, Status
 from cleanup.run.engine import UnitResult
 
 log = logging.getLogger("cleanup")
@@ -87,5 +87,5 @@ class WorkerPool:
             except Exception as exc:  # a bug must not lose rows: report them, keep going
                 log.exception("internal error while sending rows %d..%d", rows[0].row, rows[-1].row)
                 text = redact(f"{type(exc).__name__}: {exc}")
-                result = UnitResult([r.result(Status.FAILED, "CLIENT_ERROR", text) for r in rows])
+                result = UnitResult([r.result(Status.FAILED, CLIENT_ERROR, text) for r in rows])
             self._results.put((unit_id, result))

@@ -44,6 +44,7 @@ from cleanup.redact import redact
 from cleanup.results import (
     RowResult,
     RunSummary,
+    Settled,
     Status,
     Tally,
     TimeBucket,
@@ -311,7 +312,7 @@ class _Parts:
     journal: Journal
     engine: Engine
     finals: dict[int, RowResult]  # rows the report already has
-    journaled: dict[int, tuple[Status, str, str, int]]  # outcomes only the journal has
+    journaled: dict[int, Settled]  # outcomes only the journal has
 
     @classmethod
     def build(
@@ -344,7 +345,7 @@ class _Parts:
                 sorted({v.casefold() for v in vs}) for vs in (config.only, config.only_error)
             ]
         journal = Journal(journal_path(report), identity, resume=config.resume)
-        finals = read_report(report) if config.resume else {}
+        finals = read_report(report, journal.resend) if config.resume else {}
         for row in config.resend:  # their lines are replaced by this run's
             finals.pop(row, None)
         engine = Engine(
@@ -688,6 +689,7 @@ class _Run:
             fallback_to_single=stats.fallback,
             concurrency=self.config.concurrency or self._concurrency(),
             resumed_rows=tally.resumed_rows,
+            given_up=tally.given_up,
             left_out=int(self.table.detected.get("left_out", 0)),
             timeline=_timeline(self.timeline, start["started_at"]),
             aborted=None if self.aborted is None else redact(str(self.aborted)),

@@ -7,9 +7,13 @@ itself uses, so the pages cannot drift from it:
 - `commands`: every command of `reaction-cleanup` and its options, from click (the same text
   as `--help`);
 - `job-file-keys`: every key of a job file, from `jobs/job-file.schema.json`;
-- `exit-codes`: every `EXIT_*` code in `cleanup/exits.py`, with its comment there;
+- `exit-codes`: every `EXIT_*` code in `cleanup/exits.py`, with its comment there (beside
+  or above it);
 - `report-columns`, `statuses`: the report's columns and the statuses, from
-  `cleanup/results.py`.
+  `cleanup/results.py`;
+- `summary-fields`: the fields of `R.summary.json`, from the model that writes it
+  (`RunSummary` in `cleanup/results.py`);
+- `input-formats`: the input file endings, from `cleanup/inputs/formats.py`.
 
 mkdocs loads this file as a hook (mkdocs.yml, `hooks:`); tests/unit/test_docs.py imports it.
 """
@@ -17,11 +21,10 @@ mkdocs loads this file as a hook (mkdocs.yml, `hooks:`); tests/unit/test_docs.py
 from __future__ import annotations
 
 import enum
-import io
+import inspect
 import json
 import re
-import tokenize
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,28 +109,12 @@ def value_kind(spec: dict[str, Any]) -> str:
     return " ".join(filter(None, [kind, *bounds, pattern]))
 
 
-def exit_code_comments() -> Iterator[tuple[str, str]]:
-    """(name, comment) of each `EXIT_NAME = N  # comment` line of cleanup/exits.py."""
-    source = (ROOT / "cleanup" / "exits.py").read_text(encoding="utf-8")
-    name = ""
-    for token in tokenize.generate_tokens(io.StringIO(source).readline):
-        if token.type == tokenize.NAME and token.start[1] == 0:
-            name = token.string
-        elif token.type == tokenize.COMMENT and name.startswith("EXIT_"):
-            yield name, token.string.lstrip("# ")
-        elif token.type == tokenize.NEWLINE and name.startswith("EXIT_"):
-            yield name, ""
-        if token.type in (tokenize.NEWLINE, tokenize.NL):
-            name = ""
-
-
 def exit_codes() -> str:
     """Every EXIT_* code of cleanup/exits.py, worst first as `exits.worst` ranks them."""
     from cleanup import exits
 
-    comments: dict[str, str] = {}
-    for name, comment in exit_code_comments():
-        comments[name] = comments.get(name) or comment
+    source = (ROOT / "cleanup" / "exits.py").read_text(encoding="utf-8")
+    comments = line_comments(source, r"(EXIT_\w+) = ")
     codes = {name: getattr(exits, name) for name in comments}
     rank: Callable[[int], int] = getattr(exits, "severity", lambda code: code)
     rows = [
@@ -171,12 +158,63 @@ def statuses() -> str:
     return table(("Status", *(f"{name} statuses" for name in groups)), rows)
 
 
+def summary_fields() -> str:
+    """Each field of the run's summary (`R.summary.json`), from the model that writes it:
+    its JSON type, and the comment beside (or above) it in cleanup/results.py."""
+    from cleanup.results import RunSummary
+
+    comments = line_comments(inspect.getsource(RunSummary), r"    (\w+): ")
+    fields = RunSummary.model_json_schema(mode="serialization")["properties"]
+    rows = [
+        (f"`{name}`", json_kind(spec), comments.get(name) or spec.get("description", ""))
+        for name, spec in fields.items()
+    ]
+    return table(("Field", "Value", "Meaning"), rows)
+
+
+def line_comments(source: str, name: str) -> dict[str, str]:
+    """name -> its comment, for each line of `source` that starts with the `name` pattern
+    (its group 1 is the name): the comment lines right above it, then the one at its end."""
+    comments: dict[str, str] = {}
+    above: list[str] = []
+    for line in source.splitlines():
+        if line.strip().startswith("#"):
+            above.append(line.strip().lstrip("# "))
+            continue
+        match = re.match(rf"^{name}[^#]*(?:#\s*(.*))?$", line)
+        if match:
+            comments[match.group(1)] = " ".join([*above, match.group(2) or ""]).strip()
+        above = []
+    return comments
+
+
+def json_kind(spec: dict[str, Any]) -> str:
+    """A JSON Schema's type in a word or two: `integer`, `string or null`, `object`."""
+    if "anyOf" in spec:
+        return " or ".join(json_kind(s) for s in spec["anyOf"])
+    if "$ref" in spec or spec.get("type") == "object":
+        return "object"
+    if spec.get("type") == "array":
+        return "list"
+    return str(spec.get("type", "any"))
+
+
+def input_formats() -> str:
+    """Each input file ending and the format it means, from cleanup/inputs/formats.py."""
+    from cleanup.inputs import formats
+
+    rows = [(f"`{ending}`", f"`{kind}`") for ending, kind in formats.INPUT_SUFFIXES.items()]
+    return table(("Ending", "Format"), rows)
+
+
 GENERATORS: dict[str, Callable[[], str]] = {
     "commands": commands,
     "job-file-keys": job_file_keys,
     "exit-codes": exit_codes,
     "report-columns": report_columns,
     "statuses": statuses,
+    "input-formats": input_formats,
+    "summary-fields": summary_fields,
 }
 
 

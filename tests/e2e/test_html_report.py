@@ -83,7 +83,10 @@ def test_values_from_the_spreadsheet_are_escaped(tmp_path: Path) -> None:
 
 def test_the_page_needs_no_network(tmp_path: Path) -> None:
     rows = [("456", "1", "like", "failed", "ACCESS_DENIED", "Access denied")]
-    page = render_html(summary_for(rows), collect_causes(write_report(tmp_path / "r.csv", rows)))
+    page = render_html(
+        RunSummary.model_validate(summary_for(rows)),
+        collect_causes(write_report(tmp_path / "r.csv", rows)),
+    )
     assert "Content-Security-Policy" in page and "default-src 'none'" in page
     for marker in ("src=", "href=", "@import", "url(", "<link", "<script"):
         assert marker not in page
@@ -116,7 +119,7 @@ def test_failed_rows_are_grouped_by_cause_with_what_to_do(tmp_path: Path) -> Non
         ("skipped", "", 1),
     ]
     assert len(causes[0].rows) == ROWS_PER_CAUSE
-    page = render_html(summary_for(rows), causes, report=report)
+    page = render_html(RunSummary.model_validate(summary_for(rows)), causes, report=report)
     assert "the bot is not a member of the chat" in page.lower()
     assert "already removed, or never set" in page
     assert "botToken does not match" in page

@@ -371,9 +371,16 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("code", "mailed"),
     [
-        (0, False), (1, False), (2, True), (3, True), (4, True), (5, True), (70, True),
-        (75, False), (143, True),
-    ],  # fmt: skip
+        (0, False),
+        (1, False),
+        (2, True),
+        (3, True),
+        (4, True),
+        (5, True),
+        (70, True),
+        (75, False),
+        (143, True),
+    ],
 )
 def test_cron_mails_only_runs_that_did_not_finish(tmp_path: Path, code: int, mailed: bool) -> None:
     (line,) = [

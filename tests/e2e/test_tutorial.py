@@ -1,6 +1,7 @@
-"""The tutorial's worked example (run, review, re-run, undo), typed as written, against the
-sandbox: every command must be accepted, each re-run must send only its rows, and the undos
-at its end must leave the portal as it was before the first run."""
+"""The documentation's examples, run as written against the sandbox: the tutorial's worked
+example (run, review, re-run, undo), where every command must be accepted, each re-run must
+send only its rows and the undos at its end must leave the portal as it was before the first
+run; and the From Python page's snippet."""
 
 from __future__ import annotations
 
@@ -60,3 +61,27 @@ def test_the_worked_example_runs_as_written(
             Path("bots.json").write_text(json.dumps(tokens))
 
     assert left(portal) == set(existing)
+
+
+def test_the_python_example_runs_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/reference/python.md's snippet, with the sandbox's webhook for the placeholder."""
+    page = TUTORIAL.parent / "reference" / "python.md"
+    code = page.read_text(encoding="utf-8").split("```python\n", 1)[1].split("```", 1)[0]
+    placeholder = '"https://…/rest/1/…/"'
+    assert placeholder in code
+    rows, existing = workload(30)  # 3 rows name a reaction never set: failed
+    portal = start(existing)
+    monkeypatch.chdir(tmp_path)
+    write_input(tmp_path / "rows.csv", rows)
+    tokens = {str(b.id): b.token for b in portal.state.bots.values()}
+    Path("bot_tokens.json").write_text(json.dumps(tokens))
+
+    code = code.replace(placeholder, repr(portal.webhook_url()))
+    exec(compile(code, str(page), "exec"), {})
+
+    printed = capsys.readouterr().out.split()
+    assert printed[-1] == "1"  # the exit code: some rows failed
+    assert "'removed':" in " ".join(printed)
+    assert left(portal) == set(existing) - set(rows)  # every listed reaction that was set

@@ -1,5 +1,6 @@
 """The documentation site matches the code: every command's options, every job-file key, every
-exit code, report column and status appear in the generated reference pages (rendered here by
+exit code, report column, status, summary field and input file ending appear in the generated
+reference pages (rendered here by
 the same hook mkdocs runs, docs/hooks/reference.py), and the module map names every module of
 cleanup/ and nothing else. The site itself is built with `mkdocs build --strict` by .ci/run."""
 
@@ -16,6 +17,7 @@ import pytest
 
 from cleanup import exits, results
 from cleanup.cli.main import main
+from cleanup.inputs.formats import INPUT_SUFFIXES
 from cleanup.jobs.schema import job_keys
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,6 +103,27 @@ def test_every_report_column_and_status_is_in_the_reference_and_explained() -> N
     for status in results.Status:
         assert f"| `{status.value}` |" in generated, status
         assert f"| `{status.value}` |" in explained, f"status {status.value} unexplained"
+
+
+def test_every_summary_field_and_input_ending_is_in_the_reference() -> None:
+    summary = section(rendered("reference/report.md"), "## The summary")
+    fields = results.RunSummary.model_json_schema(mode="serialization")["properties"]
+    assert {"by_status", "exit_code", "rows_per_s"} <= set(fields)
+    for field in fields:
+        assert f"| `{field}` |" in summary, field
+    endings = section(rendered("reference/input.md"), "## File endings")
+    for ending in INPUT_SUFFIXES:
+        assert f"| `{ending}` |" in endings, ending
+
+
+def test_the_readme_is_short_and_its_links_lead_somewhere() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 250
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme)
+    local = [link for link in links if "://" not in link]
+    assert len(local) >= 20
+    for link in local:
+        assert (ROOT / link).is_file(), link
 
 
 def test_every_page_asks_only_for_generators_that_exist() -> None:

@@ -13,9 +13,10 @@ from cleanup.outputs.journal import (
     Journal,
     check_resumable,
     fingerprint,
-    resend_on_resume,
+    journal_path,
 )
-from cleanup.results import RowResult, Status, gave_up
+from cleanup.outputs.report import ReportWriter, read_report
+from cleanup.results import GAVE_UP, RowResult, Settled, Status, gave_up
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ def test_resume_reads_sent_unsent_and_final_results(
     first.done(
         [
             RowResult(1, "7", "11", "like", Status.REMOVED, attempts=1),
-            RowResult(2, "7", "12", "like", Status.FAILED, "TIMEOUT", gave_up("timed out", " after 3"), 3),
+            RowResult(2, "7", "12", "like", Status.FAILED, "TIMEOUT", gave_up("timed out", " after 3"), 3, True),
             RowResult(5, "7", "15", "like", Status.SKIPPED),
         ]
     )  # fmt: skip
@@ -69,7 +70,8 @@ def test_resume_reads_sent_unsent_and_final_results(
     again.close()
     assert again.previously_sent == {1: 1, 2: 1, 3: 1}
     # Row 2 gave up and row 5 was skipped: --resume sends them again.
-    assert again.outcomes == {1: (Status.REMOVED, "", "", 1)}
+    assert again.outcomes == {1: Settled(Status.REMOVED, "", "", 1)}
+    assert again.resend == {2}
     assert lines(path)[-1] == {"resumed": True}
 
 
@@ -136,17 +138,65 @@ def test_a_report_without_its_journal_cannot_be_resumed(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "error", "description", "resend"),
+    ("settled", "resend"),
     [
-        (Status.SKIPPED, "", "not sent: run aborted", True),
-        (Status.FAILED, "TIMEOUT", gave_up("timed out", " after 3 attempts"), True),
-        (Status.FAILED, "CLIENT_ERROR", "bug", True),
-        (Status.FAILED, "ACCESS_DENIED", "the portal said no", False),
-        (Status.REMOVED, "", "", False),
-        (Status.INVALID, "INVALID_BOT_ID", "", False),
+        (Settled(Status.SKIPPED, "", "not sent: run aborted"), True),
+        (
+            Settled(Status.FAILED, "TIMEOUT", gave_up("timed out", " after 3 attempts"), 3, True),
+            True,
+        ),
+        (Settled(Status.FAILED, "CLIENT_ERROR", "bug"), True),
+        (Settled(Status.FAILED, "ACCESS_DENIED", "the portal said no"), False),
+        # The field decides, not the text: a portal may say anything.
+        (Settled(Status.FAILED, "ACCESS_DENIED", f"no {GAVE_UP} here)"), False),
+        (Settled(Status.REMOVED, "", ""), False),
+        (Settled(Status.INVALID, "INVALID_BOT_ID", ""), False),
     ],
 )
-def test_what_resume_sends_again(
-    status: Status, error: str, description: str, resend: bool
+def test_what_resume_sends_again(settled: Settled, resend: bool) -> None:
+    assert settled.resend_on_resume is resend
+
+
+def test_a_journal_of_the_earlier_version_tells_given_up_rows_by_their_text(
+    tmp_path: Path, identity: dict[str, object]
 ) -> None:
-    assert resend_on_resume(status, error, description) is resend
+    """Its `done` entries have no given_up: the description said it."""
+    report = tmp_path / "r.csv"
+    writer = ReportWriter(report)
+    writer.write(
+        [
+            RowResult(1, "7", "11", "like", Status.REMOVED, attempts=1),
+            RowResult(2, "7", "12", "like", Status.FAILED, "TIMEOUT", "timed out (gave up after 3)", 3),
+            RowResult(3, "7", "13", "like", Status.FAILED, "ACCESS_DENIED", "not a member", 1),
+        ]
+    )  # fmt: skip
+    writer.close(complete=True)
+    path = journal_path(report)
+    path.parent.mkdir()
+    done = [
+        [1, "removed", "", "", 1],
+        [2, "failed", "TIMEOUT", "timed out (gave up after 3)", 3],
+        [3, "failed", "ACCESS_DENIED", "not a member", 1],
+    ]
+    path.write_text(
+        json.dumps({"version": JOURNAL_VERSION, **identity})
+        + "\n"
+        + json.dumps({"done": done})
+        + "\n"
+    )
+    journal = Journal(path, identity, resume=True)
+    journal.close()
+    assert journal.resend == {2}
+    assert sorted(journal.outcomes) == [1, 3]
+    assert sorted(read_report(report)) == [1, 3]  # from the journal beside it
+
+
+def test_a_row_given_up_then_done_is_kept(tmp_path: Path, identity: dict[str, object]) -> None:
+    path = tmp_path / "r.csv.journal"
+    first = Journal(path, identity, resume=False)
+    first.done([RowResult(2, "7", "12", "like", Status.FAILED, "TIMEOUT", "x", 3, True)])
+    first.done([RowResult(2, "7", "12", "like", Status.REMOVED, attempts=1)])
+    first.close()
+    again = Journal(path, identity, resume=True)
+    again.close()
+    assert (again.resend, again.outcomes) == (set(), {2: Settled(Status.REMOVED, "", "", 1)})

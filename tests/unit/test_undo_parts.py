@@ -11,7 +11,7 @@ from cleanup.inputs.select import RowRanges
 from cleanup.inputs.validate import Row
 from cleanup.outputs.commands import next_commands
 from cleanup.portal.classify import Kind, Outcome
-from cleanup.results import Status
+from cleanup.results import RunSummary, Status
 from cleanup.run.actions import ADD, ALREADY_SET, ALREADY_SET_ON_RETRY, Doubt
 
 
@@ -72,7 +72,7 @@ def test_commands_for_an_oauth_run_name_files_not_secrets() -> None:
             "mode": "single",
         },
     }
-    lines = {c.key: c.line for c in next_commands(summary)}
+    lines = {c.key: c.line for c in next_commands(RunSummary.model_validate(summary))}
     tail = " --portal https://example.bitrix24.com --oauth-file /etc/b24/oauth.json --plan enterprise --mode single"
     assert lines == {
         "rerun": "reaction-cleanup run 'out/march report.csv' --only failed" + tail,
@@ -81,6 +81,7 @@ def test_commands_for_an_oauth_run_name_files_not_secrets() -> None:
 
 
 def test_no_commands_for_a_dry_run_or_a_clean_undo() -> None:
-    assert next_commands({"dry_run": True, "report": "r.csv", "by_status": {"failed": 1}}) == []
+    dry = {"dry_run": True, "report": "r.csv", "by_status": {"failed": 1}}
+    assert next_commands(RunSummary.model_validate(dry)) == []
     undo = {"report": "r.undo.csv", "undo_of": "r.csv", "by_status": {"restored": 5}}
-    assert next_commands(undo) == []
+    assert next_commands(RunSummary.model_validate(undo)) == []
