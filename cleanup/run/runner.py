@@ -326,7 +326,7 @@ class _Parts:
     ) -> _Parts:
         if pacing is None:
             rate, burst = config.effective_rate
-            pacing = PortalPacing.new(rate, burst, config.operating_limit, clock)
+            pacing = PortalPacing.new(rate, burst, config.operating_limit, clock, config.share)
         throttle, budget = pacing.throttle, pacing.budget
         transport = Transport(
             auth,
