@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from cleanup.exits import EXIT_ABORTED, EXIT_LOCKED, EXIT_OUTPUT, EXIT_USAGE
+from cleanup.redact import redact
 
 
 class CleanupError(Exception):
@@ -14,13 +15,30 @@ class CleanupError(Exception):
 
     exit_code = EXIT_USAGE
 
+    @property
+    def problems(self) -> list[str]:
+        """The error as the user reads it: one line per problem (a ConfigError has several)."""
+        return [str(self)]
+
+
+def problem_lines(exc: BaseException) -> list[str]:
+    """Any exception as lines for the user, secrets masked: each problem of a CleanupError,
+    or one line naming an unexpected error (a bug). The one place that words them."""
+    if isinstance(exc, CleanupError):
+        return [redact(problem) for problem in exc.problems]
+    return [redact(f"internal error: {type(exc).__name__}: {exc}")]
+
 
 class ConfigError(CleanupError):
     """Configuration is unusable. Holds every problem found, not only the first."""
 
     def __init__(self, problems: str | Iterable[str]) -> None:
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
-        super().__init__("; ".join(self.problems))
+        self._problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self._problems))
+
+    @property
+    def problems(self) -> list[str]:
+        return list(self._problems)
 
 
 class InputError(CleanupError):
@@ -89,5 +107,32 @@ class FatalAPIError(CleanupError):
         super().__init__(f"{text}{stop}{hint}" if hint else text)
 
 
+class InsecureTransportError(FatalAPIError):
+    """The portal redirected to plain http://: a configuration problem found mid-run."""
+
+    exit_code = EXIT_USAGE
+
+
+class StateFileError(CleanupError):
+    """A job file's state file is damaged, or of a format this version does not read: move
+    it away to start afresh, or run the version that wrote it."""
+
+
 class AuthRefreshError(FatalAPIError):
     """The OAuth refresh failed; the user has to authorise the application again."""
+
+
+# Signals between the transport and the engine: the engine turns them into rows' outcomes,
+# so they never reach the user as errors (not CleanupErrors).
+
+
+class Stopped(Exception):
+    """The run is stopping (signal or abort): nothing more is sent."""
+
+
+class NetworkError(Exception):
+    """No answer. `maybe_sent` is False only when the connection never opened."""
+
+    def __init__(self, cause: str, detail: str, *, maybe_sent: bool) -> None:
+        self.cause, self.maybe_sent = cause, maybe_sent
+        super().__init__(f"{cause}: {redact(detail)}")

@@ -10,9 +10,11 @@ derives the click options and `cleanup.jobs.schema` the job-file schema from the
 
 from __future__ import annotations
 
+import types
+import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Union
 
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
@@ -47,6 +49,14 @@ class DeclaredOption:
     @property
     def flag(self) -> str:
         return self.option.flag or "--" + self.name.replace("_", "-")
+
+
+def without_none(annotation: Any) -> Any:
+    """`X | None` -> `X` (`X | Y | None` -> `X | Y`): an option's type once it is given."""
+    if typing.get_origin(annotation) not in (Union, types.UnionType):
+        return annotation
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return args[0] if len(args) == 1 else Union[tuple(args)]  # noqa: UP007
 
 
 def declared_options(model: type[BaseModel]) -> Iterator[DeclaredOption]:

@@ -2,7 +2,7 @@
 
 The one home of: the report's columns (`REPORT_COLUMNS`, `RowResult.as_record`,
 `RowResult.from_record`, `RowResult.arrow_schema`), whether a row was given up
-(`RowResult.given_up`) and what --resume sends again (`Settled.resend_on_resume`), which statuses are not done
+(`RowResult.given_up`) and what --resume sends again (`Settled.retry_on_resume`), which statuses are not done
 (`NOT_DONE_STATUSES`), how a run ended (`RunSummary.state`, `RunSummary.complete`) and
 the summary's fields (`RunSummary`).
 """
@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer, computed_field
 
-from cleanup.exits import EXIT_ROWS_FAILED, run_exit_code, signal_exit_code, state_word
+from cleanup.exits import (
+    EXIT_ABORTED,
+    EXIT_INTERRUPTED,
+    EXIT_ROWS_FAILED,
+    finished,
+    run_exit_code,
+    signal_exit_code,
+    state_word,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -106,7 +114,7 @@ class Settled(NamedTuple):
     given_up: bool = False
 
     @property
-    def resend_on_resume(self) -> bool:
+    def retry_on_resume(self) -> bool:
         """Whether --resume sends the row again instead of keeping its line: a skipped row,
         or a failure that was not the portal's answer about the row (the run gave up
         retrying: the portal was unreachable, kept failing or kept refusing for its
@@ -180,6 +188,11 @@ class RowResult:
 
 
 # --------------------------------------------------------------------------- a run
+
+# How a run ended, in `cleanup.exits.state_word`'s words (`RunSummary.state`): the two a
+# page explains beyond its exit code.
+ENDED_ABORTED = state_word(EXIT_ABORTED)
+ENDED_INTERRUPTED = state_word(EXIT_INTERRUPTED)
 
 
 @dataclass
@@ -298,6 +311,10 @@ class RunSummary(BaseModel):
     exit_code: int = 0
     # The settings the run ran with (`RunConfig.settings()`: no secrets).
     settings: Mapping[str, Any] = {}
+    # What became of the run's chat notification (`cleanup.outputs.notify.Delivery`), set
+    # after the run by `notify_run` (a copy of the summary); None when none was asked for.
+    # It never changes the exit code.
+    notification: Mapping[str, Any] | None = None
 
     @property
     def statuses(self) -> tuple[Status, ...]:
@@ -357,9 +374,15 @@ class RunSummary(BaseModel):
         """How the run ended, in one word (`cleanup.exits.state_word`): `ok`, `failed`
         (rows not done, whatever failed_rows_exit_code made the code), `aborted` (the
         portal refused the run as a whole), `interrupted` (a signal), ..."""
-        if self.aborted:
-            return "aborted"
+        if self.aborted:  # an abort for a configuration problem exits 2, still an abort
+            return ENDED_ABORTED
         return state_word(self.exit_code, rows_not_done=self.rows_not_done)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run got to its end: every row has its status, some perhaps not done
+        (`cleanup.exits.finished`); not aborted, not stopped by a signal."""
+        return finished(self.exit_code)
 
     @property
     def complete(self) -> bool:

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 import click
 
-from cleanup.errors import CleanupError, ConfigError, OutputError
+from cleanup.errors import CleanupError, ConfigError, OutputError, problem_lines
 from cleanup.exits import EXIT_INTERNAL, EXIT_INTERRUPTED, STOP_SIGNALS, signal_name
 from cleanup.redact import redact
 from cleanup.run.runner import StopSignal
@@ -57,9 +57,7 @@ def cli_errors(verbose: bool) -> Iterator[None]:
 
 def _internal_error(exc: Exception, verbose: bool) -> NoReturn:
     """A bug: one masked line, exit 70 (called while `exc` is being handled)."""
-    click.echo(
-        f"reaction-cleanup: internal error: {redact(f'{type(exc).__name__}: {exc}')}", err=True
-    )
+    click.echo(f"reaction-cleanup: {problem_lines(exc)[0]}", err=True)
     if verbose:
         click.echo(redact("".join(traceback.format_exc())), err=True)
     else:
@@ -74,7 +72,7 @@ def problems_one_per_line(fmt: str = "text") -> Iterator[None]:
     try:
         yield
     except CleanupError as exc:
-        problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
+        problems = problem_lines(exc)
         if fmt == "json":
             for problem in problems:
                 logging.getLogger("cleanup").error(
@@ -82,7 +80,7 @@ def problems_one_per_line(fmt: str = "text") -> Iterator[None]:
                 )
         elif isinstance(exc, ConfigError):
             for problem in problems:
-                click.echo(f"reaction-cleanup: error: {redact(problem)}", err=True)
+                click.echo(f"reaction-cleanup: error: {problem}", err=True)
         else:
             raise
         sys.exit(exc.exit_code)

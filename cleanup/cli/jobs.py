@@ -21,7 +21,7 @@ from cleanup.cli.common import (
 from cleanup.cli.options import given_options, output_options
 from cleanup.cli.progress import progress_for
 from cleanup.cli.run import run_options
-from cleanup.errors import CleanupError, ConfigError
+from cleanup.errors import CleanupError, problem_lines
 from cleanup.exits import EXIT_OK, SEVERITY_ORDER, worst
 from cleanup.logs import current_job, naming_job, set_run_id, setup_logging
 from cleanup.outputs.console import job_one_line, one_line, summary_lines
@@ -238,7 +238,7 @@ def _print_problems(
     """A job file's problems, one line each (as `problems_one_per_line` prints them)."""
     if isinstance(problems, CleanupError):
         code = problems.exit_code
-        problems = problems.problems if isinstance(problems, ConfigError) else [str(problems)]
+        problems = problem_lines(problems)
     for problem in problems:
         if fmt == "json":
             logging.getLogger("cleanup").error(
@@ -277,8 +277,8 @@ def _print_file(outcome: FileOutcome, quiet: bool, fmt: str, job: str | None = N
         summary_event(f"{name}: {one_line(summary)}", outcome.exit_code, fields)
         return
     click.echo(f"== {name}{' (resumed)' if outcome.resumed else ''}", err=True)
-    assert outcome.config is not None
-    for line in summary_lines(summary, outcome.config):
+    config = outcome.config
+    for line in summary_lines(summary, config) if config is not None else [one_line(summary)]:
         if not line.startswith("SUMMARY "):  # one SUMMARY line per job file's run, at the end
             click.echo(line, err=True)
     if outcome.html:

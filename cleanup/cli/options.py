@@ -3,18 +3,17 @@ the options a command was given, as RunConfig fields."""
 
 from __future__ import annotations
 
-import types
 import typing
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union
+from typing import Any, Literal, TypeVar
 
 import annotated_types
 import click
 from click.core import ParameterSource
 from pydantic import BaseModel
 
-from cleanup.options import DeclaredOption, declared_options, given
+from cleanup.options import DeclaredOption, declared_options, given, without_none
 from cleanup.run.config import RunConfig
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -44,7 +43,7 @@ def click_options(
 
 
 def _click_option(opt: DeclaredOption) -> Callable[[F], F]:
-    kind = _without_none(opt.field.annotation)
+    kind = without_none(opt.field.annotation)
     kwargs: dict[str, Any] = {"help": _help(opt, kind), "default": None}
     if opt.option.env:
         kwargs.update(envvar=opt.option.env, show_envvar=True)
@@ -57,14 +56,6 @@ def _click_option(opt: DeclaredOption) -> Callable[[F], F]:
     else:
         kwargs["type"] = opt.option.cli_type or _click_type(kind, opt.field.metadata)
     return click.option(opt.flag, opt.name, **kwargs)
-
-
-def _without_none(annotation: Any) -> Any:
-    if typing.get_origin(annotation) in (Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return annotation
 
 
 def _click_type(kind: Any, metadata: list[Any]) -> Any:

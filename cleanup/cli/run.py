@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,6 +18,9 @@ from cleanup.outputs.summary import summary_fields
 from cleanup.results import RunSummary
 from cleanup.run.config import RunConfig
 from cleanup.run.runner import StopSignal, run_file
+
+if TYPE_CHECKING:
+    from cleanup.run.portals import PortalPacing
 
 # The options of `run`, for commands that take the same ones (e.g. run-job, check-job).
 run_options = click_options(RunConfig)
@@ -56,12 +59,16 @@ def run_command(
         typed, from_env = given_options(options)
         config = RunConfig(input=input_file, run_id=run_id, **one_auth_mode(typed, from_env))
         stop = StopSignal()
+        pacing = notify_pacing(config)
         with stop_on_signals(stop):
             summary = run_file(
-                config, stop=stop, on_progress=progress_for(config.progress, quiet=quiet)
+                config,
+                stop=stop,
+                on_progress=progress_for(config.progress, quiet=quiet),
+                pacing=pacing,
             )
-        page = write_outputs(summary, config, html=html_path)
-        print_summary(summary, config, quiet, log_format, [f"html: {page}"] if page else [])
+        page, summary = write_outputs(summary, config, html=html_path, pacing=pacing)
+        print_summary(summary, config, quiet, log_format, outputs_lines(page, summary))
         sys.exit(summary.exit_code)
 
 
@@ -76,6 +83,25 @@ def one_auth_mode(typed: dict[str, Any], from_env: dict[str, Any]) -> dict[str, 
     elif typed.get("portal") or typed.get("oauth_file"):
         env.pop("webhook", None)
     return {**env, **typed}
+
+
+def notify_pacing(config: RunConfig) -> PortalPacing | None:
+    """With --notify, the run's bucket is made here so that the chat notification after it
+    is paced by the same bucket (its clock is not the run's: a stopped run still posts)."""
+    if config.notify is None:
+        return None
+    from cleanup.run.portals import PortalPacings
+
+    return PortalPacings().for_config(config)
+
+
+def outputs_lines(page: Path | None, summary: RunSummary) -> list[str]:
+    """The lines the printed summary adds: the page, the chat notification's outcome."""
+    from cleanup.outputs.notify import delivery_line
+
+    lines = [f"html: {page}"] if page else []
+    notified = delivery_line(summary)
+    return [*lines, notified] if notified else lines
 
 
 def print_summary(

@@ -12,7 +12,7 @@ import click
 from cleanup.cli.common import cli_errors, new_run_id, stop_on_signals
 from cleanup.cli.options import click_options, given_options, output_options
 from cleanup.cli.progress import progress_for
-from cleanup.cli.run import one_auth_mode, print_summary
+from cleanup.cli.run import notify_pacing, one_auth_mode, outputs_lines, print_summary
 from cleanup.errors import ConfigError
 from cleanup.exits import EXIT_OK
 from cleanup.inputs.select import split_values
@@ -52,7 +52,7 @@ def stdin_is_terminal() -> bool:
 )
 @click.option(
     "--only-error",
-    "resend_errors",
+    "only_error",
     multiple=True,
     metavar="CODE[,CODE...]",
     help="Send again the rows whose restore failed with one of these codes in the undo report"
@@ -77,7 +77,7 @@ def undo_command(
     verbose: bool,
     log_format: str,
     rows: str | None,
-    resend_errors: tuple[str, ...],
+    only_error: tuple[str, ...],
     yes: bool,
     html_path: Path | None,
     **options: Any,
@@ -106,7 +106,7 @@ def undo_command(
             run_id=run_id,
             **one_auth_mode(typed, from_env),
         )
-        with prepare_undo(config, rows=rows, only_error=split_values(resend_errors)) as undo:
+        with prepare_undo(config, rows=rows, only_error=split_values(only_error)) as undo:
             for warning in undo.warnings:
                 click.echo(f"reaction-cleanup: warning: {warning}", err=True)
             if undo.to_restore == 0:
@@ -116,13 +116,19 @@ def undo_command(
                 click.echo("reaction-cleanup: not confirmed; nothing was sent", err=True)
                 sys.exit(EXIT_OK)
             stop = StopSignal()
+            pacing = notify_pacing(undo.config)
             with stop_on_signals(stop):
                 summary = undo_file(
-                    undo, stop=stop, on_progress=progress_for(undo.config.progress, quiet=quiet)
+                    undo,
+                    stop=stop,
+                    on_progress=progress_for(undo.config.progress, quiet=quiet),
+                    pacing=pacing,
                 )
         # No metrics: an undo's figures would replace its run's under the same job name.
-        page = write_outputs(summary, undo.config, html=html_path, metrics=False)
-        print_summary(summary, undo.config, quiet, log_format, [f"html: {page}"] if page else [])
+        page, summary = write_outputs(
+            summary, undo.config, html=html_path, metrics=False, pacing=pacing
+        )
+        print_summary(summary, undo.config, quiet, log_format, outputs_lines(page, summary))
         sys.exit(summary.exit_code)
 
 
@@ -137,7 +143,7 @@ def _consent(undo: Undo, yes: bool) -> bool:
         )
     where = _portal_host(undo.config)
     return click.confirm(
-        f"Add back {undo.to_restore} reaction(s) that {undo.report} shows removed"
+        f"Add back {undo.to_restore} reaction(s) that {undo.undone} shows removed"
         f"{f' on {where}' if where else ''}?",
         default=False,
         err=True,

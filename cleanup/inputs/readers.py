@@ -65,9 +65,13 @@ class RawChunk:
             return self.rows
         return np.arange(self.first_row, self.first_row + len(self), dtype=np.int64)
 
+    def arrays(self) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array | None]:
+        """botId, messageId, reaction and problem: the arrays a new chunk is built from."""
+        return self.bot_id, self.message_id, self.reaction, self.problem
+
     def take(self, keep: pa.Array, rows: np.ndarray) -> RawChunk:
         """The rows where `keep` is true, numbered `rows` (one number per kept row)."""
-        arrays = [self.bot_id, self.message_id, self.reaction, self.problem]
+        arrays = list(self.arrays())
         if not pc.all(keep).as_py():
             arrays = [None if a is None else pc.filter(a, keep) for a in arrays]
             extra = {k: pc.filter(v, keep) for k, v in (self.extra or {}).items()}
@@ -278,12 +282,8 @@ def _number_rows(chunks: Iterator[RawChunk]) -> Iterator[RawChunk]:
     for chunk in chunks:
         if len(chunk) == 0:
             continue
-        yield RawChunk(next_row, *_arrays(chunk), extra=chunk.extra)
+        yield RawChunk(next_row, *chunk.arrays(), extra=chunk.extra)
         next_row += len(chunk)
-
-
-def _arrays(chunk: RawChunk) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array | None]:
-    return chunk.bot_id, chunk.message_id, chunk.reaction, chunk.problem
 
 
 def drop_blank_rows(chunks: Iterator[RawChunk]) -> Iterator[RawChunk]:

@@ -26,7 +26,8 @@ from cleanup.inputs.readers import RawChunk, Table, drop_blank_rows, open_table
 from cleanup.results import Status
 
 STATUSES = tuple(s.value for s in Status)
-REPORT_COLUMNS = ("row", "status", "error")  # what every report has (and a spreadsheet rarely)
+# Columns every report has (and a spreadsheet rarely): a file with them all is a report.
+REPORT_MARKERS = ("row", "status", "error")
 _ROW_NUMBER = re.compile(r"^0*(\d{1,18})(\.0*)?$")  # 12, or 12.0 from a float column
 
 
@@ -147,8 +148,8 @@ def open_rows(path: str | Path, *, choice: RowChoice | None = None, **options: A
     Raises InputError (exit 2, naming the file) when the file has no column the choice
     reads: `status` for --only, `error` for --only-error.
     """
-    table = open_table(path, extra=REPORT_COLUMNS, **options)
-    is_report = all(column in table.extra for column in REPORT_COLUMNS)
+    table = open_table(path, extra=REPORT_MARKERS, **options)
+    is_report = all(column in table.extra for column in REPORT_MARKERS)
     chosen = choice or RowChoice()
     if not chosen and not is_report:
         return table
@@ -193,11 +194,7 @@ def _select(chunks: Iterator[RawChunk], table: Table, choice: RowChoice) -> Iter
         table.detected["left_out"] += len(chunk) - len(rows)
         if len(rows) == 0:
             continue
-        yield RawChunk(chunk.first_row, *_arrays(chunk)).take(keep, rows)
-
-
-def _arrays(chunk: RawChunk) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array | None]:
-    return chunk.bot_id, chunk.message_id, chunk.reaction, chunk.problem
+        yield RawChunk(chunk.first_row, *chunk.arrays()).take(keep, rows)
 
 
 def _report_rows(file: str, text: pa.Array, places: np.ndarray, last: int) -> np.ndarray:

@@ -23,12 +23,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from cleanup.errors import CleanupError, ConfigError
+from cleanup.errors import CleanupError, ConfigError, problem_lines
 from cleanup.exits import EXIT_INTERNAL, EXIT_USAGE, worst
 from cleanup.jobs.process import FileOutcome, JobFileResult, run_job_file
 from cleanup.jobs.schema import JobFile, load_job_file
 from cleanup.logs import naming_job
-from cleanup.outputs.metrics import JobFigures
+from cleanup.outputs.metrics import JobFigures, notification_failures
 from cleanup.redact import redact
 from cleanup.results import Status
 from cleanup.run.portals import PortalPacings
@@ -109,7 +109,7 @@ def prepare(path: Path, resolve: Callable[[JobFile], dict[str, Any]]) -> JobRun:
         run.job = load_job_file(path)
         run.base = resolve(run.job)
     except CleanupError as exc:
-        run.problems = exc.problems if isinstance(exc, ConfigError) else [redact(exc)]
+        run.problems = problem_lines(exc)
         run.error_code = exc.exit_code
     return run
 
@@ -193,10 +193,10 @@ def _run_one(
                 pacings=pacings,
             )
         except CleanupError as exc:
-            run.problems, run.error_code = [redact(exc)], exc.exit_code
+            run.problems, run.error_code = problem_lines(exc), exc.exit_code
         except Exception as exc:  # a bug in one job file's run must not take the others
             log.debug("%s", redact("".join(traceback.format_exception(exc))))
-            run.problems = [f"internal error: {redact(f'{type(exc).__name__}: {exc}')}"]
+            run.problems = problem_lines(exc)
             run.error_code = EXIT_INTERNAL
         run.elapsed_s = time.monotonic() - t0
         if on_done is not None:
@@ -206,7 +206,7 @@ def _run_one(
 def figures(run: JobRun) -> JobFigures:
     """A job file's part of the run, as its metrics show it."""
     rows: dict[str, int] = {}
-    requests = refusals = 0
+    requests = refusals = notices = 0
     if run.result is not None:
         totals = run.result.totals()
         rows = {s.value: totals[s.value] for s in Status}
@@ -214,6 +214,7 @@ def figures(run: JobRun) -> JobFigures:
             if outcome.summary is not None:
                 requests += outcome.summary.requests
                 refusals += outcome.summary.limit_refusals
+                notices += notification_failures(outcome.summary)
     return JobFigures(
         job=run.name,
         exit_code=run.exit_code,
@@ -222,6 +223,7 @@ def figures(run: JobRun) -> JobFigures:
         rows=rows,
         requests=requests,
         limit_refusals=refusals,
+        notification_failures=notices,
     )
 
 

@@ -69,12 +69,12 @@ def check_job_file(
 def check_portal(config: RunConfig, clock: Clock) -> list[str]:
     """Ask `profile` (or an empty batch), then `scope`: the credentials and the imbot scope."""
     from cleanup.pacing.throttle import Throttle
-    from cleanup.portal.transport import Transport
+    from cleanup.portal.transport import HTTPTransport
 
     auth = config.make_auth()
     assert auth is not None
     rate, burst = config.effective_rate
-    transport = Transport(
+    transport = HTTPTransport(
         auth,
         Throttle(rate, burst),
         timeout=min(config.timeout, 30.0),
@@ -86,10 +86,17 @@ def check_portal(config: RunConfig, clock: Clock) -> list[str]:
         user = answer.body.get("result") if isinstance(answer.body, dict) else None
         user_id = user.get("ID") if isinstance(user, dict) else None
         who = f" (user {user_id})" if user_id else ""
-        lines = [f"ok: {auth.kind} credentials accepted by {auth.host}{who}"]
-        lines.append(_check_scope(transport, auth.kind))
+        lines = [f"ok: {auth.mode} credentials accepted by {auth.host}{who}"]
+        lines.append(_check_scope(transport, auth.mode))
     finally:
         transport.close()
+    if config.notify is not None and config.notify_bot is not None:
+        from cleanup.outputs.notify import check_notifier
+
+        line, problem = check_notifier(config, clock=clock)
+        if problem is not None:
+            raise ConfigError([problem])
+        lines.append(line)
     return lines
 
 
@@ -115,8 +122,8 @@ def _ask_credentials(transport: Transport, clock: Clock) -> Answer:
 
 def _call(transport: Transport, method: str, clock: Clock) -> tuple[Answer, Outcome]:
     """One question, asked again after a limit refusal (PROBE_RETRY)."""
+    from cleanup.errors import NetworkError
     from cleanup.portal.classify import Kind, classify_answer
-    from cleanup.portal.transport import NetworkError
 
     refusals = 0
     while True:
@@ -135,9 +142,9 @@ def _call(transport: Transport, method: str, clock: Clock) -> tuple[Answer, Outc
             return answer, outcome  # stopped meanwhile
 
 
-def _check_scope(transport: Transport, kind: str) -> str:
+def _check_scope(transport: Transport, mode: str) -> str:
     """The imbot scope: without it every delete fails. Judged only when `scope` answers a list."""
-    from cleanup.portal.transport import NetworkError
+    from cleanup.errors import NetworkError
 
     try:
         scope = transport.call("scope", {})
@@ -151,7 +158,7 @@ def _check_scope(transport: Transport, kind: str) -> str:
     if "imbot" not in scopes:
         raise FatalAPIError(
             "insufficient_scope",
-            f"the {kind} has the scopes {', '.join(scopes) or '(none)'}",
+            f"the {mode} has the scopes {', '.join(scopes) or '(none)'}",
             "Add the 'imbot' scope to the webhook or application",
         )
     return "ok: scope imbot granted"

@@ -31,13 +31,14 @@ from cleanup.exits import (
     TIME_UP,
     ends_a_job_run,
     signal_exit_code,
+    state_word,
     worst,
 )
 from cleanup.inputs.formats import split_input_suffix
 from cleanup.jobs.inbox import NOTHING_TO_DO, html_path, list_sources, report_name
 from cleanup.jobs.schema import JobFile
 from cleanup.jobs.state import JobState
-from cleanup.outputs.after import write_outputs
+from cleanup.outputs.after import write_index_page, write_outputs
 from cleanup.outputs.files import writing
 from cleanup.outputs.journal import fingerprint
 from cleanup.outputs.summary import summary_path
@@ -224,12 +225,13 @@ def _run_sources(ctx: _Context, on_file: Callable[[FileOutcome], None] | None) -
         outcome = _process(ctx, source.path, sha)
         result.files.append(outcome)
         if not ctx.dry and ctx.job.html and outcome.summary is None:
-            _write_index(ctx.job)  # a run that ended without a summary: shown unfinished
+            # A run that ended without a summary: the index shows it unfinished.
+            write_index_page(ctx.job.reports, _index_title(ctx.job))
         if on_file is not None:
             on_file(outcome)
         if outcome.stops_job or ends_a_job_run(outcome.exit_code):
             aborted = outcome.exit_code == EXIT_ABORTED
-            result.stopped = "aborted" if aborted else ctx.stop.reason or "error"
+            result.stopped = state_word(EXIT_ABORTED) if aborted else ctx.stop.reason or "error"
             break
     return result
 
@@ -328,16 +330,21 @@ def _finish(ctx: _Context, outcome: FileOutcome, summary: RunSummary, config: Ru
     its report is complete."""
     job, path, sha = ctx.job, outcome.source, outcome.sha256
     outcome.complete = summary.complete
-    if job.html:
-        outcome.html = write_outputs(
-            summary,
-            config,
-            html=html_path(Path(str(summary.report))),
-            context=_page_context(job, summary, path, sha),
-            index_title=f"reaction-cleanup: {job.name}",
-            metrics=False,  # a job file's run publishes its files' figures together
-            on_error="log",
-        )
+    # One chat message per file, as soon as its report and page are written: each file has
+    # its own page to attach and its own re-run command. Paced by the portal's shared bucket
+    # unless the run was stopped (that bucket sends no more: the message gets its own).
+    pacing = None if ctx.stop.is_set or ctx.pacings is None else ctx.pacings.for_config(config)
+    written = write_outputs(
+        summary,
+        config,
+        html=html_path(Path(str(summary.report))) if job.html else None,
+        context=_page_context(job, summary, path, sha),
+        index_title=_index_title(job) if job.html else None,
+        metrics=False,  # a job file's run publishes its files' figures together
+        on_error="log",
+        pacing=pacing,
+    )
+    outcome.html, outcome.summary = written.page, written.summary
     entry = ctx.state.files[sha]
     entry.update(exit_code=summary.exit_code, counts=_counts(summary), run_id=ctx.run_id)
     if not outcome.complete:
@@ -364,6 +371,10 @@ def _finish(ctx: _Context, outcome: FileOutcome, summary: RunSummary, config: Ru
         ctx.state.save()
 
 
+def _index_title(job: JobFile) -> str:
+    return f"reaction-cleanup: {job.name}"
+
+
 def _page_context(job: JobFile, summary: RunSummary, source: Path, sha: str) -> dict[str, str]:
     """What the review page of a job file's run says about where the run came from."""
     report = Path(str(summary.report))
@@ -375,16 +386,6 @@ def _page_context(job: JobFile, summary: RunSummary, source: Path, sha: str) -> 
         "report file": report.name,
         "summary file": summary_path(report).name,
     }
-
-
-def _write_index(job: JobFile) -> None:
-    """The reports folder's index.html, rebuilt from the summaries on disk after each file."""
-    from cleanup.outputs.index import write_index
-
-    try:
-        write_index(job.reports, title=f"reaction-cleanup: {job.name}")
-    except Exception as exc:  # a review page must never cost the run its result
-        log.error("could not write the index page in %s: %s", job.reports, redact(exc))
 
 
 def _archive(path: Path, archive: Path) -> Path:

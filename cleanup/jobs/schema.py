@@ -16,17 +16,16 @@ import os
 import re
 import sys
 import tomllib
-import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic_core import PydanticCustomError
 
 from cleanup.errors import ConfigError
-from cleanup.options import declared_options, problems_of
+from cleanup.options import declared_options, problems_of, without_none
 from cleanup.outputs.files import STATE_FOLDER
 from cleanup.outputs.report import REPORT_FORMATS
 from cleanup.redact import register_secret, webhook_code
@@ -126,9 +125,7 @@ class JobFileKeys(BaseModel):
 def _toml_type(annotation: Any) -> Any:
     """A run option's type as TOML gives it: never null (a key left out takes its default),
     a path as text."""
-    if typing.get_origin(annotation) in (Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        annotation = args[0] if len(args) == 1 else Union[tuple(args)]  # noqa: UP007
+    annotation = without_none(annotation)
     return PathText if annotation is Path else annotation
 
 
@@ -217,23 +214,24 @@ def job_file_schema() -> dict[str, Any]:
     }
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class JobFile:
-    """A parsed job file. Paths are absolute (relative ones are taken from the file's folder)."""
+    """A parsed job file. Paths are absolute (relative ones are taken from the file's folder).
+    Built only by `load_job_file` from `JobFileKeys`, whose defaults are the only ones."""
 
     path: Path
     name: str
     reports: Path
-    webhook_env: str | None = None
-    webhook_file: Path | None = None
-    bot_tokens_file: Path | None = None
-    input: str | None = None  # an absolute path or glob pattern
-    inbox: Path | None = None
-    archive: Path | None = None
-    report_format: str = "csv"
-    html: bool = True
-    min_age: float = 10.0
-    options: dict[str, Any] = field(default_factory=dict)  # RunConfig fields
+    webhook_env: str | None
+    webhook_file: Path | None
+    bot_tokens_file: Path | None
+    input: str | None  # an absolute path or glob pattern
+    inbox: Path | None
+    archive: Path | None
+    report_format: str
+    html: bool
+    min_age: float
+    options: dict[str, Any]  # RunConfig fields
 
     @property
     def state_path(self) -> Path:

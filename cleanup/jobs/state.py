@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cleanup.errors import ConfigError
+from cleanup.errors import StateFileError
 from cleanup.outputs.files import write_atomic
 
 STATE_VERSION = 1
@@ -28,12 +28,12 @@ class JobState:
             data = json.loads(path.read_text(encoding="utf-8"))
             self.files = {str(k): dict(v) for k, v in data["files"].items()}
         except (ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
-            raise ConfigError(
+            raise StateFileError(
                 f"the job's state file {path} is damaged ({exc}); move it away to start "
                 "afresh (every file in the inbox would then be processed again)"
             ) from None
         if data.get("version") != STATE_VERSION:
-            raise ConfigError(
+            raise StateFileError(
                 f"the job's state file {path} has format {data.get('version')!r}, and this"
                 f" reaction-cleanup reads format {STATE_VERSION}; run the job with the version"
                 " that wrote it, or move the file away to start afresh (every file in the"

@@ -19,7 +19,7 @@ def summary_lines(s: RunSummary, config: RunConfig) -> list[str]:
     if s.dry_run:
         return _dry_run_lines(s, config)
     # The run got to its end ("done"), or how it stopped.
-    state = "done" if s.state in ("ok", "failed") else s.state
+    state = "done" if s.finished else s.state
     lines = [
         f"reaction-cleanup: {state} in {s.elapsed_s:.1f} s ({s.mode} mode, {s.auth_mode} auth)"
     ]

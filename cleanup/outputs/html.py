@@ -24,7 +24,14 @@ from cleanup.outputs.commands import commands_note, next_commands
 from cleanup.outputs.files import write_atomic
 from cleanup.outputs.report import iter_records
 from cleanup.redact import redact
-from cleanup.results import NOT_DONE_STATUSES, REPORT_COLUMNS, RunSummary, TimeBucket
+from cleanup.results import (
+    ENDED_ABORTED,
+    ENDED_INTERRUPTED,
+    NOT_DONE_STATUSES,
+    REPORT_COLUMNS,
+    RunSummary,
+    TimeBucket,
+)
 from cleanup.version import __version__
 
 ROWS_PER_CAUSE = 200  # rows listed under each cause; the report file has them all
@@ -32,7 +39,7 @@ _LISTED = tuple(s.value for s in NOT_DONE_STATUSES)  # the rows listed by cause
 _STATUS_TEXT = {
     "removed": "removed (or found already absent on a retry)",
     "restored": "added back (or found there again: REACTION_ALREADY_SET)",
-    "failed": "the portal refused or the job gave up",
+    "failed": "the portal refused or the run gave up",
     "invalid": "not sent: the row is not valid",
     "duplicate": "not sent: the same row appears earlier",
     "skipped": "not sent: the run stopped early",
@@ -120,7 +127,7 @@ ADVICE: dict[str, tuple[str, str]] = {
 }
 _SKIPPED = (
     "Not sent, because the run stopped early (aborted by the portal, or interrupted).",
-    "Run the same input again: the job resumes and sends only these rows (run-job does so by itself on its next run).",
+    "Run the same input again: the run resumes and sends only these rows (run-job does so by itself on its next run).",
 )
 _DUPLICATE_ADVICE = (
     "The same row appears earlier in the input; it was sent once.",
@@ -275,9 +282,9 @@ def _errors(s: RunSummary, causes: list[Cause]) -> list[dict[str, Any]]:
 
 def _state(s: RunSummary) -> tuple[str, str]:
     """How the run ended (`RunSummary.state`), as the page's headline and its class."""
-    if s.state == "aborted":
+    if s.state == ENDED_ABORTED:
         return "Aborted by the portal: rows not done were skipped", "bad"
-    if s.state == "interrupted":
+    if s.state == ENDED_INTERRUPTED:
         return f"Interrupted ({s.interrupted}): rows not done were skipped", "bad"
     if s.paused:
         return (

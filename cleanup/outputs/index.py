@@ -20,12 +20,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cleanup.exits import finished
 from cleanup.outputs.files import PARTIAL, SUMMARY, sidecar, write_atomic
 from cleanup.outputs.journal import journal_path
 from cleanup.outputs.summary import load_summary
 from cleanup.redact import redact
-from cleanup.results import RUN_STATUSES, RunSummary, Status, counts_by_status
+from cleanup.results import (
+    ENDED_ABORTED,
+    ENDED_INTERRUPTED,
+    RUN_STATUSES,
+    RunSummary,
+    Status,
+    counts_by_status,
+)
 from cleanup.run.undo import default_undo_report
 from cleanup.version import __version__
 
@@ -167,12 +173,12 @@ def _unfinished(report: Path) -> RunEntry:
 
 def _attention(s: RunSummary) -> tuple[str, str]:
     """Why a person should look at this run, and how urgently."""
-    if s.state == "aborted":
+    if s.state == ENDED_ABORTED:
         return (
             f"aborted: {s.aborted}; the rows not done were skipped, --resume sends them",
             "bad",
         )
-    if s.state == "interrupted":
+    if s.state == ENDED_INTERRUPTED:
         return (
             f"interrupted ({s.interrupted}): the rows not done were skipped; --resume sends them",
             "bad",
@@ -184,7 +190,7 @@ def _attention(s: RunSummary) -> tuple[str, str]:
         )
     if skipped := s.count(Status.SKIPPED):
         return f"{skipped} row(s) skipped: --resume sends them", "bad"
-    if not finished(s.exit_code):
+    if not s.finished:
         return f"ended with exit code {s.exit_code} ({s.state})", "bad"
     problems = [f"{s.count(st)} {st}" for st in (Status.FAILED, Status.INVALID) if s.count(st)]
     if problems:

@@ -74,10 +74,10 @@ class Journal:
         self.identity = identity
         # From an earlier run, on --resume: row -> requests that carried it and may have
         # run; row -> its final result, and the rows whose final result --resume sends
-        # again (given up, or a bug: `Settled.resend_on_resume`).
+        # again (given up, or a bug: `Settled.retry_on_resume`).
         self.previously_sent: dict[int, int] = {}
         self.outcomes: dict[int, Settled] = {}
-        self.resend: set[int] = set()
+        self.to_retry: set[int] = set()
         self._lock = threading.Lock()
         header = self._load() if resume and path.exists() else {}
         # An empty journal: the earlier run died before its first line was on disk, so
@@ -155,12 +155,12 @@ class Journal:
         return header
 
     def _settle(self, row: int, settled: Settled) -> None:
-        if settled.resend_on_resume:
+        if settled.retry_on_resume:
             self.outcomes.pop(row, None)
-            self.resend.add(row)
+            self.to_retry.add(row)
         else:
             self.outcomes[row] = settled
-            self.resend.discard(row)
+            self.to_retry.discard(row)
 
     def _write(self, record: dict[str, Any]) -> None:
         """Durable before it returns. A write the disk refuses raises OutputError: a `sent`
@@ -199,7 +199,7 @@ class Journal:
             os.close(self._fd)
 
 
-def resend_rows(report: Path) -> set[int]:
+def rows_to_retry(report: Path) -> set[int]:
     """The rows of `report` whose final result its journal says --resume sends again (a
     row the run gave up on), read without opening the journal for writing."""
     path = journal_path(report)
@@ -212,7 +212,7 @@ def resend_rows(report: Path) -> set[int]:
                 row, settled = _settled(entry)
             except (TypeError, ValueError):
                 continue
-            if settled.resend_on_resume:
+            if settled.retry_on_resume:
                 rows.add(row)
             else:
                 rows.discard(row)
@@ -255,5 +255,5 @@ __all__ = [
     "find_journal",
     "fingerprint",
     "journal_path",
-    "resend_rows",
+    "rows_to_retry",
 ]

@@ -49,6 +49,11 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
         " or stopped).",
         (),
     ),
+    f"{PREFIX}_notification_failures": (
+        "Chat notification calls of the job's last run that did not deliver (the message or its"
+        " file; 0 when none was asked for). A failure never changes the exit code.",
+        (),
+    ),
 }
 
 
@@ -63,6 +68,7 @@ class JobFigures:
     rows: dict[str, int] = field(default_factory=dict)  # by status
     requests: int = 0
     limit_refusals: int = 0
+    notification_failures: int = 0
 
     @property
     def succeeded(self) -> bool:
@@ -79,7 +85,14 @@ def summary_figures(job: str, summary: RunSummary) -> JobFigures:
         rows={s.value: summary.by_status.get(s.value, 0) for s in Status},
         requests=summary.requests,
         limit_refusals=summary.limit_refusals,
+        notification_failures=notification_failures(summary),
     )
+
+
+def notification_failures(summary: RunSummary) -> int:
+    """Calls of the run's chat notification that did not deliver: the message, its file."""
+    n = summary.notification or {}
+    return int(n.get("status") == "failed") + int(n.get("attachment") == "failed")
 
 
 def build_registry(
@@ -110,6 +123,7 @@ def build_registry(
         gauges[f"{PREFIX}_limit_refusals"].labels(f.job).set(f.limit_refusals)
         gauges[f"{PREFIX}_exit_code"].labels(f.job).set(f.exit_code)
         gauges[f"{PREFIX}_rows_left"].labels(f.job).set(f.rows.get(Status.SKIPPED.value, 0))
+        gauges[f"{PREFIX}_notification_failures"].labels(f.job).set(f.notification_failures)
     return registry
 
 

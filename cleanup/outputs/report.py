@@ -35,7 +35,7 @@ from cleanup.outputs.files import (
     state_file,
     writing,
 )
-from cleanup.outputs.journal import Journal, resend_rows
+from cleanup.outputs.journal import Journal, rows_to_retry
 from cleanup.results import FINAL_STATUSES, REPORT_COLUMNS, RowResult
 
 REPORT_FORMATS = ("csv", "jsonl", "parquet")  # the report's format follows its extension
@@ -176,12 +176,12 @@ def iter_records(path: Path) -> Iterator[dict[str, Any]]:
         yield from csv.DictReader(read_csv_lines(path))
 
 
-def read_report(path: Path, resend: Collection[int] | None = None) -> dict[int, RowResult]:
-    """The final results in an existing report that --resume keeps, by row. `resend`: the
+def read_report(path: Path, to_retry: Collection[int] | None = None) -> dict[int, RowResult]:
+    """The final results in an existing report that --resume keeps, by row. `to_retry`: the
     rows whose result --resume sends again although the report's columns do not say so (a
     row the run gave up on); by default, as the report's journal has them."""
-    if resend is None:
-        resend = resend_rows(path)
+    if to_retry is None:
+        to_retry = rows_to_retry(path)
     out: dict[int, RowResult] = {}
     for rec in iter_records(path):
         try:
@@ -190,8 +190,8 @@ def read_report(path: Path, resend: Collection[int] | None = None) -> dict[int, 
             continue
         if (
             result.status in FINAL_STATUSES
-            and result.row not in resend
-            and not result.settled.resend_on_resume
+            and result.row not in to_retry
+            and not result.settled.retry_on_resume
         ):
             out[result.row] = result
     return out

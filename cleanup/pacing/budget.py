@@ -58,8 +58,7 @@ class OperatingBudget:
         clock: Clock | None = None,
         stop_at: float = 0.95,
     ) -> None:
-        self.configured = limit or None  # 0 / None: not tracked
-        self.limit = self.configured
+        self.limit = limit or None  # 0 / None: not tracked (until a refusal teaches one)
         self.stop_at = stop_at
         self.clock = clock or SystemClock()
         self._lock = threading.Lock()
@@ -115,10 +114,6 @@ class OperatingBudget:
             self.limit = self._peak if self.limit is None else min(self.limit, self._peak)
             self._peak = 0.0  # the next window's peak, for a refusal there
 
-    def sending(self, commands: int) -> None:
-        with self._lock:
-            self._in_flight += commands
-
     def try_send(self, commands: int) -> float:
         """Check and count `commands` as leaving, in one step: 0 if they may go (they are
         now in flight), else how long to wait. Several workers whose slots come together
@@ -136,20 +131,9 @@ class OperatingBudget:
     # ------------------------------------------------------------------ what to do
 
     @property
-    def used(self) -> float:
-        with self._lock:
-            return max(self._used.values(), default=0.0)
-
-    @property
     def reset_at(self) -> float | None:
         with self._lock:
             return self._reset.get(MAIN, self._reset.get("batch"))
-
-    def fraction(self, extra: int = 0) -> float:
-        """The share of the limit spent, counting what the commands in flight (and `extra`
-        about to leave) will likely add; the most over the methods seen; 0 when not tracking."""
-        with self._lock:
-            return self._fraction(extra)
 
     def has_room(self) -> bool:
         return self.hold_seconds() <= 0
@@ -199,6 +183,8 @@ class OperatingBudget:
         return min(wait, 600.0)
 
     def _fraction(self, extra: int, *, in_flight: bool = True) -> float:
+        """The share of the limit spent, counting what the commands in flight (and `extra`
+        about to leave) will likely add; the most over the methods seen; 0 when not tracking."""
         if not self.limit:
             return 0.0
         used = max(self._used.values(), default=0.0)

@@ -41,6 +41,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from cleanup.clock import Clock, SystemClock
+from cleanup.errors import ConfigError
 from cleanup.pacing.budget import OperatingBudget
 
 log = logging.getLogger("cleanup")
@@ -101,11 +102,12 @@ class Throttle:
         min_rate_factor: float = 0.05,
         share: float = 1.0,
         rng: random.Random | None = None,
+        dither: float = 0.0,
     ) -> None:
         if rate <= 0 or burst < 1:
-            raise ValueError("rate must be > 0 and burst >= 1")
+            raise ConfigError("rate must be > 0 and burst >= 1")
         if not 0 < share <= 1:
-            raise ValueError("share must be above 0 and at most 1")
+            raise ConfigError("share must be above 0 and at most 1")
         self.clock = clock or SystemClock()
         self.budget = budget  # a spent operating budget: no burst to offer (credit)
         # A share below 1 is the job's part of the portal (--share): its rate and its burst
@@ -113,6 +115,7 @@ class Throttle:
         # the bucket is the others'.
         self.share = share
         self._rng = rng or random.Random()
+        self._dither = dither  # intervals; the portal's pacing uses DITHER (see `dither`)
         rate, burst = rate * share, max(1, math.floor(burst * share))
         self.rate = rate
         self.burst = burst
@@ -139,10 +142,6 @@ class Throttle:
         return (self.burst - self.headroom - 1) / self.rate
 
     # ------------------------------------------------------------------ sending
-
-    def reserve(self) -> float:
-        """Reserve the next send slot; returns how long the caller must wait for it."""
-        return self._reserve()[0]
 
     def _reserve(self) -> tuple[float, float, int]:
         """(wait, the interval this slot added to the model, the jump count after it)."""
@@ -182,7 +181,9 @@ class Throttle:
         hardly ever refused, and so never learns it takes their part. Dithered, the job's
         requests meet a full bucket as often as theirs, and its refusals tell it. The
         average rate is unchanged (the schedule is not moved, only each send within it)."""
-        return self._rng.uniform(0.0, DITHER / self.rate)
+        if not self._dither:
+            return 0.0
+        return self._rng.uniform(0.0, self._dither / self.rate)
 
     def _claim(self, pause_seen: float, epoch: int, interval: float, jumps: int) -> bool:
         """At the slot reserved: True if the request goes now; False if it must take a new

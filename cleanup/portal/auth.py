@@ -14,13 +14,12 @@ import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
-from cleanup.errors import AuthRefreshError, ConfigError, FatalAPIError, OutputError
-from cleanup.exits import EXIT_USAGE
+from cleanup.errors import AuthRefreshError, ConfigError, OutputError
 from cleanup.outputs.files import write_atomic
 from cleanup.redact import WEBHOOK, redact, register_secret
 
@@ -38,12 +37,6 @@ def is_loopback(host: str | None) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-class InsecureTransportError(FatalAPIError):
-    """The portal redirected to plain http://: a configuration problem found mid-run."""
-
-    exit_code = EXIT_USAGE
 
 
 _warned_insecure: set[str] = set()
@@ -98,7 +91,7 @@ class _RestEndpoint:
 class WebhookAuth(_RestEndpoint):
     """`https://portal/rest/USER_ID/CODE/` — the code in the path is the secret."""
 
-    kind = "webhook"
+    mode = "webhook"
     needs_bot_tokens = True
 
     def __init__(self, url: str, *, allow_insecure_http: bool = False) -> None:
@@ -233,7 +226,7 @@ class TokenStore:
 class OAuthAuth(_RestEndpoint):
     """`PORTAL/rest/METHOD.json` with `auth`; refreshes once per expiry, for all workers."""
 
-    kind = "oauth"
+    mode = "oauth"
     needs_bot_tokens = False
 
     def __init__(
@@ -417,3 +410,10 @@ def _warn_if_readable(path: Path) -> None:
 
 
 Auth = WebhookAuth | OAuthAuth
+
+
+class TokenRenewal(Protocol):
+    """What the engine asks of the credentials: whether a request that carried `used`,
+    refused as expired, can go again (see `OAuthAuth.renew`; a webhook never can)."""
+
+    def renew(self, used: str | None, *, refresh: bool) -> bool: ...

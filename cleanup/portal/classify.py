@@ -19,7 +19,7 @@ class Kind(Enum):
     NOT_FOUND = "not_found"  # REACTION_NOT_FOUND: failed, unless an earlier try may have removed it
     RATE_LIMITED = "rate_limited"  # nothing ran; wait and resend, no retry budget used
     OPERATING_LIMIT = "operating_limit"  # nothing ran; wait for the method's budget to reset
-    RESEND = "resend"  # nothing ran (batch overflow); resend at once
+    OVERFLOW = "overflow"  # nothing ran (batch overflow): send again at once, smaller
     TRANSIENT = "transient"  # outcome unknown (5xx, network, garbage); retry with backoff
     BATCH_NOT_ALLOWED = "batch_not_allowed"  # send these rows as single calls from now on
     EXPIRED_TOKEN = "expired_token"  # OAuth: refresh once and resend
@@ -98,7 +98,7 @@ def classify_error(code: str, description: str, *, status: int | None, context: 
     if code == OPERATION_TIME_LIMIT:
         return Outcome(Kind.OPERATING_LIMIT, code, description)
     if code == "ERROR_BATCH_LENGTH_EXCEEDED":
-        return Outcome(Kind.RESEND, code, description)
+        return Outcome(Kind.OVERFLOW, code, description)
     if code == "ERROR_BATCH_METHOD_NOT_ALLOWED":
         return Outcome(Kind.BATCH_NOT_ALLOWED, code, description)
     if code == "expired_token":

@@ -14,17 +14,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urljoin
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
-from cleanup.errors import ConfigError
+from cleanup.errors import ConfigError, InsecureTransportError, NetworkError, Stopped
 from cleanup.pacing.budget import OperatingBudget
 from cleanup.pacing.throttle import Throttle
-from cleanup.portal.auth import Auth, InsecureTransportError, check_transport_security
+from cleanup.portal.auth import Auth, check_transport_security
 from cleanup.portal.protocol import MAX_BATCH
 from cleanup.redact import redact
 from cleanup.version import __version__
@@ -50,18 +50,6 @@ class Answer:
 BeforeSend = Callable[[], None]
 
 
-class Stopped(Exception):
-    """The run is stopping (signal or abort): nothing more is sent."""
-
-
-class NetworkError(Exception):
-    """No answer. `maybe_sent` is False only when the connection never opened."""
-
-    def __init__(self, kind: str, detail: str, *, maybe_sent: bool) -> None:
-        self.kind, self.maybe_sent = kind, maybe_sent
-        super().__init__(f"{kind}: {redact(detail)}")
-
-
 @dataclass
 class TransportStats:
     requests: int = 0
@@ -69,7 +57,24 @@ class TransportStats:
     single_requests: int = 0
 
 
-class Transport:
+class Transport(Protocol):
+    """What the engine needs of a transport (as httpx's `BaseTransport`): one method call,
+    or a batch of commands, each returning the portal's parsed answer. `HTTPTransport`
+    speaks HTTP to the portal; the engine's tests pass scripted ones, checked by mypy."""
+
+    def call(
+        self, method: str, params: dict[str, Any], *, before_send: BeforeSend | None = None
+    ) -> Answer: ...
+
+    def batch(
+        self, commands: dict[str, str], halt: int = 0, *, before_send: BeforeSend | None = None
+    ) -> Answer: ...
+
+
+class HTTPTransport:
+    """The transport over HTTP: base URL, auth and token refresh, redirects, pacing, and
+    the PHP JSON quirks; returns parsed answers."""
+
     def __init__(
         self,
         auth: Auth,
@@ -92,7 +97,7 @@ class Transport:
         self._lock = threading.Lock()
         self._warned_moved = False
         self.stats = TransportStats()
-        self.on_request: list[Any] = []  # callbacks(kind, t0, elapsed, status) for the timeline
+        self.on_request: list[Any] = []  # callbacks(mode, t0, elapsed, status) for the timeline
 
     # ------------------------------------------------------------------ public
 
@@ -101,14 +106,14 @@ class Transport:
     ) -> Answer:
         """`before_send` runs once the request has its throttle slot, right before each POST
         (the journal records what goes out there, not while the request waits its turn)."""
-        return self._send(method, params, kind="single", before_send=before_send)
+        return self._send(method, params, mode="single", before_send=before_send)
 
     def batch(
         self, commands: dict[str, str], halt: int = 0, *, before_send: BeforeSend | None = None
     ) -> Answer:
         # `halt` as an integer: the server tests PHP truthiness, and the string "false" is true.
         payload = {"cmd": commands, "halt": int(halt)}
-        return self._send("batch", payload, kind="batch", before_send=before_send)
+        return self._send("batch", payload, mode="batch", before_send=before_send)
 
     def close(self) -> None:
         session = getattr(self._local, "session", None)
@@ -132,7 +137,7 @@ class Transport:
         return session
 
     def _send(
-        self, method: str, params: dict[str, Any], *, kind: str, before_send: BeforeSend | None
+        self, method: str, params: dict[str, Any], *, mode: str, before_send: BeforeSend | None
     ) -> Answer:
         rejected: set[str] = set()  # tokens the portal called expired or invalid for this call
         refreshed = False  # this call asked for a refresh already: "refresh once, then fatal"
@@ -141,7 +146,7 @@ class Transport:
             # The token this request carries, read from the payload itself: another worker
             # may swap the current token between two separate reads.
             token = payload.get("auth") if self.auth.token_in_use() is not None else None
-            answer = self._post_following_redirects(method, payload, kind, before_send)
+            answer = self._post_following_redirects(method, payload, mode, before_send)
             if token is not None:
                 answer = replace(answer, token=token)
             body = answer.body
@@ -166,11 +171,11 @@ class Transport:
             return answer
 
     def _post_following_redirects(
-        self, method: str, payload: dict[str, Any], kind: str, before_send: BeforeSend | None
+        self, method: str, payload: dict[str, Any], mode: str, before_send: BeforeSend | None
     ) -> Answer:
         url = self.auth.endpoint(method)
         for _hop in range(4):
-            answer, location = self._post(url, payload, kind, before_send)
+            answer, location = self._post(url, payload, mode, before_send)
             if location is None:
                 return answer
             target = urljoin(url, location)
@@ -199,12 +204,12 @@ class Transport:
         raise NetworkError("redirects", "too many redirects", maybe_sent=False)
 
     def _post(
-        self, url: str, payload: dict[str, Any], kind: str, before_send: BeforeSend | None
+        self, url: str, payload: dict[str, Any], mode: str, before_send: BeforeSend | None
     ) -> tuple[Answer, str | None]:
         # The operating-time budget is checked when the request's slot has come, counting
         # the commands already on their way and this request's own: with several batches
         # in flight, a check before the wait would let them all overshoot together.
-        commands = _command_count(payload, kind)
+        commands = _command_count(payload, mode)
         while True:
             hold = self.budget.hold_seconds(commands)
             if hold > 0 and self.throttle.pause(hold):
@@ -219,12 +224,12 @@ class Transport:
             if self.budget.try_send(commands) <= 0:  # counted as in flight from here
                 break
         try:
-            return self._post_now(url, payload, kind, before_send)
+            return self._post_now(url, payload, mode, before_send)
         finally:
             self.budget.settled(commands)
 
     def _post_now(
-        self, url: str, payload: dict[str, Any], kind: str, before_send: BeforeSend | None
+        self, url: str, payload: dict[str, Any], mode: str, before_send: BeforeSend | None
     ) -> tuple[Answer, str | None]:
         if before_send is not None:
             before_send()
@@ -233,7 +238,7 @@ class Transport:
         wall0 = time.time()
         with self._lock:
             self.stats.requests += 1
-            if kind == "batch":
+            if mode == "batch":
                 self.stats.batch_requests += 1
             else:
                 self.stats.single_requests += 1
@@ -249,7 +254,7 @@ class Transport:
             raise _network_error(exc) from None
         elapsed = time.monotonic() - t0
         for callback in self.on_request:
-            callback(kind, wall0, elapsed, resp.status_code)
+            callback(mode, wall0, elapsed, resp.status_code)
         location = resp.headers.get("Location") if resp.status_code in _REDIRECTS else None
         answer = Answer(
             status=resp.status_code,
@@ -303,9 +308,9 @@ def _never_connected(exc: BaseException) -> bool:
     return False
 
 
-def _command_count(payload: dict[str, Any], kind: str) -> int:
+def _command_count(payload: dict[str, Any], mode: str) -> int:
     """Method calls a request carries: a batch's commands (at most MAX_BATCH run), else one."""
-    if kind != "batch":
+    if mode != "batch":
         return 1
     cmd = payload.get("cmd")
     return min(len(cmd), MAX_BATCH) if isinstance(cmd, dict | list) else 1

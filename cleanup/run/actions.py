@@ -38,6 +38,32 @@ class Verdict(NamedTuple):
     description: str = ""
 
 
+def stopped_why(
+    aborted_code: str | None, stop_reason: str | None = None, *, time_up: str | None = None
+) -> str:
+    """Why a run ended before a row's outcome: `run aborted (CODE)`, `run stopped (SIGTERM)`,
+    or a time bound's own words (`time_up`: "time is up: --max-duration 2h; run again, or
+    --resume, to continue", cleanup.run.bounds)."""
+    if aborted_code is not None:
+        return f"run aborted ({aborted_code})"
+    if time_up is not None:
+        return time_up
+    return f"run stopped ({stop_reason})" if stop_reason else "run stopped"
+
+
+def skip_description(
+    why: str, did: str, *, doubt: Doubt = Doubt.NONE, in_flight: bool = False
+) -> str:
+    """A skipped row's error_description: the one wording of it. `why` from `stopped_why`;
+    `did` the action's word ("removed"); `doubt` whether a request may have acted."""
+    if doubt is Doubt.THIS_RUN:
+        return f"{why} before its outcome was known; an earlier attempt may have {did} it"
+    text = f"not sent: {why}"
+    if doubt is Doubt.EARLIER_RUN:
+        text += f"; an earlier run may have {did} it"
+    return text + ("; its request was still in flight" if in_flight else "")
+
+
 def failed(outcome: Outcome) -> Verdict:
     """The row failed with the portal's error (its text may echo a secret: redacted)."""
     return Verdict(Status.FAILED, outcome.error, redact(outcome.description))

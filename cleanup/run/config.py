@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
@@ -36,6 +37,10 @@ from cleanup.redact import register_secret
 from cleanup.run.bounds import Window, parse_duration, timezone_of
 
 Mode = Literal["auto", "batch", "single"]
+NotifyAttach = Literal["page", "report", "none"]
+NotifyWhen = Literal["always", "problems"]
+# A dialog as imbot.v2 names it: `chat{chatId}` for a group chat, `{userId}` for a private one.
+DIALOG_PATTERN = r"^(?:chat[1-9][0-9]*|[1-9][0-9]*)$"
 ProgressMode = Literal["auto", "bar", "log", "none"]
 # The plans are the throttle's table; a Literal built from it keeps one list of names
 # (a type checker sees text).
@@ -127,6 +132,26 @@ def _sheet_number(value: Any) -> Any:
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
+def _dialog_text(value: Any) -> Any:
+    # notify = 12 in a job file: a private chat with user 12, as `--notify 12` gives it.
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _dialog(value: str | None) -> str | None:
+    if value is None or re.fullmatch(DIALOG_PATTERN, value):
+        return value
+    raise PydanticCustomError(
+        "problems",
+        "{problems}",
+        {
+            "problems": [
+                f"notify must be chat123 (a group chat) or a user id (a private chat),"
+                f" not {shown_value(value)}"
+            ]
+        },
+    )
+
+
 def _zero_is_off(value: float | None) -> float | None:
     return None if value == 0 else value
 
@@ -161,6 +186,12 @@ def _rate_and_burst(plan: str | None, rate: float | None, burst: int | None) -> 
     """--rate and --burst where given, the plan's (standard by default) where not."""
     plan_rate, plan_burst = PLANS[plan or "standard"]
     return (rate if rate is not None else plan_rate, burst if burst is not None else plan_burst)
+
+
+NO_CREDENTIALS = (
+    "no portal credentials: give --webhook (or B24_WEBHOOK_URL), or --portal with "
+    "OAuth tokens (--oauth-file / B24_OAUTH_FILE)"
+)
 
 
 class RunConfig(BaseModel):
@@ -334,6 +365,29 @@ class RunConfig(BaseModel):
         None,
         description="Also push the run's figures to this Prometheus Pushgateway (grouped by job).",
     )
+    notify: Annotated[
+        str | None,
+        BeforeValidator(_dialog_text),
+        AfterValidator(_dialog),
+        Option(metavar="DIALOG"),
+    ] = Field(
+        None,
+        description="When the run ends, a bot posts its result to this Bitrix24 dialog: chat123 for a group chat, a user id for a private chat (needs --notify-bot).",
+        json_schema_extra={"type": ["string", "integer"], "pattern": DIALOG_PATTERN},
+    )
+    notify_bot: Annotated[int | None, Option(metavar="BOT_ID")] = Field(
+        None,
+        ge=1,
+        description="The bot that posts the run's result (webhook mode: its botToken from the bot tokens file).",
+    )
+    notify_attach: Annotated[NotifyAttach, Option()] = Field(
+        "page",
+        description="What the result's message carries: page (the HTML page when one is written, else the report), report, or none.",
+    )
+    notify_when: Annotated[NotifyWhen, Option()] = Field(
+        "always",
+        description="always, or problems: post only when the run's exit code is not 0.",
+    )
     run_id: str | None = None
     label: str | None = None  # shown in logs/HTML (a job file's name)
     # Where the webhook was read from when not typed (never its value): ("env", NAME) or
@@ -342,7 +396,7 @@ class RunConfig(BaseModel):
     # Not options of `run`: an undo chooses rows by number (--rows), and continues its
     # report with some rows sent again, their lines replaced (--only-error); see run.undo.
     rows: tuple[RowRanges, ...] = ()
-    resend: frozenset[int] = frozenset()
+    redo_rows: frozenset[int] = frozenset()
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -385,15 +439,16 @@ class RunConfig(BaseModel):
         if self.webhook and (self.portal or self.oauth_file):
             problems.append("give either a webhook or OAuth (portal + token file), not both")
         if not self.dry_run and not (self.webhook or self.portal):
-            problems.append(
-                "no portal credentials: give --webhook (or B24_WEBHOOK_URL), or --portal with "
-                "OAuth tokens (--oauth-file / B24_OAUTH_FILE)"
-            )
+            problems.append(NO_CREDENTIALS)
         try:
             report_format(self.report_path)
         except ConfigError as exc:
             problems.extend(exc.problems)
         problems.extend(self.choice.problems())
+        if (self.notify is None) != (self.notify_bot is None):
+            problems.append(
+                "--notify and --notify-bot go together: the dialog to post to and the bot that posts"
+            )
         if not self.dry_run and _writes_over(self.report_path, self.input):
             problems.append(
                 f"the report {self.report_path} would overwrite the input {self.input};"
@@ -423,7 +478,7 @@ class RunConfig(BaseModel):
         out["rate"], out["burst"] = rate, burst
         out["report"] = str(self.report_path)
         out["rows"] = [str(r) for r in self.rows]
-        out["resend"] = len(self.resend)  # how many: the rows are in the report
+        out["redo_rows"] = len(self.redo_rows)  # how many: the rows are in the report
         return out
 
 

@@ -20,26 +20,26 @@ from enum import Enum
 from typing import NamedTuple
 
 from cleanup.clock import Clock
-from cleanup.errors import FatalAPIError, OutputError
+from cleanup.errors import FatalAPIError, NetworkError, OutputError, Stopped
 from cleanup.inputs.validate import Row
 from cleanup.outputs.report import Journal
 from cleanup.pacing.budget import OperatingBudget
 from cleanup.pacing.retry import RetryPolicy
 from cleanup.pacing.throttle import Throttle
-from cleanup.portal.auth import Auth
+from cleanup.portal.auth import TokenRenewal
 from cleanup.portal.classify import OPERATION_TIME_LIMIT, Kind, Outcome
 from cleanup.portal.envelope import BatchEnvelope, call_outcome, single_result
 from cleanup.portal.protocol import MAX_BATCH
-from cleanup.portal.transport import Answer, NetworkError, Stopped, Transport
+from cleanup.portal.transport import Answer, Transport
 from cleanup.redact import redact
 from cleanup.results import RowResult, Status, gave_up
-from cleanup.run.actions import DELETE, Action, Doubt, failed
+from cleanup.run.actions import DELETE, Action, Doubt, failed, skip_description, stopped_why
 from cleanup.run.planner import Batch, plan
 
 log = logging.getLogger("cleanup")
 
 MAX_WAIT_REACHED = ": --max-wait reached"
-MAX_RESENDS = 20  # rounds of ERROR_BATCH_LENGTH_EXCEEDED without progress before giving up
+MAX_OVERFLOWS = 20  # rounds of ERROR_BATCH_LENGTH_EXCEEDED without progress before giving up
 
 
 # ---------------------------------------------------------------------- decision tables
@@ -75,7 +75,7 @@ COMMAND_RULES: Mapping[Kind, Rule] = {
     Kind.TRANSIENT: Rule(Step.RETRY, ran=True),
     Kind.RATE_LIMITED: Rule(Step.WAIT_RATE, ran=False),
     Kind.OPERATING_LIMIT: Rule(Step.WAIT_OPERATING, ran=False),
-    Kind.RESEND: Rule(Step.SHRINK, ran=False),
+    Kind.OVERFLOW: Rule(Step.SHRINK, ran=False),
     Kind.BATCH_NOT_ALLOWED: Rule(Step.FALL_BACK, ran=False),
     Kind.EXPIRED_TOKEN: Rule(Step.REFRESH, ran=False),
     Kind.FATAL: Rule(Step.ABORT, ran=False),
@@ -142,7 +142,7 @@ class _Unit:
     def __init__(self) -> None:
         self.done: dict[int, RowResult] = {}
         self.retries = 0
-        self.resends = 0
+        self.overflows = 0
         self.waited = 0.0
         self.refusals = 0
         self.operating_refusals = 0
@@ -172,7 +172,7 @@ class Engine:
         self,
         transport: Transport,
         *,
-        auth: Auth,
+        auth: TokenRenewal,
         bot_tokens: dict[int, str] | None,
         policy: RetryPolicy,
         mode: str,
@@ -184,9 +184,9 @@ class Engine:
         rng: random.Random | None = None,
     ) -> None:
         self.transport = transport
-        # Why rows were left unsent when the run stopped (the runner knows: a signal, or a
-        # time bound, whose words tell how to continue).
-        self.why_stopped: Callable[[], str] = lambda: "job stopped"
+        # When a time bound stopped the run, its words for the rows left unsent (the runner
+        # knows: "time is up: --max-duration 2h; ..."); None otherwise.
+        self.time_up: Callable[[], str | None] = lambda: None
         self.auth = auth
         self.action = action
         self.bot_tokens = bot_tokens
@@ -233,13 +233,11 @@ class Engine:
             pass
         except FatalAPIError as exc:
             fatal = exc
+        why = stopped_why(fatal.code if fatal else None, time_up=self.time_up())
         for state in unit.open(states):
-            why = f"run aborted ({fatal.code})" if fatal else self.why_stopped()
-            if state.maybe_done:
-                why += f" before its outcome was known; an earlier attempt may have {self.action.did} it"
-            else:
-                why = f"not sent: {why}"
-            unit.done[state.row.row] = state.row.result(Status.SKIPPED, "", why, state.attempts)
+            doubt = Doubt.THIS_RUN if state.maybe_done else Doubt.NONE
+            note = skip_description(why, self.action.did, doubt=doubt)
+            unit.done[state.row.row] = state.row.result(Status.SKIPPED, "", note, state.attempts)
         return UnitResult([unit.done[s.row.row] for s in states], fatal)
 
     def _send_all(self, states: list[_RowState], unit: _Unit) -> None:
@@ -368,8 +366,8 @@ class Engine:
     def _shrink(self, group: Group, rnd: _Round, unit: _Unit) -> None:
         ran = rnd.carried - len(group)  # the portal ran the commands before its limit
         if ran == 0:
-            unit.resends += 1  # bounded: a portal that never takes the batch ends it
-        if unit.resends > MAX_RESENDS:
+            unit.overflows += 1  # bounded: a portal that never takes the batch ends it
+        if unit.overflows > MAX_OVERFLOWS:
             self._fail(group, rnd, unit)
         else:
             # A whole request refused as too long (the docs' HTTP 400) says no number: halve.
@@ -421,7 +419,7 @@ class Engine:
             for s in states:
                 s.attempts += 1
                 s.maybe_done = True
-        code = "TIMEOUT" if exc.kind == "timeout" else "NETWORK_ERROR"
+        code = "TIMEOUT" if exc.cause == "timeout" else "NETWORK_ERROR"
         outcome = Outcome(Kind.TRANSIENT, code, str(exc))
         self._transient_wait(unit, outcome, states, unreachable=not exc.maybe_sent)
 

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from cleanup.clock import Clock, SystemClock
 from cleanup.pacing.budget import OperatingBudget
-from cleanup.pacing.throttle import Throttle
+from cleanup.pacing.throttle import DITHER, Throttle
 from cleanup.run.config import RunConfig
 
 if TYPE_CHECKING:
@@ -75,7 +75,8 @@ class PortalPacing:
         throttle no burst to offer. `share`: the job's part of the rate and burst (the
         operating-time budget is per application: a share does not touch it)."""
         budget = OperatingBudget(operating_limit, clock=clock)
-        return cls(Throttle(rate, burst, clock=clock, budget=budget, share=share), budget)
+        throttle = Throttle(rate, burst, clock=clock, budget=budget, share=share, dither=DITHER)
+        return cls(throttle, budget)
 
 
 def portal_identity(url: str) -> str:

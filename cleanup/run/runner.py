@@ -39,7 +39,7 @@ from cleanup.pacing.retry import RetryPolicy
 from cleanup.pacing.throttle import Throttle, ideal_seconds
 from cleanup.portal.auth import Auth
 from cleanup.portal.protocol import MAX_BATCH
-from cleanup.portal.transport import Transport
+from cleanup.portal.transport import HTTPTransport
 from cleanup.redact import redact
 from cleanup.results import (
     RowResult,
@@ -52,9 +52,9 @@ from cleanup.results import (
     counts_by_status,
     statuses_of,
 )
-from cleanup.run.actions import DELETE, Action
+from cleanup.run.actions import DELETE, Action, Doubt, skip_description, stopped_why
 from cleanup.run.bounds import TimeBound, config_bound
-from cleanup.run.config import RunConfig, load_bot_tokens
+from cleanup.run.config import NO_CREDENTIALS, RunConfig, load_bot_tokens
 from cleanup.run.engine import Engine
 from cleanup.run.estimate import Estimate, estimate, how_far_off
 from cleanup.run.planner import Batch, Planner, count_batches
@@ -137,7 +137,7 @@ def run_file(
         run_id=config.run_id or uuid.uuid4().hex[:12],
         input=str(config.input),
         report=None if config.dry_run else str(config.report_path),
-        auth_mode=auth.kind if auth else "none",
+        auth_mode=auth.mode if auth else "none",
         dry_run=config.dry_run,
         rate=rate,
         burst=burst,
@@ -152,7 +152,8 @@ def run_file(
     )
     if config.dry_run:
         return _dry_run(config, table, validator, start, stop, action)
-    assert auth is not None
+    if auth is None:  # check() refuses such a run; a caller that skipped it gets the same word
+        raise ConfigError(NO_CREDENTIALS)
     lock = lock_report(config.report_path)
     try:
         with sleeping_on(stop.event):
@@ -308,7 +309,7 @@ class _Parts:
     auth: Auth
     throttle: Throttle
     budget: OperatingBudget
-    transport: Transport
+    transport: HTTPTransport
     journal: Journal
     engine: Engine
     finals: dict[int, RowResult]  # rows the report already has
@@ -328,7 +329,7 @@ class _Parts:
             rate, burst = config.effective_rate
             pacing = PortalPacing.new(rate, burst, config.operating_limit, clock, config.share)
         throttle, budget = pacing.throttle, pacing.budget
-        transport = Transport(
+        transport = HTTPTransport(
             auth,
             throttle,
             budget,
@@ -345,8 +346,8 @@ class _Parts:
                 sorted({v.casefold() for v in vs}) for vs in (config.only, config.only_error)
             ]
         journal = Journal(journal_path(report), identity, resume=config.resume)
-        finals = read_report(report, journal.resend) if config.resume else {}
-        for row in config.resend:  # their lines are replaced by this run's
+        finals = read_report(report, journal.to_retry) if config.resume else {}
+        for row in config.redo_rows:  # their lines are replaced by this run's
             finals.pop(row, None)
         engine = Engine(
             transport,
@@ -364,7 +365,9 @@ class _Parts:
         # Results the earlier run knew but had not yet written to the report (it writes in
         # input order): taken as they are, not re-sent.
         journaled = {
-            r: o for r, o in journal.outcomes.items() if r not in finals and r not in config.resend
+            r: o
+            for r, o in journal.outcomes.items()
+            if r not in finals and r not in config.redo_rows
         }
         return cls(auth, throttle, budget, transport, journal, engine, finals, journaled)
 
@@ -444,7 +447,7 @@ class _Run:
         self.waited_before = parts.throttle.waited_so_far()  # a shared bucket's earlier waits
         self.bound: TimeBound | None = None
         self.estimate: dict[str, Any] | None = None  # what the run said before sending
-        self.engine.why_stopped = self._stopped_words
+        self.engine.time_up = self._time_up
 
     # ------------------------------------------------------------------ main loop
 
@@ -577,7 +580,7 @@ class _Run:
                 )
                 for unit in self.pool.abandon():
                     for row in unit:
-                        note = self._skip_reason(row.row) + "; its request was still in flight"
+                        note = self._skip_reason(row.row, in_flight=True)
                         emitter.put(row.result(Status.SKIPPED, "", note, 1))
                 break
             self._drain(emitter, block=True)
@@ -592,7 +595,7 @@ class _Run:
         steady = math.ceil(self.throttle.rate * self.latency) + 2
         return max(2, min(MAX_WORKERS, steady + self.throttle.credit()))
 
-    def _observe_request(self, kind: str, started: float, elapsed: float, status: int) -> None:
+    def _observe_request(self, mode: str, started: float, elapsed: float, status: int) -> None:
         self.latency = 0.8 * self.latency + 0.2 * elapsed
         self.timeline.append((started, elapsed, status))
 
@@ -632,22 +635,20 @@ class _Run:
                 self.start["burst"],
             )
 
-    def _stopped_words(self) -> str:
-        """Why the run stopped sending, for a row it left unsent."""
+    def _time_up(self) -> str | None:
+        """The bound's words for a row left unsent when it stopped the run; None otherwise."""
         if self.stop.reason == TIME_UP and self.bound is not None:
             return self.bound.skip_reason
-        return "job stopped"
+        return None
 
-    def _skip_reason(self, row: int) -> str:
-        if self.aborted is not None:
-            why = f"not sent: run aborted ({self.aborted.code})"
-        elif self.stop.reason == TIME_UP and self.bound is not None:
-            why = f"not sent: {self.bound.skip_reason}"
-        else:
-            why = f"not sent: job stopped ({self.stop.reason or 'stop'})"
-        if row in self.previously_sent:
-            why += f"; an earlier run may have {self.engine.action.did} it"
-        return why
+    def _skip_reason(self, row: int, *, in_flight: bool = False) -> str:
+        why = stopped_why(
+            self.aborted.code if self.aborted else None,
+            self.stop.reason or "stop",
+            time_up=self._time_up(),
+        )
+        doubt = Doubt.EARLIER_RUN if row in self.previously_sent else Doubt.NONE
+        return skip_description(why, self.engine.action.did, doubt=doubt, in_flight=in_flight)
 
     def _finish_summary(self, elapsed: float) -> RunSummary:
         """The run's summary, built once, and written beside the report."""

@@ -32,6 +32,7 @@ from cleanup.outputs.summary import summary_path
 from cleanup.results import UNDO_STATUSES, RunSummary, Status
 from cleanup.run.actions import ADD
 from cleanup.run.config import RunConfig
+from cleanup.run.portals import PortalPacing
 from cleanup.run.progress import ProgressCallback
 from cleanup.run.runner import StopSignal, lock_report, open_input, run_file
 
@@ -52,8 +53,8 @@ def default_undo_report(report: Path) -> Path:
 class Undo:
     """An undo ready to send: the run it is, and how many reactions it would add back."""
 
-    report: Path  # the report being undone
-    config: RunConfig  # input: that report; report: the undo report
+    undone: Path  # the report being undone (the undo's input)
+    config: RunConfig  # input: the undone report; report: the undo report
     to_restore: int  # rows it would send now (0: nothing to restore)
     warnings: list[str] = field(default_factory=list)
 
@@ -61,11 +62,11 @@ class Undo:
     def nothing(self) -> str:
         """Why there is nothing to restore, when there is not."""
         cfg = self.config
-        if cfg.resend or (cfg.rows and not cfg.rows[-1].spans):
+        if cfg.redo_rows or (cfg.rows and not cfg.rows[-1].spans):
             return f"{cfg.report_path} has no row left that failed with those codes"
         if cfg.rows or cfg.resume:
-            return f"no removed row of {self.report} is left to restore among those chosen"
-        return f"{self.report} shows no removed row"
+            return f"no removed row of {self.undone} is left to restore among those chosen"
+        return f"{self.undone} shows no removed row"
 
 
 @contextmanager
@@ -90,37 +91,41 @@ def undo_file(
     stop: StopSignal | None = None,
     clock: Clock | None = None,
     on_progress: ProgressCallback | None = None,
+    pacing: PortalPacing | None = None,
 ) -> RunSummary:
-    """Send the adds (or, with dry_run, count them and estimate the time)."""
-    return run_file(undo.config, stop=stop, clock=clock, on_progress=on_progress, action=ADD)
+    """Send the adds (or, with dry_run, count them and estimate the time). `pacing`: the
+    portal's bucket, when the caller keeps it (for the chat notification after the undo)."""
+    return run_file(
+        undo.config, stop=stop, clock=clock, on_progress=on_progress, action=ADD, pacing=pacing
+    )
 
 
 def _plan(options: RunConfig, rows: str | None, only_error: list[str]) -> Undo:
-    report = options.input
-    undo_report = options.report or default_undo_report(report)
+    undone = options.input
+    undo_report = options.report or default_undo_report(undone)
     if not (options.resume or only_error or options.dry_run):
-        _refuse_a_second_undo(report, undo_report)
+        _refuse_a_second_undo(undone, undo_report)
     chosen: tuple[RowRanges, ...] = ()
     if rows is not None:
         chosen += (RowRanges.parse(rows),)
-    resend: frozenset[int] = frozenset()
+    redo_rows: frozenset[int] = frozenset()
     if only_error:
-        resend = _failed_with(undo_report, only_error)
-        chosen += (RowRanges.of(resend),)
+        redo_rows = _failed_with(undo_report, only_error)
+        chosen += (RowRanges.of(redo_rows),)
     config = options.model_copy(
         update={
             "report": undo_report,
             "only": [Status.REMOVED.value],
             "only_error": [],
             "rows": chosen,
-            "resend": resend,
+            "redo_rows": redo_rows,
             # The portal took each of these codes when the run removed it.
             "allow_unknown_reactions": True,
             "resume": options.resume or bool(only_error),
         }
     )
     config.check()
-    return Undo(report, config, _to_restore(config), _warnings(report))
+    return Undo(undone, config, _to_restore(config), _warnings(undone))
 
 
 def _refuse_a_second_undo(report: Path, undo_report: Path) -> None:
@@ -158,7 +163,7 @@ def _failed_with(undo_report: Path, codes: list[str]) -> frozenset[int]:
 def _to_restore(config: RunConfig) -> int:
     """The removed rows chosen, less those the undo report already settled (--resume)."""
     table = open_input(config)
-    done = set(read_report(config.report_path)) - config.resend if config.resume else set()
+    done = set(read_report(config.report_path)) - config.redo_rows if config.resume else set()
     count = 0
     for chunk in table.chunks():
         numbers = chunk.row_numbers()

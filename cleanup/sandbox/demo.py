@@ -171,7 +171,7 @@ def demo_command(out: Path, input_kind: str) -> None:
     click.echo(
         f"\nThe sample has valid rows, rows the portal refuses and invalid rows on purpose;\n"
         f"see the status column of {report}. Reactions left on the sandbox portal: {left}.\n"
-        f"The job itself would exit {summary.exit_code} (1 = some rows failed or were invalid).",
+        f"The run itself would exit {summary.exit_code} (1 = some rows failed or were invalid).",
         err=True,
     )
 

@@ -8,6 +8,7 @@ sources (noted inline).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -41,9 +42,12 @@ from .methods import (
     METHOD_PROFILE,
     METHOD_SCOPE,
     METHOD_SERVER_TIME,
+    METHOD_UPLOAD,
+    POST_METHODS,
     REACTION_METHODS,
     Caller,
     MethodError,
+    post_call,
     reaction_call,
 )
 from .state import PortalState
@@ -51,6 +55,8 @@ from .stats import PortalStats, RequestRecord
 
 JSON_TYPE = "application/json; charset=utf-8"
 MAX_BODY = 16 * 1024 * 1024
+# GET: what bots posted (a debug endpoint of the sandbox only; a real portal has none).
+POSTS_PATH = "/_sandbox/posts"
 IDLE_TIMEOUT = 120.0  # seconds an idle keep-alive connection is kept
 
 HTML_502 = (
@@ -415,6 +421,8 @@ class SandboxPortal:
         split = urlsplit(raw_path)
         if split.path in ("/oauth/token/", "/oauth/token"):
             return self._oauth_token(split.query, headers, body)
+        if split.path.rstrip("/") == POSTS_PATH:
+            return _json_reply(200, _posts_json(self.state.posted()))
         if not split.path.startswith("/rest/"):
             return _error_reply(404, "NOT_FOUND", "Not found")
         draft = _Draft(time.time())
@@ -595,6 +603,8 @@ class SandboxPortal:
         start = time.time()
         if method in REACTION_METHODS:
             outcome = self._reaction(caller, method, params, key if billed else None)
+        elif method in POST_METHODS:
+            outcome = self._post(caller, method, params, key if billed else None)
         else:
             outcome = _Outcome(value=self._info_value(caller, method, start))
         finish = time.time()
@@ -623,6 +633,20 @@ class SandboxPortal:
         if error is not None:
             return _Outcome(error=error, status=cfg.method_error_status, cost=cost)
         return _Outcome(value=self._success_value(), cost=cost)
+
+    def _post(
+        self, caller: Caller, method: str, params: dict[str, Any], billed_to: Any
+    ) -> _Outcome:
+        """Chat.Message.send or File.upload, as their documentation pages describe them."""
+        cfg = self.config
+        with self.state.lock:
+            error, value = post_call(self.state, caller, params, upload=method == METHOD_UPLOAD)
+        cost = cfg.operating_cost if cfg.operating_cost is not None else cfg.per_command_cost
+        if billed_to is not None:
+            self._operating.charge(billed_to, cost, cfg.operating_window)
+        if error is not None:
+            return _Outcome(error=error, status=cfg.method_error_status, cost=cost)
+        return _Outcome(value=value, cost=cost)
 
     @staticmethod
     def _info_value(caller: Caller, method: str, start: float) -> Any:
@@ -791,6 +815,17 @@ def _request_params(query: str, headers: Message, body: bytes) -> dict[str, Any]
     elif content_type == "application/x-www-form-urlencoded":
         params.update(php.parse_str(body.decode("utf-8", errors="replace")))
     return params
+
+
+def _posts_json(posts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What bots posted, for GET /_sandbox/posts: a file's bytes as base64."""
+    out = []
+    for post in posts:
+        content = post.get("content")
+        if isinstance(content, bytes):
+            post = {**post, "content": base64.b64encode(content).decode("ascii")}
+        out.append(post)
+    return out
 
 
 def _upper_keys(params: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,8 @@ from typing import Any
 from cleanup.outputs.files import write_atomic
 
 DEFAULT_WEBHOOK_CODE = "sandbox-webhook-code"
+# File.upload's documented limit of a file's size.
+UPLOAD_LIMIT = 100 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,11 @@ class PortalState:
         }
         self.messages: dict[int, int] = dict(messages or {})
         self.reactions: set[tuple[int, int, str]] = set(reactions or ())
+        # What bots posted (Chat.Message.send, File.upload), oldest first; tests read it with
+        # `posted()` or from GET /_sandbox/posts. Not saved in the state file.
+        self.posts: list[dict[str, Any]] = []
+        self.upload_limit = UPLOAD_LIMIT  # bytes of a file, decoded; tests may lower it
+        self._next_post_id = 1_000_000
 
     # --- convenience -----------------------------------------------------------------
 
@@ -112,6 +119,32 @@ class PortalState:
         with self.lock:
             self.messages[message_id] = chat_id
             self.chats.setdefault(chat_id, set()).update(members)
+
+    def add_chat(self, chat_id: int, members: Iterable[int] = ()) -> None:
+        """A group chat (dialog `chat{chat_id}`) with these members (bots are users too)."""
+        with self.lock:
+            self.chats.setdefault(chat_id, set()).update(members)
+
+    def record_post(self, bot_id: int, dialog: str, **post: Any) -> dict[str, Any]:
+        """Note a bot's message (or file); its message id (and file id) are given here."""
+        with self.lock:
+            self._next_post_id += 1
+            entry = {
+                "id": self._next_post_id,
+                "file_id": self._next_post_id,
+                "botId": bot_id,
+                "dialogId": dialog,
+                **post,
+            }
+            self.posts.append(entry)
+            return entry
+
+    def posted(self, dialog: str | None = None) -> list[dict[str, Any]]:
+        """A copy of what bots posted (to `dialog`, if given): each a dict with `kind`
+        ("message" or "file"), `botId`, `dialogId`, `message`, and for a file `name` and
+        `content` (its bytes)."""
+        with self.lock:
+            return [dict(p) for p in self.posts if dialog is None or p["dialogId"] == dialog]
 
     def has_reaction(self, bot_id: int, message_id: int, reaction: str) -> bool:
         with self.lock:

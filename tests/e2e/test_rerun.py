@@ -192,8 +192,8 @@ def test_duplicates_within_a_rerun_name_original_rows(run_cli: RunCli, tmp_path:
     report = tmp_path / "old.report.csv"
     report.write_text(
         "row,botId,messageId,reaction,status,error,error_description,attempts\n"
-        "3,456,1,like,skipped,,not sent: job stopped (SIGTERM),0\n"
-        "17,456,1,like,skipped,,not sent: job stopped (SIGTERM),0\n"
+        "3,456,1,like,skipped,,not sent: run stopped (SIGTERM),0\n"
+        "17,456,1,like,skipped,,not sent: run stopped (SIGTERM),0\n"
         "40,456,2,like,removed,,,1\n"
     )
     try:

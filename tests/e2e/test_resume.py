@@ -207,7 +207,7 @@ def test_signal_stops_cleanly_then_resume_completes(
     assert statuses["skipped"] > 300 and statuses["removed"] > 0
     for line in first:
         if line["status"] == "skipped":
-            assert line["error_description"].startswith("not sent: job stopped"), line
+            assert line["error_description"].startswith("not sent: run stopped"), line
             assert line["attempts"] == "0"  # stopped rows never left: not attempts
     assert json.loads((tmp_path / "in.report.csv.summary.json").read_text())["interrupted"] == name
 

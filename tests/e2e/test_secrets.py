@@ -17,7 +17,7 @@ import requests
 from click.testing import Result
 
 from cleanup.logs import setup_logging
-from cleanup.portal.transport import Transport
+from cleanup.portal.transport import HTTPTransport
 from cleanup.redact import MASK, redact, register_secret
 from cleanup.sandbox import PortalConfig, PortalState, SandboxPortal
 from tests.helpers.cli import read_report, write_rows
@@ -103,14 +103,16 @@ def leak_folder(tmp_path: Path, name: str) -> Path:
 
 
 def post_bug(message_id: int) -> Callable[..., Any]:
-    """Transport._post with a bug whose message quotes the request: URL and payload (the
+    """HTTPTransport._post with a bug whose message quotes the request: URL and payload (the
     webhook code, botTokens, the access token). Raised once, for the request that carries
     message `message_id`."""
-    real = Transport._post
+    real = HTTPTransport._post
     marker = f"messageId={message_id}&"
     raised: list[bool] = []
 
-    def post(transport: Transport, url: str, payload: dict[str, Any], kind: str, *rest: Any) -> Any:
+    def post(
+        transport: HTTPTransport, url: str, payload: dict[str, Any], kind: str, *rest: Any
+    ) -> Any:
         if not raised and marker in json.dumps(payload):
             raised.append(True)
             raise RuntimeError(
@@ -144,7 +146,7 @@ def test_webhook_secrets_never_leak(
     portal.inject("http500", "reset", "html502")
     html = ["--html", folder / "review.html"] if "--html" in _run_help(run_cli) else []
     with monkeypatch.context() as patch:
-        patch.setattr(Transport, "_post", post_bug(message_id=20))
+        patch.setattr(HTTPTransport, "_post", post_bug(message_id=20))
         result = run_cli("run", csv_path, "--webhook", portal.webhook_url(), *common, *html)
     leaks.add_result("faulty run", result)
     assert result.exit_code == 1, result.stderr
@@ -169,7 +171,7 @@ def test_webhook_secrets_never_leak(
 
     # 3. A bug outside the workers: the CLI's last-resort boundary prints it, masked.
     with monkeypatch.context() as patch:
-        patch.setattr(Transport, "close", _close_bug)
+        patch.setattr(HTTPTransport, "close", _close_bug)
         result = run_cli(
             "run", csv_path, "--webhook", portal.webhook_url(), *common,
             "--report", folder / "bug.report.csv",
@@ -249,7 +251,7 @@ def test_oauth_secrets_never_leak(
     #    query, logged by urllib3) and a bug quoting a request that holds the access token.
     portal.inject("http500", "expired")
     with monkeypatch.context() as patch:
-        patch.setattr(Transport, "_post", post_bug(message_id=20))
+        patch.setattr(HTTPTransport, "_post", post_bug(message_id=20))
         result = run_cli("run", csv_path, *common)
     leaks.add_result("refresh run", result)
     assert result.exit_code == 1, result.stderr  # the bug's rows failed
@@ -277,13 +279,117 @@ def test_oauth_secrets_never_leak(
 
     # 4. A bug outside the workers.
     with monkeypatch.context() as patch:
-        patch.setattr(Transport, "close", _close_bug)
+        patch.setattr(HTTPTransport, "close", _close_bug)
         result = run_cli("run", csv_path, *common, "--report", folder / "bug.report.csv")
     leaks.add_result("internal error", result)
     assert result.exit_code == 70 and "Traceback" in result.stderr
 
     leaks.scan_files()
     leaks.check(secrets)
+
+
+NOTIFIER = 700
+NOTIFIER_TOKEN = "bottok-N0t1fY3rP8q5L2m9K6j3H0g7F4d1S8a5"
+
+
+def posted_texts(portal: SandboxPortal) -> list[str]:
+    """Everything the bots posted, as the sandbox kept it and as its debug endpoint shows
+    it: each message's text, each file's name, caption and bytes."""
+    out: list[str] = []
+    for post in portal.state.posted():
+        out += [str(post.get("message", "")), str(post.get("name", ""))]
+        content = post.get("content")
+        if isinstance(content, bytes):
+            out.append(content.decode("latin-1"))
+    over_http = requests.get(portal.url.rstrip("/") + "/_sandbox/posts", timeout=10).text
+    return [*out, over_http]
+
+
+def test_notifications_post_no_secret(
+    portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
+) -> None:
+    """Webhook mode: the message and the attached page, report and undo report hold neither
+    the webhook code nor any botToken (the notifier's own included), even when the portal
+    echoes them in its errors."""
+    state = webhook_state(10)
+    state.add_bot(NOTIFIER, token=NOTIFIER_TOKEN)
+    state.add_chat(50, [NOTIFIER])
+    portal = portal_factory(state=state)
+    folder = leak_folder(tmp_path, "notify")
+    csv_path, tokens = webhook_input(folder, 10)
+    tokens.write_text(
+        json.dumps({**{str(k): v for k, v in BOT_TOKENS.items()}, str(NOTIFIER): NOTIFIER_TOKEN})
+    )
+    leaks = Leaks(folder, {"in.csv", "bot-tokens.json"})
+    common = [
+        "--webhook", portal.webhook_url(), "--bot-tokens", tokens, *FAST, "--verbose",
+        "--notify", "chat50", "--notify-bot", str(NOTIFIER),
+    ]  # fmt: skip
+    result = run_cli("run", csv_path, *common, "--html", folder / "page.html")
+    leaks.add_result("run", result)
+    assert result.exit_code == 1, result.stderr
+    portal.config.command_error = ("BOT_OWNERSHIP_ERROR", f"botToken {BOT_TOKENS[456]} of {CODE}")
+    result = run_cli(
+        "run",
+        csv_path,
+        *common,
+        "--report",
+        folder / "echo.report.csv",
+        "--notify-attach",
+        "report",
+    )
+    leaks.add_result("echoing portal", result)
+    portal.config.command_error = None
+    result = run_cli("undo", folder / "in.report.csv", *common, "--yes")
+    leaks.add_result("undo", result)
+    assert result.exit_code in (0, 1), result.stderr
+    kinds = [p["kind"] for p in portal.state.posted()]
+    assert kinds.count("message") == 3 and kinds.count("file") == 3
+    for i, text in enumerate(posted_texts(portal)):
+        leaks.texts[f"post {i}"] = text
+    leaks.scan_files()
+    leaks.check([CODE, NOTIFIER_TOKEN, *BOT_TOKENS.values()])
+
+
+def test_oauth_notifications_post_no_token(
+    portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
+) -> None:
+    """OAuth: an application's bot posts with the access token only (no botToken); neither
+    it, the refresh token nor the client secret is in a post."""
+    rows = [(456, m, "like") for m in range(1, 6)]
+    state = PortalState.build(
+        rows, oauth_apps={APP: CLIENT_SECRET}, bot_client_ids={456: APP, NOTIFIER: APP}
+    )
+    state.add_chat(50, [NOTIFIER])
+    portal = portal_factory(state=state)
+    issued = portal.issue_tokens(APP)
+    folder = leak_folder(tmp_path, "notify-oauth")
+    tokens = folder / "b24-tokens.json"
+    tokens.write_text(json.dumps({"client_id": APP, "client_secret": CLIENT_SECRET, **issued}))
+    csv_path = write_rows(folder / "in.csv", rows)
+    leaks = Leaks(folder, {"in.csv", "b24-tokens.json"})
+    portal.inject("expired")  # a refresh on the way: both token pairs must stay out
+    result = run_cli(
+        "run", csv_path, "--portal", portal.url, "--oauth-file", tokens,
+        "--oauth-server", portal.url, *FAST, "--verbose", "--html", folder / "page.html",
+        "--notify", "chat50", "--notify-bot", str(NOTIFIER),
+    )  # fmt: skip
+    leaks.add_result("run", result)
+    assert result.exit_code == 0, result.stderr
+    assert [p["kind"] for p in portal.state.posted()] == ["message", "file"]
+    saved = json.loads(tokens.read_text())
+    for i, text in enumerate(posted_texts(portal)):
+        leaks.texts[f"post {i}"] = text
+    leaks.scan_files()
+    leaks.check(
+        [
+            CLIENT_SECRET,
+            issued["access_token"],
+            issued["refresh_token"],
+            saved["access_token"],
+            saved["refresh_token"],
+        ]
+    )
 
 
 def test_requests_exception_text_is_masked_in_logs(capsys: pytest.CaptureFixture[str]) -> None:
@@ -351,7 +457,7 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _close_bug(transport: Transport) -> None:
+def _close_bug(transport: HTTPTransport) -> None:
     auth = transport.auth
     raise RuntimeError(f"bug closing {auth.endpoint('batch')} signed as {auth.sign({})!r}")
 

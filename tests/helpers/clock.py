@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cleanup.pacing.throttle import Throttle
 
 WALL_AT_ZERO = 1_700_000_000.0  # the wall clock when the monotonic clock reads 0
 
@@ -31,3 +35,16 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.t += seconds
+
+
+def queue_at_once(throttle: Throttle, clock: FakeClock, workers: int) -> list[float]:
+    """`workers` requests asking the throttle for a slot at the same moment: how long each
+    waits. Each goes through `acquire` (sleeping to its slot, sent there), then the clock is
+    put back to that moment for the next one."""
+    waits = []
+    for _ in range(workers):
+        start = clock.t
+        assert throttle.acquire()
+        waits.append(clock.t - start)
+        clock.t = start
+    return waits

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cleanup.pacing.retry import RetryPolicy
-from cleanup.pacing.throttle import Throttle
+from cleanup.pacing.throttle import DITHER, Throttle
 from cleanup.sandbox.limits import LeakyBucket
 from tests.helpers.clock import FakeClock
 
@@ -98,7 +98,9 @@ def simulate_workers(
     rng = random.Random(seed)
     clock = FakeClock()
     start = clock.now()
-    throttle = Throttle(told, burst, clock=clock, share=share, rng=random.Random(seed))
+    throttle = Throttle(
+        told, burst, clock=clock, share=share, rng=random.Random(seed), dither=DITHER
+    )
     portal = LeakyBucket(clock)
     policy = RetryPolicy(jitter=0.0)
     outcome = Outcome(0.0, 0)

@@ -42,3 +42,20 @@ def test_command_round_trips_through_a_query_parser(
     assert parse_qs(query, keep_blank_values=True) == {k: [v] for k, v in expected.items()}
     # The portal's own reading (PHP parse_str, as the sandbox models it) agrees.
     assert php.parse_str(query) == expected
+
+
+def test_a_skipped_rows_description_says_run_not_job() -> None:
+    from cleanup.run.actions import Doubt, skip_description, stopped_why
+
+    assert stopped_why(None, "SIGTERM") == "run stopped (SIGTERM)"
+    assert stopped_why("NO_AUTH_FOUND", "SIGTERM") == "run aborted (NO_AUTH_FOUND)"
+    assert skip_description(stopped_why(None), "removed") == "not sent: run stopped"
+    assert skip_description("run stopped (SIGTERM)", "removed", doubt=Doubt.EARLIER_RUN) == (
+        "not sent: run stopped (SIGTERM); an earlier run may have removed it"
+    )
+    assert skip_description("run stopped", "added", doubt=Doubt.THIS_RUN) == (
+        "run stopped before its outcome was known; an earlier attempt may have added it"
+    )
+    assert skip_description("run stopped (stop)", "removed", in_flight=True).endswith(
+        "; its request was still in flight"
+    )

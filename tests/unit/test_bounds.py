@@ -21,11 +21,11 @@ from cleanup.exits import (
     state_word,
     worst,
 )
-from cleanup.pacing.throttle import Throttle
+from cleanup.pacing.throttle import DITHER, Throttle
 from cleanup.run.bounds import Window, format_duration, parse_duration, time_bound
 from cleanup.run.config import RunConfig
 from cleanup.run.estimate import estimate, how_far_off
-from tests.helpers.clock import FakeClock
+from tests.helpers.clock import FakeClock, queue_at_once
 from tests.helpers.pacing_sim import simulate_workers
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -146,15 +146,15 @@ def test_a_share_is_the_jobs_part_of_rate_and_burst_with_no_margin_under_it() ->
     clock = FakeClock()
     throttle = Throttle(2.0, 20, clock=clock, share=0.5, headroom=0)
     assert throttle.rate == 1.0 and throttle.burst == 10
-    waits = [throttle.reserve() for _ in range(14)]
+    waits = queue_at_once(throttle, clock, 14)
     assert waits[:10] == [0.0] * 10  # its part of the burst, not more
     assert waits[10:] == pytest.approx([1.0, 2.0, 3.0, 4.0])  # then exactly its part of the rate
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         Throttle(2.0, 20, share=0)
 
 
 def test_a_dithered_send_stays_within_one_interval() -> None:
-    throttle = Throttle(4.0, 10, clock=FakeClock())
+    throttle = Throttle(4.0, 10, clock=FakeClock(), dither=DITHER)
     delays = [throttle.dither() for _ in range(200)]
     assert all(0 <= d < 0.25 for d in delays) and max(delays) > 0.2
 

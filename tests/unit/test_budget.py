@@ -22,12 +22,13 @@ def test_budget_spends_greedily_then_holds_until_the_reset() -> None:
     clock.advance(44)
     # Past the reset the oldest part of the window has freed, how much is unknown: one
     # request goes to find out, the others look again shortly.
-    assert budget.hold_seconds() == 0.0
-    budget.sending(50)
+    assert budget.try_send(50) == 0.0
     assert budget.hold_seconds() == OperatingBudget.LOOK_AGAIN
     budget.observe({"operating": 30.0, "operating_reset_at": clock.wall() + 50})
     budget.settled(50)
-    assert budget.hold_seconds() == 0.0 and budget.fraction() == pytest.approx(0.3)
+    assert budget.hold_seconds() == 0.0
+    budget.observe({"operating": 95.0, "operating_reset_at": clock.wall() + 50})
+    assert budget.hold_seconds() == pytest.approx(51.0)  # the new window, at its 95 %
 
 
 def test_budget_counts_the_commands_in_flight() -> None:
@@ -38,10 +39,9 @@ def test_budget_counts_the_commands_in_flight() -> None:
     budget = OperatingBudget(16.0, clock=clock)
     budget.observe({"operating": 7.0, "operating_reset_at": clock.wall() + 30, "processing": 0.02})
     assert budget.hold_seconds(50) == 0.0
-    for _ in range(8):
-        budget.sending(50)
-    assert budget.fraction() == pytest.approx((7.0 + 400 * 0.02) / 16)
-    assert budget.hold_seconds(50) == OperatingBudget.LOOK_AGAIN
+    # Each goes while 7 s and what the batches in flight will add stay under 95 % of 16 s.
+    assert [budget.try_send(50) for _ in range(8)] == [0.0] * 8  # 7 + 8 x 1 s = 15 s
+    assert budget.hold_seconds(50) == OperatingBudget.LOOK_AGAIN  # + 1 s: 16 s, too much
     budget.observe({"operating": 13.0, "operating_reset_at": clock.wall() + 30})
     for _ in range(8):
         budget.settled(50)
@@ -59,24 +59,29 @@ def test_workers_whose_slots_come_together_pass_the_check_one_at_a_time() -> Non
     holds = [budget.try_send(50) for _ in range(6)]
     assert holds[:3] == [0.0, 0.0, 0.0]  # 6 + 3 x 1 s = 9: under 95 % of 10 before each
     assert all(h > 0 for h in holds[3:])
-    assert budget.fraction() == pytest.approx(0.9)
+    for _ in range(3):
+        budget.settled(50)  # the three that went: their answers say 9 s now
+    budget.observe({"operating": 9.0, "operating_reset_at": clock.wall() + 30})
+    assert budget.try_send(50) > 0  # 9 + 1 of 10: over 95 %
 
 
 def test_budget_reads_answers_out_of_order_and_each_method_apart() -> None:
+    # A limit of 94 s: 90 s spent holds (past 95 %), 70 s would not.
     clock = FakeClock()
-    budget = OperatingBudget(100.0, clock=clock)
+    budget = OperatingBudget(94.0, clock=clock)
     reset = clock.wall() + 300
     budget.observe({"operating": 90.0, "operating_reset_at": reset})
     budget.observe({"operating": 70.0, "operating_reset_at": reset})  # an older answer, late
-    assert budget.used == 90.0
+    assert budget.hold_seconds() == pytest.approx(301)  # still 90
     # Per-method billing: a batch's own `time` reports the batch method (not counted: 0).
     budget.observe({"operating": 0, "operating_reset_at": reset + 100}, "batch")
-    assert budget.used == 90.0 and budget.reset_in() == pytest.approx(301)
+    assert budget.hold_seconds() == pytest.approx(301) and budget.reset_in() == pytest.approx(301)
     budget.observe({"operating": "12.5", "operating_reset_at": str(reset + 60)})  # strings too
-    assert budget.used == 12.5
+    assert budget.hold_seconds() == 0.0  # a newer window: 12.5 s spent
     budget.observe({"duration": 0.1})  # no operating field: nothing learnt
     budget.observe(None)
-    assert budget.used == 12.5
+    budget.observe({"operating": 80.0, "operating_reset_at": reset + 60})
+    assert budget.hold_seconds() == 0.0  # 80 of 94: the answers without a total changed nothing
     assert OperatingBudget(None).hold_seconds(1000) == 0.0
 
 
@@ -89,8 +94,7 @@ def test_batch_billing_every_command_shows_the_batch_total() -> None:
     budget.observe({"operating": 9.6, "operating_reset_at": reset}, "batch")
     for _ in range(50):
         budget.observe({"operating": 9.6, "operating_reset_at": reset, "processing": 0.02})
-    assert budget.fraction() == pytest.approx(0.96)
-    assert budget.hold_seconds(50) == pytest.approx(21.0)
+    assert budget.hold_seconds(50) == pytest.approx(21.0)  # 9.6 of 10: until the reset
 
 
 def test_a_refusal_teaches_a_limit_lower_than_configured() -> None:
@@ -109,8 +113,7 @@ def test_a_refusal_teaches_a_limit_lower_than_configured() -> None:
     # A learnt limit is spent to the full: a batch that may cross it still goes (its
     # refused commands go in the next window), not one that starts past it.
     budget.observe({"operating": 10.0, "operating_reset_at": reset + 1, "processing": 0.02})
-    assert budget.hold_seconds(50) == 0.0
-    budget.sending(50)
+    assert budget.try_send(50) == 0.0
     # The next waits for that batch's answer (how much of it ran), then for the reset.
     assert budget.hold_seconds(50) == OperatingBudget.LOOK_AGAIN
     budget.observe({"operating": 10.2, "operating_reset_at": reset + 1})

@@ -128,7 +128,7 @@ ANSWERS: dict[str, Case] = {
         400,
         {"error": "ERROR_BATCH_LENGTH_EXCEEDED"},
         "batch",
-        Kind.RESEND,
+        Kind.OVERFLOW,
         "ERROR_BATCH_LENGTH_EXCEEDED",
     ),
     "400 ERROR_BATCH_METHOD_NOT_ALLOWED": (
@@ -209,7 +209,11 @@ COMMAND_ERRORS: dict[str, tuple[str, str, Kind]] = {
     ),
     "QUERY_LIMIT_EXCEEDED inside a batch": ("QUERY_LIMIT_EXCEEDED", "", Kind.RATE_LIMITED),
     "OPERATION_TIME_LIMIT inside a batch": ("OPERATION_TIME_LIMIT", "", Kind.OPERATING_LIMIT),
-    "ERROR_BATCH_LENGTH_EXCEEDED: past the 50th": ("ERROR_BATCH_LENGTH_EXCEEDED", "", Kind.RESEND),
+    "ERROR_BATCH_LENGTH_EXCEEDED: past the 50th": (
+        "ERROR_BATCH_LENGTH_EXCEEDED",
+        "",
+        Kind.OVERFLOW,
+    ),
     "ERROR_BATCH_METHOD_NOT_ALLOWED per command": (
         "ERROR_BATCH_METHOD_NOT_ALLOWED",
         "",

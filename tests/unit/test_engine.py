@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
+from cleanup.errors import NetworkError
 from cleanup.inputs.validate import Row
 from cleanup.pacing.budget import OperatingBudget
 from cleanup.pacing.retry import RetryPolicy
 from cleanup.pacing.throttle import Throttle
 from cleanup.portal.classify import Kind, Outcome
-from cleanup.portal.transport import Answer, NetworkError
+from cleanup.portal.transport import Answer
 from cleanup.results import RowResult, Status
 from cleanup.run.actions import ALREADY_ABSENT, DELETE_METHOD, Action, Doubt, Verdict, failed
 from cleanup.run.engine import BATCH_RULES, COMMAND_RULES, SINGLE_RULES, Engine, Step
@@ -93,8 +94,8 @@ def rows(n: int) -> list[Row]:
 def engine(script: Script, *, mode: str = "auto", auth: Auth | None = None, **kw: Any) -> Engine:
     clock = FakeClock()
     return Engine(
-        script,  # type: ignore[arg-type]
-        auth=auth or Auth(),  # type: ignore[arg-type]
+        script,
+        auth=auth or Auth(),
         bot_tokens={BOT: "bot-token"},
         policy=RetryPolicy(max_retries=3, max_wait=100.0),
         mode=mode,

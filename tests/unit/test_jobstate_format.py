@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cleanup.errors import ConfigError
+from cleanup.errors import StateFileError
 from cleanup.jobs.state import STATE_VERSION, JobState
 
 
@@ -25,7 +25,7 @@ def test_the_state_file_round_trips_with_its_format(tmp_path: Path) -> None:
 def test_a_state_file_of_another_format_is_refused(tmp_path: Path, version: int | None) -> None:
     path = tmp_path / "night.state.json"
     path.write_text(json.dumps({"version": version, "files": {}}))
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(StateFileError) as err:
         JobState(path)
     assert f"has format {version!r}, and this reaction-cleanup reads format {STATE_VERSION}" in str(
         err.value

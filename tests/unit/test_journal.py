@@ -71,7 +71,7 @@ def test_resume_reads_sent_unsent_and_final_results(
     assert again.previously_sent == {1: 1, 2: 1, 3: 1}
     # Row 2 gave up and row 5 was skipped: --resume sends them again.
     assert again.outcomes == {1: Settled(Status.REMOVED, "", "", 1)}
-    assert again.resend == {2}
+    assert again.to_retry == {2}
     assert lines(path)[-1] == {"resumed": True}
 
 
@@ -138,7 +138,7 @@ def test_a_report_without_its_journal_cannot_be_resumed(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("settled", "resend"),
+    ("settled", "retried"),
     [
         (Settled(Status.SKIPPED, "", "not sent: run aborted"), True),
         (
@@ -153,8 +153,8 @@ def test_a_report_without_its_journal_cannot_be_resumed(tmp_path: Path) -> None:
         (Settled(Status.INVALID, "INVALID_BOT_ID", ""), False),
     ],
 )
-def test_what_resume_sends_again(settled: Settled, resend: bool) -> None:
-    assert settled.resend_on_resume is resend
+def test_what_resume_sends_again(settled: Settled, retried: bool) -> None:
+    assert settled.retry_on_resume is retried
 
 
 def test_a_journal_of_the_earlier_version_tells_given_up_rows_by_their_text(
@@ -186,7 +186,7 @@ def test_a_journal_of_the_earlier_version_tells_given_up_rows_by_their_text(
     )
     journal = Journal(path, identity, resume=True)
     journal.close()
-    assert journal.resend == {2}
+    assert journal.to_retry == {2}
     assert sorted(journal.outcomes) == [1, 3]
     assert sorted(read_report(report)) == [1, 3]  # from the journal beside it
 
@@ -199,4 +199,4 @@ def test_a_row_given_up_then_done_is_kept(tmp_path: Path, identity: dict[str, ob
     first.close()
     again = Journal(path, identity, resume=True)
     again.close()
-    assert (again.resend, again.outcomes) == (set(), {2: Settled(Status.REMOVED, "", "", 1)})
+    assert (again.to_retry, again.outcomes) == (set(), {2: Settled(Status.REMOVED, "", "", 1)})

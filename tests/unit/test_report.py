@@ -58,7 +58,7 @@ def test_every_line_reads_back_as_written(tmp_path: Path, fmt: str) -> None:
     assert records[1]["reaction"] == 'a "quoted",\nmulti-line <b>'
     # --resume keeps the final results the portal gave; it sends the rest again: the
     # skipped row, and the row given up (its journal says which: the report cannot).
-    assert read_report(report, resend={4}) == {r.row: r for r in RESULTS[:3]}
+    assert read_report(report, to_retry={4}) == {r.row: r for r in RESULTS[:3]}
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])

@@ -10,7 +10,7 @@ import pytest
 from cleanup.pacing.budget import OperatingBudget
 from cleanup.pacing.throttle import Throttle, default_headroom, ideal_seconds
 from cleanup.sandbox.limits import LeakyBucket
-from tests.helpers.clock import FakeClock
+from tests.helpers.clock import FakeClock, queue_at_once
 from tests.helpers.pacing_sim import simulate, simulate_workers
 
 # ---------------------------------------------------------------- the model
@@ -27,7 +27,7 @@ def test_burst_then_one_slot_per_interval() -> None:
     clock = FakeClock()
     throttle = Throttle(2.0, 50, clock=clock)
     assert throttle.headroom == default_headroom(50) == 2.0
-    waits = [throttle.reserve() for _ in range(60)]
+    waits = queue_at_once(throttle, clock, 60)
     # The burst less the headroom leaves at once, then one every 1/rate.
     assert waits[:48] == [0.0] * 48
     assert waits[48:51] == pytest.approx([0.5, 1.0, 1.5])
@@ -50,7 +50,7 @@ def test_a_strict_leaky_bucket_never_refuses_the_schedule(rate: float, burst: in
     for i in range(3000):
         if i % 97 == 0:
             clock.advance(rng.uniform(0, 3 * burst / rate))  # idle spells refill the burst
-        clock.advance(throttle.reserve())
+        assert throttle.acquire()  # the clock is now at its slot
         arrival = clock.now() + rng.uniform(-jitter, jitter) * (i % 2)
         refused += not bucket.try_acquire(rate, burst, now=arrival + jitter)
     assert refused == 0
@@ -64,7 +64,7 @@ def test_without_headroom_a_client_at_the_limit_is_refused() -> None:
     bucket = LeakyBucket(clock)
     refused = 0
     for i in range(200):
-        clock.advance(throttle.reserve())
+        assert throttle.acquire()
         refused += not bucket.try_acquire(2.0, 10, now=clock.now() - 0.01 * (i % 2))
     assert refused > 0
 
@@ -75,8 +75,9 @@ def test_retry_after_pauses_everyone() -> None:
     throttle.on_refusal(retry_after=3.0, sent_ago=0.0)
     assert throttle.waiting() == ("Retry-After", pytest.approx(3.0))  # type: ignore[comparison-overlap]
     assert throttle.waiting_note() == "waiting 3 s (Retry-After)"
-    assert throttle.reserve() == pytest.approx(3.0)
-    assert throttle.reserve() >= 3.0
+    first, second = queue_at_once(throttle, clock, 2)
+    assert first == pytest.approx(3.0)
+    assert second >= 3.0
 
 
 def test_a_slot_inside_a_pause_is_retaken_after_it_and_never_counted_twice() -> None:
@@ -86,15 +87,14 @@ def test_a_slot_inside_a_pause_is_retaken_after_it_and_never_counted_twice() -> 
     # the model lets out no more than the bucket holds (burst - headroom = 8).
     clock = FakeClock()
     throttle = Throttle(2.0, 10, clock=clock)
-    for _ in range(8):
-        assert throttle.reserve() == 0  # the burst, sent at once
+    assert queue_at_once(throttle, clock, 8) == [0.0] * 8  # the burst, sent at once
     sleep = clock.sleep
     booked: list[float] = []
 
     def sleep_then_pause(seconds: float) -> bool:
         clock.sleep = sleep  # type: ignore[method-assign]  # once
         throttle.pause(18.0)
-        booked.append(clock.now() + throttle.reserve())  # Y
+        booked.append(clock.now() + queue_at_once(throttle, clock, 1)[0])  # Y
         return sleep(seconds)
 
     clock.sleep = sleep_then_pause  # type: ignore[method-assign]
@@ -102,14 +102,14 @@ def test_a_slot_inside_a_pause_is_retaken_after_it_and_never_counted_twice() -> 
     pause_end = booked[0]
     assert clock.now() >= pause_end  # X waited the pause out
     sends = [pause_end, clock.now()]  # Y and X
-    sends += [clock.now() + throttle.reserve() for _ in range(10)]
+    sends += [clock.now() + wait for wait in queue_at_once(throttle, clock, 10)]
     assert sum(t <= pause_end + 1e-9 for t in sends) <= 8
 
 
 def test_waited_time_is_wall_clock_not_a_sum_over_workers() -> None:
     clock = FakeClock()
     throttle = Throttle(1.0, 1, clock=clock, headroom=0.0)
-    waits = [throttle.reserve() for _ in range(8)]  # 8 workers queue at once
+    waits = queue_at_once(throttle, clock, 8)
     assert waits == pytest.approx([0, 1, 2, 3, 4, 5, 6, 7])
     assert throttle.stats.waited_s == pytest.approx(7.0)  # not 28
     throttle.pause(2.0)
@@ -219,7 +219,7 @@ def test_a_refusal_voids_the_slots_handed_out_at_the_disproved_rate() -> None:
     throttle.on_refusal(sent_ago=0.0)  # news: the first refusal
     clock.advance(wait)
     assert not throttle._claim(pause_seen, epoch, interval, jumps)
-    next_slot = clock.now() + throttle.reserve()
+    next_slot = clock.now() + queue_at_once(throttle, clock, 1)[0]
     # Two intervals on: what the other clients had refused meanwhile comes back first.
     assert next_slot == pytest.approx(refused_at + 2.0 / throttle.rate)
     throttle.on_refusal(sent_ago=0.5)  # sent before that: no news, the new slots stand

@@ -21,9 +21,10 @@ from urllib3.exceptions import (
 )
 from urllib3.exceptions import ProxyError as Urllib3ProxyError
 
+from cleanup.errors import NetworkError
 from cleanup.pacing.throttle import Throttle
 from cleanup.portal.auth import WebhookAuth
-from cleanup.portal.transport import NetworkError, Transport, _network_error
+from cleanup.portal.transport import HTTPTransport, _network_error
 
 URL = "http://127.0.0.1/rest/1/code/batch.json"
 
@@ -69,13 +70,13 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize(("exc", "kind", "maybe_sent"), CASES.values(), ids=CASES)
+@pytest.mark.parametrize(("exc", "cause", "maybe_sent"), CASES.values(), ids=CASES)
 def test_the_type_tells_whether_the_portal_may_have_seen_it(
-    exc: requests.exceptions.RequestException, kind: str, maybe_sent: bool
+    exc: requests.exceptions.RequestException, cause: str, maybe_sent: bool
 ) -> None:
     error = _network_error(exc)
-    assert (error.kind, error.maybe_sent) == (kind, maybe_sent)
-    assert str(error).startswith(f"{kind}: ")
+    assert (error.cause, error.maybe_sent) == (cause, maybe_sent)
+    assert str(error).startswith(f"{cause}: ")
 
 
 @pytest.fixture
@@ -100,7 +101,9 @@ def closed_port() -> int:
 
 
 def send(port: int) -> NetworkError:
-    transport = Transport(WebhookAuth(f"http://127.0.0.1:{port}/rest/1/code/"), Throttle(100.0, 10))
+    transport = HTTPTransport(
+        WebhookAuth(f"http://127.0.0.1:{port}/rest/1/code/"), Throttle(100.0, 10)
+    )
     with pytest.raises(NetworkError) as caught:
         transport.batch({"r1": "x"})
     transport.close()
@@ -109,9 +112,9 @@ def send(port: int) -> NetworkError:
 
 def test_a_refused_connection_never_reached_the_portal() -> None:
     error = send(closed_port())
-    assert (error.kind, error.maybe_sent) == ("connect", False)
+    assert (error.cause, error.maybe_sent) == ("connect", False)
 
 
 def test_a_dropped_connection_may_have_been_acted_on(hang_up: int) -> None:
     error = send(hang_up)
-    assert (error.kind, error.maybe_sent) == ("connection_lost", True)
+    assert (error.cause, error.maybe_sent) == ("connection_lost", True)
