@@ -64,17 +64,17 @@ def _neighbour_lines(s: RunSummary) -> list[str]:
     """The share the run used, and how far off its estimate was."""
     lines = [f"  {s.share_text}"] if s.share_text else []
     est = s.estimate or {}
-    if est.get("seconds") and "actual_s" in est:
-        line = (
+    if "time_off" in est:
+        lines.append(
             f"  estimate: {est['seconds']:.0f} s for {est['rows']} row(s); took"
-            f" {est['actual_s']:.0f} s ({est.get('time_off', 0):+.0%})"
+            f" {est['actual_s']:.0f} s ({est['time_off']:+.0%})"
         )
-        if est.get("rows_this_run"):
-            line += (
-                f"; expected to finish {est['rows_this_run']} row(s) in the bound, sent"
-                f" {est.get('actual_rows', 0)}"
-            )
-        lines.append(line)
+    elif "rows_off" in est:
+        lines.append(
+            f"  estimate: this run would finish about {est['rows_this_run']} of"
+            f" {est['rows']} row(s) in its bound; it sent {est['actual_rows']}"
+            f" ({est['rows_off']:+.0%})"
+        )
     return lines
 
 

@@ -106,9 +106,10 @@ def how_far_off(planned: dict[str, Any], elapsed_s: float, sent_rows: int) -> di
     out = dict(planned)
     out["actual_s"] = round(elapsed_s, 3)
     seconds = float(planned.get("seconds") or 0.0)
-    if seconds > 0:
+    expected = int(planned.get("rows_this_run") or 0)
+    cut = 0 < expected < int(planned.get("rows") or 0)
+    if seconds > 0 and not cut:  # a run its bound cut short is judged by its rows
         out["time_off"] = round((elapsed_s - seconds) / seconds, 3)
-    expected = planned.get("rows_this_run")
     if expected:
         out["actual_rows"] = sent_rows
         out["rows_off"] = round((sent_rows - expected) / expected, 3)

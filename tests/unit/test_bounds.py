@@ -140,6 +140,8 @@ def test_the_estimate_counts_the_share_the_burst_and_the_bound() -> None:
     assert "the file needs about 2 run(s)" in bounded.describe()
     off = how_far_off(full.as_dict(), 29.7, 5000)
     assert off["time_off"] == pytest.approx(0.1)
+    cut = how_far_off(bounded.as_dict(), 3600.0, 360_000)
+    assert "time_off" not in cut and cut["rows_off"] == pytest.approx(-0.006)
 
 
 def test_a_share_is_the_jobs_part_of_rate_and_burst_with_no_margin_under_it() -> None:
