@@ -258,50 +258,52 @@ class RunSummary(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    run_id: str = ""
-    input: str = ""
-    report: str | None = None
-    mode: str = ""
-    auth_mode: str = ""
-    dry_run: bool = False
-    rows: int = 0
+    run_id: str = ""  # the run's id: --run-id, else 12 random hex digits
+    input: str = ""  # the input file's path (for an undo: the report it undoes)
+    report: str | None = None  # the report's path; null for a dry run without --report
+    mode: str = ""  # how rows were sent: `batch`, or `single` (one call per row)
+    auth_mode: str = ""  # `webhook` or `oauth` (`none`: a dry run without credentials)
+    dry_run: bool = False  # whether this was a dry run: nothing was sent
+    rows: int = 0  # the input's data rows the run accounted for
     # Counts by status: every status of the run's kind (`statuses`), in their order.
     by_status: Mapping[str, int] = {}
     by_error: Mapping[str, int] = {}  # most frequent first
-    started_at: float = 0.0
-    elapsed_s: Rounded = 0.0
-    requests: int = 0
-    batch_requests: int = 0
-    single_requests: int = 0
-    limit_refusals: int = 0
-    operating_refusals: int = 0
-    limit_wait_s: Rounded = 0.0
+    started_at: float = 0.0  # when the run started, in seconds since the Unix epoch
+    elapsed_s: Rounded = 0.0  # how long the run took, in seconds
+    requests: int = 0  # HTTP requests sent to the portal (batch and single)
+    batch_requests: int = 0  # of them, `batch` calls (up to 50 rows each)
+    single_requests: int = 0  # of them, calls for one row
+    limit_refusals: int = 0  # requests the portal refused for its rate limit
+    operating_refusals: int = 0  # requests refused for the operating-time limit
+    limit_wait_s: Rounded = 0.0  # seconds the run waited to keep within the limits
     # What a client keeping the bucket exactly full would need (throttle.ideal_seconds).
     ideal_s: Rounded = 0.0
-    retries: int = 0
-    token_refreshes: int = 0
+    retries: int = 0  # requests sent again (a retriable answer, a lost reply)
+    token_refreshes: int = 0  # OAuth access tokens renewed during the run
+    # Why the run went from batch to one call per row (the portal's error), if it did.
     fallback_to_single: str | None = None
-    rate: float = 0.0
-    burst: int = 0
-    concurrency: int = 0
-    batch_size: int = 0
+    rate: float = 0.0  # the requests per second the run started with
+    burst: int = 0  # the requests it could send at once before pacing
+    concurrency: int = 0  # requests in flight at the same time, at most
+    batch_size: int = 0  # rows per batch call
     to_send: int = 0  # dry run: valid rows that a run would send
-    planned_calls: int = 0
-    estimated_s: float = 0.0
+    planned_calls: int = 0  # dry run: the calls a run would make
+    estimated_s: float = 0.0  # dry run: the seconds those calls would take at `rate`
     aborted: str | None = None  # why the portal refused the run as a whole
     interrupted: str | None = None  # the signal that stopped it
-    resumed_rows: int = 0
+    resumed_rows: int = 0  # --resume: rows whose line the report already had
     # Failed rows the run stopped trying (not the portal's answer): --resume sends them.
     given_up: int = 0
-    # A re-run of a report's rows (--only / --only-error): that report, and how many of
-    # its rows were not chosen (they get no line in this run's report).
+    # A re-run of a report's rows (--only / --only-error): that report.
     source_report: str | None = None
+    # A re-run: that report's rows not chosen (they get no line in this run's report).
     left_out: int = 0
     # An undo: the report whose removed rows it adds back (its statuses are UNDO_STATUSES).
     undo_of: str | None = None
+    # Requests, refusals and latency over the run, in time buckets (the page's chart).
     timeline: tuple[TimeBucket, ...] = ()
     examples: tuple[str, ...] = ()  # dry run: the first invalid rows
-    exit_code: int = 0
+    exit_code: int = 0  # the exit code the run ended with
     # The settings the run ran with (`RunConfig.settings()`: no secrets).
     settings: Mapping[str, Any] = {}
     # What became of the run's chat notification (`cleanup.outputs.notify.Delivery`), set
@@ -332,6 +334,7 @@ class RunSummary(BaseModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def rows_per_s(self) -> Rounded:
+        """Rows sent per second over the run (removed, failed or restored: the portal's answer)."""
         return self.sent / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     @computed_field  # type: ignore[prop-decorator]
