@@ -244,6 +244,25 @@ class TimeBucket(BaseModel):
     latency: float = 0.0  # mean seconds per request
 
 
+class Notification(BaseModel):
+    """What became of a run's chat notification (`cleanup.outputs.notify`). `status`: `sent`,
+    `failed`, or `not_needed` (--notify-when problems and the run ended with 0).
+    `attachment`: `sent`, `failed`, `too_large` (the message names the file's path instead),
+    `withheld` (it looked like it held a secret), `missing`, `not_sent` (the message
+    failed), or `none`."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    dialog: str  # the chat it went to: `chat123`, or a user id
+    bot_id: int  # the bot that posted
+    status: str
+    error: str = ""  # the portal's code (or the problem) when it failed
+    message_id: int | None = None  # the posted message's id
+    attachment: str = "none"
+    attachment_name: str = ""  # the attached (or meant) file's name
+    attachment_error: str = ""  # the portal's code when the upload failed
+
+
 class RunSummary(BaseModel):
     """What a run did: built once when it ends, frozen; `R.summary.json` is this model
     (`model_dump_json`) and is read back by it (`read_summary`). The core reports; the
@@ -306,10 +325,10 @@ class RunSummary(BaseModel):
     exit_code: int = 0  # the exit code the run ended with
     # The settings the run ran with (`RunConfig.settings()`: no secrets).
     settings: Mapping[str, Any] = {}
-    # What became of the run's chat notification (`cleanup.outputs.notify.Delivery`), set
-    # after the run by `notify_run` (a copy of the summary); None when none was asked for.
-    # It never changes the exit code.
-    notification: Mapping[str, Any] | None = None
+    # What became of the run's chat notification (`Notification`), set after the run by
+    # `notify_run` (a copy of the summary); null when none was asked for. It never changes
+    # the exit code.
+    notification: Notification | None = None
 
     @property
     def statuses(self) -> tuple[Status, ...]:

@@ -85,8 +85,10 @@ def summary_figures(job: str, summary: RunSummary) -> JobFigures:
 
 def notification_failures(summary: RunSummary) -> int:
     """Calls of the run's chat notification that did not deliver: the message, its file."""
-    n = summary.notification or {}
-    return int(n.get("status") == "failed") + int(n.get("attachment") == "failed")
+    n = summary.notification
+    if n is None:
+        return 0
+    return int(n.status == "failed") + int(n.attachment == "failed")
 
 
 def build_registry(

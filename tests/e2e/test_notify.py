@@ -409,8 +409,8 @@ def test_limits_and_server_errors_are_waited_out_through_the_retry_policy(
     portal.inject("limit", "http500", "operating")
     clock = FakeClock()
     told = notify.notify_run(summary, config, clock=clock).notification
-    assert told is not None and told["status"] == "sent"
-    assert told["attachment"] == "sent"
+    assert told is not None and told.status == "sent"
+    assert told.attachment == "sent"
     assert len(messages(portal)) == 1 and len(files(portal)) == 1
     assert len(clock.sleeps) >= 3  # one wait per refusal or error, on the injected clock
     assert summary.exit_code == 1  # unchanged
@@ -425,8 +425,8 @@ def test_a_network_fault_after_the_retries_is_a_failed_notification(
     clock = FakeClock()
     with caplog.at_level("ERROR", logger="cleanup"):
         told = notify.notify_run(summary, config, clock=clock).notification
-    assert told is not None and told["status"] == "failed"
-    assert told["error"] == notify.NETWORK_ERROR
+    assert told is not None and told.status == "failed"
+    assert told.error == notify.NETWORK_ERROR
     assert portal.state.posted() == []
     assert summary.exit_code == 1
     [line] = [r.getMessage() for r in caplog.records if "notification" in r.getMessage()]
