@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer, computed_field
@@ -392,6 +393,14 @@ class RunSummary(BaseModel):
     def label(self) -> str:
         """The run's name in pages and metrics (the job file's name), if it has one."""
         return str(self.settings.get("label") or "")
+
+    def title(self, label: str = "") -> str:
+        """The run's title in its page and its chat message: `reaction-cleanup: LABEL – undo
+        of INPUT`, the label (`label`, else the summary's) and the undo's words when there."""
+        label = label or self.label
+        named = f"{label} – " if label else ""
+        undo = "undo of " if self.undo_of else ""
+        return f"reaction-cleanup: {named}{undo}{PurePath(self.input).name}"
 
 
 def concluded(

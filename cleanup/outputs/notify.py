@@ -96,11 +96,8 @@ def compose(summary: RunSummary, config: RunConfig, *, file_note: str = "") -> s
     """The message's text: plain lines, the names as given, nothing secret (masked again).
     A job file's run is named first (the summary's label)."""
     by_status = counts_by_status(summary.by_status, summary.statuses)
-    name = Path(summary.input).name
-    kind = "undo of " if summary.undo_of else ""
-    label = f"{summary.label} – " if summary.label else ""
     lines = [
-        f"reaction-cleanup: {label}{kind}{name}",
+        summary.title(),
         f"Portal: {portal_host(config)}",
         f"Ended: {summary.state} (exit code {summary.exit_code}){_why(summary)}",
         f"Rows: {summary.rows} — "
