@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import base64
 import json
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from cleanup.sandbox import PortalState, SandboxPortal
 from cleanup.sandbox.server import POSTS_PATH
 from tests.helpers.cli import portal_args, write_rows
 from tests.helpers.clock import FakeClock
+from tests.helpers.processes import lines_of, sigterm_when
 
 PortalFactory = Callable[..., SandboxPortal]
 RunCli = Callable[..., Result]
@@ -265,17 +264,7 @@ def test_a_run_stopped_by_sigterm_posts_how_it_ended(
         text=True,
     )
     report = tmp_path / "in.report.csv"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if report.exists() and len(report.read_text().splitlines()) >= 4:
-                break
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    err = sigterm_when(proc, lambda: lines_of(report) >= 4)
     assert proc.returncode == 143, err
     [message] = messages(portal)
     assert "Ended: interrupted (exit code 143): stopped by SIGTERM" in message["message"]
