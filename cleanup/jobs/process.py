@@ -40,7 +40,7 @@ from cleanup.outputs.files import writing
 from cleanup.outputs.journal import fingerprint
 from cleanup.outputs.summary import summary_path
 from cleanup.redact import redact
-from cleanup.results import RunSummary, Status
+from cleanup.results import RunSummary, Status, counts_by_status
 from cleanup.run.config import RunConfig
 from cleanup.run.portals import PortalPacings
 from cleanup.run.progress import ProgressFactory
@@ -373,7 +373,7 @@ def _archive(path: Path, archive: Path) -> Path:
 
 
 def _counts(summary: RunSummary) -> dict[str, int]:
-    return {s.value: summary.by_status.get(s.value, 0) for s in Status}
+    return counts_by_status(summary.by_status, tuple(Status))
 
 
 def _iso(ts: float) -> str:

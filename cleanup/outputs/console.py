@@ -26,7 +26,7 @@ def summary_lines(s: RunSummary, config: RunConfig) -> list[str]:
     if s.aborted:
         lines.append(f"  aborted: {s.aborted}")
     for status in s.statuses:
-        count = s.by_status.get(status.value, 0)
+        count = s.count(status)
         lines.append(f"  {status.value:<10} {count:>8}")
     if s.by_error:
         lines.append(

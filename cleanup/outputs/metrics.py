@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from cleanup.exits import finished
 from cleanup.outputs.files import write_atomic
 from cleanup.redact import redact
-from cleanup.results import RunSummary, Status
+from cleanup.results import RunSummary, Status, counts_by_status
 
 log = logging.getLogger("cleanup")
 
@@ -76,7 +76,7 @@ def summary_figures(job: str, summary: RunSummary) -> JobFigures:
         exit_code=summary.exit_code,
         ended_at=summary.started_at + summary.elapsed_s,
         duration_s=summary.elapsed_s,
-        rows={s.value: summary.by_status.get(s.value, 0) for s in Status},
+        rows=counts_by_status(summary.by_status, tuple(Status)),
         requests=summary.requests,
         limit_refusals=summary.limit_refusals,
         notification_failures=notification_failures(summary),
