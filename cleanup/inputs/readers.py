@@ -159,7 +159,8 @@ def detect_format(path: Path) -> str:
         return "xlsx"
     suffixes = [s.lower() for s in path.suffixes]
     if head.startswith(b"\x1f\x8b"):
-        return "tsv.gz" if ".tsv" in suffixes else "csv.gz"
+        # Compressed: the name says which text inside (rows.tsv.gz), CSV otherwise.
+        return "tsv.gz" if INPUT_SUFFIXES.get("".join(suffixes[-2:])) == "tsv.gz" else "csv.gz"
     last = suffixes[-1] if suffixes else ""
     named = INPUT_SUFFIXES.get(last)
     if named == "parquet":
@@ -424,7 +425,8 @@ def _open_xlsx(
         )
         detected = {"sheet": name, "sheets": names, "header_row": header_at + 1}
         return Table(path, "xlsx", columns, mapping, detected, iter([chunk]), extras)
-    assert first_error is not None
+    if first_error is None:  # every sheet either returned or set it: not reached
+        raise InputError(str(path), "no sheet could be read")
     if len(names) > 1 and sheet is None:
         raise InputError(
             str(path),

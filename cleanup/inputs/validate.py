@@ -10,14 +10,15 @@ their reason.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cleanup.inputs.reactions import REACTION_CODES, suggest
+from cleanup.inputs.links import MESSAGE_PARAM, is_link, message_of_link
+from cleanup.inputs.reactions import REACTION_CODES, from_emoji, looks_like_emoji, suggest
 from cleanup.inputs.readers import RawChunk
 from cleanup.results import RowResult, Status
 
@@ -38,13 +39,15 @@ NO_BOT_TOKEN = "NO_BOT_TOKEN"
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """A valid row to send: typed values plus the text as given, for the report."""
+    """A valid row to send: typed values plus the text as given, for the report, and what
+    a cell was read as when that is not the text itself (an emoji, a link)."""
 
     row: int
     bot_id: int
     message_id: int
     reaction: str
     given: tuple[str, str, str]
+    note: str = ""
 
     def result(
         self,
@@ -54,7 +57,16 @@ class Row:
         attempts: int = 0,
         given_up: bool = False,
     ) -> RowResult:
-        return RowResult(self.row, *self.given, status, error, description, attempts, given_up)
+        described = with_note(description, self.note)
+        return RowResult(self.row, *self.given, status, error, described, attempts, given_up)
+
+
+def with_note(description: str, note: str) -> str:
+    """A row's description, then what its cells were read as (once: a result read back
+    from the journal on --resume has it already)."""
+    if not note or note in description:
+        return description
+    return f"{description}; {note}" if description else note
 
 
 @dataclass
@@ -70,6 +82,7 @@ class CheckedChunk:
     invalid: np.ndarray  # bool
     duplicate_of: np.ndarray  # first row's number, 0 where not a duplicate
     problems: dict[int, tuple[str, str]]  # index -> (error, description)
+    notes: dict[int, str] = field(default_factory=dict)  # index -> what a cell was read as
 
     def __len__(self) -> int:
         return len(self.bot_id)
@@ -89,6 +102,11 @@ class CheckedChunk:
     def row_at(self, index: int) -> int:
         return int(self.rows[index])
 
+    def as_planned(self) -> Iterator[RowResult]:
+        """Each row's line in a dry run's report: invalid, duplicate, or to_send."""
+        for item in self.items():
+            yield item.result(Status.TO_SEND) if isinstance(item, Row) else item
+
     def items(self) -> Iterator[Row | RowResult]:
         """Each row in order: a `Row` to send, or the final result of an invalid/duplicate row."""
         given = [a.to_pylist() for a in self.given]
@@ -99,15 +117,18 @@ class CheckedChunk:
             self.duplicate_of.tolist(),
         )
         invalid = self.invalid.tolist()
+        notes = self.notes
         for i, row in enumerate(self.rows.tolist()):
             text = (given[0][i], given[1][i], given[2][i])
+            note = notes.get(i, "") if notes else ""
             if invalid[i]:
                 error, description = self.problems[i]
-                yield RowResult(row, *text, Status.INVALID, error, description)
+                yield RowResult(row, *text, Status.INVALID, error, with_note(description, note))
             elif dups[i]:
-                yield RowResult(row, *text, Status.DUPLICATE, "", f"duplicate of row {dups[i]}")
+                why = with_note(f"duplicate of row {dups[i]}", note)
+                yield RowResult(row, *text, Status.DUPLICATE, "", why)
             else:
-                yield Row(row, bots[i], msgs[i], reactions[i], text)
+                yield Row(row, bots[i], msgs[i], reactions[i], text, note)
 
 
 class Validator:
@@ -133,9 +154,12 @@ class Validator:
     def check(self, chunk: RawChunk) -> CheckedChunk:
         n = len(chunk)
         problems: dict[int, list[tuple[str, str]]] = {}
+        notes: dict[int, list[str]] = {}
         bot_id = self._ids(chunk.bot_id, "botId", INVALID_BOT_ID, problems)
-        message_id = self._ids(chunk.message_id, "messageId", INVALID_MESSAGE_ID, problems)
-        reaction = self._reactions(chunk.reaction, problems)
+        message_id = self._ids(
+            chunk.message_id, "messageId", INVALID_MESSAGE_ID, problems, links=notes
+        )
+        reaction = self._reactions(chunk.reaction, problems, notes)
         if chunk.problem is not None:
             for i in _indices(pc.is_valid(chunk.problem)):
                 problems.setdefault(i, []).insert(0, (INVALID_ROW, chunk.problem[i].as_py()))
@@ -164,11 +188,19 @@ class Validator:
             invalid,
             duplicate_of,
             merged,
+            {i: "; ".join(found) for i, found in notes.items()},
         )
 
     def _ids(
-        self, arr: pa.Array, column: str, code: str, problems: dict[int, list[tuple[str, str]]]
+        self,
+        arr: pa.Array,
+        column: str,
+        code: str,
+        problems: dict[int, list[tuple[str, str]]],
+        links: dict[int, list[str]] | None = None,
     ) -> np.ndarray:
+        """The ids of a column, 0 where a cell is not one (its reason in `problems`). With
+        `links`, a cell holding a message's link is read as its IM_MESSAGE, noted there."""
         if arr.null_count:
             arr = pc.fill_null(arr, "")
         # Nearly every id in a real file is plain ASCII digits, at most 18 of them: those
@@ -192,6 +224,14 @@ class Validator:
         for i in np.flatnonzero(bad).tolist():
             raw = arr[i].as_py()
             text = raw.strip()
+            if links is not None and is_link(text):
+                found, note = _id_of_link(text)
+                if found:
+                    values[i], bad[i] = found, False
+                    links.setdefault(i, []).append(note)
+                else:
+                    problems.setdefault(i, []).append((code, f"{column}: {note}"))
+                continue
             if not text:
                 why = f"{column}: value is empty"
             elif values[i] == 0 and _ID_RE.match(text):
@@ -203,9 +243,15 @@ class Validator:
         checked: np.ndarray = values
         return checked
 
-    def _reactions(self, arr: pa.Array, problems: dict[int, list[tuple[str, str]]]) -> pa.Array:
+    def _reactions(
+        self,
+        arr: pa.Array,
+        problems: dict[int, list[tuple[str, str]]],
+        notes: dict[int, list[str]],
+    ) -> pa.Array:
         """The canonical spelling per row, as a dictionary array: a file has few distinct
-        reactions, so each is checked once, not once per row."""
+        reactions, so each is checked once, not once per row. An emoji is read as its code
+        (noted per row)."""
         if pa.types.is_dictionary(arr.type):
             encoded = arr
         else:
@@ -216,23 +262,34 @@ class Validator:
         index = pc.index_in(pc.utf8_lower(text), value_set=self._folded_codes)
         known = pc.is_valid(index)
         canonical = pc.if_else(known, pc.take(self._codes, index), text)
-        result = pa.DictionaryArray.from_arrays(encoded.indices, canonical)
         if pc.all(known).as_py():
-            return result
+            return pa.DictionaryArray.from_arrays(encoded.indices, canonical)
+        codes = canonical.to_pylist()
         reasons: dict[int, str] = {}
+        read_as: dict[int, str] = {}
         for entry in np.flatnonzero(~known.to_numpy(zero_copy_only=False)).tolist():
-            why = self._unknown_reason(text[entry].as_py())
-            if why:
+            value = text[entry].as_py()
+            if (code := from_emoji(value)) is not None:
+                codes[entry] = code
+                read_as[entry] = f"reaction: read {value!r} as {code}"
+            elif why := self._unknown_reason(value):
                 reasons[entry] = why
-        if reasons:
-            indices = encoded.indices.to_numpy(zero_copy_only=False)
-            for i in np.flatnonzero(np.isin(indices, list(reasons))).tolist():
-                problems.setdefault(i, []).append((INVALID_REACTION, reasons[int(indices[i])]))
-        return result
+        indices = encoded.indices.to_numpy(zero_copy_only=False)
+        for entries, add in ((reasons, _add_problem(problems)), (read_as, _add_note(notes))):
+            if entries:
+                for i in np.flatnonzero(np.isin(indices, list(entries))).tolist():
+                    add(i, entries[int(indices[i])])
+        return pa.DictionaryArray.from_arrays(encoded.indices, pa.array(codes, pa.string()))
 
     def _unknown_reason(self, value: str) -> str | None:
         if not value:
             return "reaction: value is empty"
+        if looks_like_emoji(value):  # never a code, even with --allow-unknown-reactions
+            return (
+                f"reaction: {_clip(value)!r} is not an emoji the portal has as a reaction"
+                " (give one of its 48 reaction codes or their emoji: see the how-to"
+                ' "Spreadsheets, emoji and links")'
+            )
         if not self.allow_unknown:
             hint = suggest(value)
             tip = (
@@ -433,6 +490,28 @@ class _Deduplicator:
                 & (r[j] == rid[pick])
             )
         return same
+
+
+def _id_of_link(text: str) -> tuple[int, str]:
+    """A message link's id and the note saying so, or 0 and why the link gives none."""
+    value = message_of_link(text)
+    if value is None:
+        return 0, (
+            f"{_clip(text)!r} is a link without one {MESSAGE_PARAM} (the message's id):"
+            " copy the link of the message, not of the chat"
+        )
+    found = int(re.sub(r"\.0*$", "", value)) if _ID_RE.match(value) else 0
+    if found <= 0:
+        return 0, f"the link's {MESSAGE_PARAM} {_clip(value)!r} is not a positive integer"
+    return found, f"messageId: read as {found} (the link's {MESSAGE_PARAM})"
+
+
+def _add_problem(problems: dict[int, list[tuple[str, str]]]) -> Callable[[int, str], None]:
+    return lambda i, why: problems.setdefault(i, []).append((INVALID_REACTION, why))
+
+
+def _add_note(notes: dict[int, list[str]]) -> Callable[[int, str], None]:
+    return lambda i, note: notes.setdefault(i, []).append(note)
 
 
 def _ids_by_rule(arr: pa.Array) -> np.ndarray:

@@ -89,7 +89,8 @@ def _candidates(job: JobFile) -> tuple[list[Path], list[str]]:
             else:
                 log.debug("ignoring %s: not a spreadsheet the inbox reads", entry)
         return paths, notes
-    assert job.input is not None
+    if job.input is None:  # load_job_file requires input or inbox
+        return paths, notes
     skip = [p for p in (job.reports, job.archive) if p is not None]
     for match in glob.glob(job.input, recursive=True):
         p = Path(match)

@@ -178,7 +178,8 @@ def _run_one(
     pacings: PortalPacings,
 ) -> None:
     """One job file's run, in its thread; its failure is kept in `run`, never raised."""
-    assert run.job is not None
+    if run.job is None:  # a job file that did not load: its problems are in `run` already
+        return
     run.started_at, t0 = now(), time.monotonic()
     with naming_job(run.job.name):
         try:

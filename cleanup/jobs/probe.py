@@ -15,7 +15,7 @@ from cleanup.jobs.state import JobState
 from cleanup.outputs.journal import fingerprint
 from cleanup.pacing.retry import RetryPolicy
 from cleanup.redact import redact
-from cleanup.run.config import RunConfig, load_bot_tokens
+from cleanup.run.config import NO_CREDENTIALS, RunConfig, load_bot_tokens
 
 if TYPE_CHECKING:
     from cleanup.portal.classify import Outcome
@@ -72,7 +72,8 @@ def check_portal(config: RunConfig, clock: Clock) -> list[str]:
     from cleanup.portal.transport import HTTPTransport
 
     auth = config.make_auth()
-    assert auth is not None
+    if auth is None:
+        raise ConfigError(NO_CREDENTIALS)
     rate, burst = config.effective_rate
     transport = HTTPTransport(
         auth,

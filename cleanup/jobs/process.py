@@ -43,7 +43,7 @@ from cleanup.outputs.files import writing
 from cleanup.outputs.journal import fingerprint
 from cleanup.outputs.summary import summary_path
 from cleanup.redact import redact
-from cleanup.results import RunSummary, Status
+from cleanup.results import RunSummary, Status, counts_by_status
 from cleanup.run.bounds import NO_BOUND, TimeBound, Window, time_bound
 from cleanup.run.config import RunConfig
 from cleanup.run.portals import PortalPacings
@@ -270,8 +270,15 @@ def _process(ctx: _Context, path: Path, sha: str) -> FileOutcome:
     resumed = entry is not None and entry.get("status") == "running" and bool(entry.get("report"))
     report = _take(ctx, path, sha, resumed)
     outcome = FileOutcome(path, sha, EXIT_OK, report=None if ctx.dry else report, resumed=resumed)
+    # A dry run of a job writes no report (given one, a dry run writes the rows it would
+    # send there, and this path may be an unfinished run's report).
     config = RunConfig(
-        input=path, report=report, resume=resumed, run_id=ctx.run_id, label=job.name, **ctx.base
+        input=path,
+        report=None if ctx.dry else report,
+        resume=resumed,
+        run_id=ctx.run_id,
+        label=job.name,
+        **ctx.base,
     )
     outcome.config = config
     try:
@@ -301,8 +308,7 @@ def _take(ctx: _Context, path: Path, sha: str, resumed: bool) -> Path:
     """The file's report path, noted in the state file before anything is sent."""
     entry = ctx.state.files.get(sha)
     started = ctx.now()
-    if resumed:
-        assert entry is not None
+    if resumed and entry is not None:
         report = ctx.job.reports / str(entry["report"])
         log.info(
             "resuming %s (sha256 %s…): its report %s is unfinished", path.name, sha[:8], report.name
@@ -405,7 +411,7 @@ def _archive(path: Path, archive: Path) -> Path:
 
 
 def _counts(summary: RunSummary) -> dict[str, int]:
-    return {s.value: summary.by_status.get(s.value, 0) for s in Status}
+    return counts_by_status(summary.by_status, tuple(Status))
 
 
 def _iso(ts: float) -> str:

@@ -360,7 +360,8 @@ def _job_file(keys: JobFileKeys, path: Path) -> JobFile:
     if pattern is not None:
         pattern = os.path.expanduser(pattern)
         pattern = pattern if os.path.isabs(pattern) else str(base / pattern)
-    assert keys.reports is not None
+    if keys.reports is None:  # _problems reported it already; a direct caller learns it here
+        raise ConfigError("reports (the folder for reports) is required")
     return JobFile(
         path=path,
         name=keys.name or path.stem,

@@ -31,7 +31,7 @@ def summary_lines(s: RunSummary, config: RunConfig) -> list[str]:
             " --resume, to continue (exit 75)"
         )
     for status in s.statuses:
-        count = s.by_status.get(status.value, 0)
+        count = s.count(status)
         lines.append(f"  {status.value:<10} {count:>8}")
     if s.by_error:
         lines.append(
@@ -103,7 +103,14 @@ def _dry_run_lines(s: RunSummary, config: RunConfig) -> list[str]:
             "invalid rows by reason: " + ", ".join(f"{k} {v}" for k, v in s.by_error.items())
         )
     lines += [f"  {e}" for e in s.examples]
-    return lines + _chosen_lines(s, config)
+    lines += _chosen_lines(s, config)
+    if s.report:  # --dry-run --report: the report the run would start from
+        lines += [
+            f"report: {s.report} (a dry run's: each row to_send, invalid or duplicate; fix the"
+            " invalid rows in the input, then run again without --dry-run)",
+            f"summary: {s.report}{SUMMARY}",
+        ]
+    return lines
 
 
 def _chosen_lines(s: RunSummary, config: RunConfig) -> list[str]:

@@ -230,10 +230,9 @@ def render_html(
     label = s.label or (context or {}).get("job") or ""
     # An undo lists its own statuses (restored, failed, skipped).
     order = [st.value for st in s.statuses]
-    kind = "undo of " if s.undo_of else ""
     template = environment().get_template("run.html.j2")
     page = template.render(
-        title=f"reaction-cleanup: {label + ' – ' if label else ''}{kind}{Path(s.input).name}",
+        title=s.title(label),
         version=__version__,
         written=_utc(time.time()),
         run=_run(s),

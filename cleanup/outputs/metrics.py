@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from cleanup.exits import finished
 from cleanup.outputs.files import write_atomic
 from cleanup.redact import redact
-from cleanup.results import RunSummary, Status
+from cleanup.results import RunSummary, Status, counts_by_status
 
 log = logging.getLogger("cleanup")
 
@@ -82,7 +82,7 @@ def summary_figures(job: str, summary: RunSummary) -> JobFigures:
         exit_code=summary.exit_code,
         ended_at=summary.started_at + summary.elapsed_s,
         duration_s=summary.elapsed_s,
-        rows={s.value: summary.by_status.get(s.value, 0) for s in Status},
+        rows=counts_by_status(summary.by_status, tuple(Status)),
         requests=summary.requests,
         limit_refusals=summary.limit_refusals,
         notification_failures=notification_failures(summary),
@@ -91,8 +91,10 @@ def summary_figures(job: str, summary: RunSummary) -> JobFigures:
 
 def notification_failures(summary: RunSummary) -> int:
     """Calls of the run's chat notification that did not deliver: the message, its file."""
-    n = summary.notification or {}
-    return int(n.get("status") == "failed") + int(n.get("attachment") == "failed")
+    n = summary.notification
+    if n is None:
+        return 0
+    return int(n.status == "failed") + int(n.attachment == "failed")
 
 
 def build_registry(

@@ -35,8 +35,8 @@ from cleanup.outputs.files import (
     state_file,
     writing,
 )
-from cleanup.outputs.journal import Journal, rows_to_retry
-from cleanup.results import FINAL_STATUSES, REPORT_COLUMNS, RowResult
+from cleanup.outputs.journal import Journal, find_journal, rows_to_retry
+from cleanup.results import DRY_RUN_STATUSES, FINAL_STATUSES, REPORT_COLUMNS, RowResult
 
 REPORT_FORMATS = ("csv", "jsonl", "parquet")  # the report's format follows its extension
 
@@ -197,6 +197,16 @@ def read_report(path: Path, to_retry: Collection[int] | None = None) -> dict[int
     return out
 
 
+def written_by_dry_run(path: Path) -> bool:
+    """Whether `path` is the report of a dry run (`--dry-run --report`): there is no journal
+    (nothing was ever sent for it) and every line has a status only a dry run writes all of
+    (`to_send`, `invalid`, `duplicate`). A --resume of it starts from the first row."""
+    if find_journal(path).exists() or not (path.exists() or sidecar(path, PARTIAL).exists()):
+        return False
+    dry = {s.value for s in DRY_RUN_STATUSES}
+    return all(str(rec.get("status")) in dry for rec in iter_records(path))
+
+
 def compact(path: Path) -> None:
     """After a resume: one line per row, in row order; a row's last line wins.
 
@@ -244,4 +254,5 @@ __all__ = [
     "read_report",
     "report_format",
     "sidecar",
+    "written_by_dry_run",
 ]

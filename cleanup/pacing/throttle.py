@@ -397,7 +397,7 @@ class Capacity:
             if len(self._sends) > 4096:  # counted from the newest end (see _measure)
                 self._sends.popleft()
             return
-        self._drain(now)
+        self._drain(now, self.estimate)
         self._level += 1.0
         if len(self._sends) > 4096:  # no refusal for long (at the ceiling): keep it bounded
             self._forget(now)
@@ -500,8 +500,7 @@ class Capacity:
         while self._refused and self._refused[0] <= oldest:
             self._refused.popleft()
 
-    def _drain(self, now: float) -> None:
-        assert self.estimate is not None
-        level = self._level - (now - self._level_at) * self.estimate
+    def _drain(self, now: float, estimate: float) -> None:
+        level = self._level - (now - self._level_at) * estimate
         self._level = max(-float(self.burst), level)
         self._level_at = now

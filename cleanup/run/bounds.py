@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta, tzinfo
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -57,9 +57,7 @@ def format_duration(seconds: float) -> str:
 def timezone_of(name: str | None) -> tzinfo:
     """The IANA zone `name`; None: the machine's local zone."""
     if name is None:
-        local = datetime.now().astimezone().tzinfo
-        assert local is not None  # astimezone() always sets one
-        return local
+        return datetime.now().astimezone().tzinfo or UTC
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):

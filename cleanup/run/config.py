@@ -188,6 +188,9 @@ def _rate_and_burst(plan: str | None, rate: float | None, burst: int | None) -> 
     return (rate if rate is not None else plan_rate, burst if burst is not None else plan_burst)
 
 
+NOTIFY_NEEDS_BOTH = (
+    "--notify and --notify-bot go together: the dialog to post to and the bot that posts"
+)
 NO_CREDENTIALS = (
     "no portal credentials: give --webhook (or B24_WEBHOOK_URL), or --portal with "
     "OAuth tokens (--oauth-file / B24_OAUTH_FILE)"
@@ -245,7 +248,7 @@ class RunConfig(BaseModel):
         Option(metavar="STATUS[,STATUS...]", parse=partial(_listed_option, "--only")),
     ] = Field(
         default_factory=list,
-        description="Re-run a report: send only its rows whose status is one of these (removed, failed, invalid, duplicate, skipped); each keeps its row number.",
+        description="Re-run a report: send only its rows whose status is one of these (removed, failed, invalid, duplicate, skipped; to_send in a dry run's report); each keeps its row number.",
     )
     only_error: Annotated[
         list[str],
@@ -330,7 +333,8 @@ class RunConfig(BaseModel):
         description="The portal's operating-time budget per method, seconds per 10 min (cloud 480; on-premise 0 when off, 420 when on); 0 assumes none, and a refusal teaches the limit.",
     )
     dry_run: Annotated[bool, Option()] = Field(
-        False, description="Validate and plan only: no calls to the portal."
+        False,
+        description="Validate and plan only: no calls to the portal. `run` given --report also writes there the report the run would start from (each row to_send, invalid or duplicate).",
     )
     resume: Annotated[bool, Option()] = Field(
         False,
@@ -446,10 +450,9 @@ class RunConfig(BaseModel):
             problems.extend(exc.problems)
         problems.extend(self.choice.problems())
         if (self.notify is None) != (self.notify_bot is None):
-            problems.append(
-                "--notify and --notify-bot go together: the dialog to post to and the bot that posts"
-            )
-        if not self.dry_run and _writes_over(self.report_path, self.input):
+            problems.append(NOTIFY_NEEDS_BOTH)
+        writes_report = not self.dry_run or self.report is not None  # a dry run's too
+        if writes_report and _writes_over(self.report_path, self.input):
             problems.append(
                 f"the report {self.report_path} would overwrite the input {self.input};"
                 " give another --report"

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from cleanup.pacing.throttle import default_headroom
+from cleanup.portal.protocol import MAX_BATCH
 from cleanup.run.planner import count_batches
 
 LATENCY = {"batch": 1.0, "single": 0.3}  # seconds: a request's round trip, guessed
@@ -67,7 +68,7 @@ def estimate(
     rate: float,
     burst: int,
     share: float = 1.0,
-    batch_size: int = 50,
+    batch_size: int = MAX_BATCH,
     single: str = "",
     bound_s: float | None = None,
 ) -> Estimate:

@@ -17,7 +17,8 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
@@ -31,8 +32,20 @@ from cleanup.inputs.readers import Table
 from cleanup.inputs.select import open_rows
 from cleanup.inputs.validate import Row, Validator
 from cleanup.outputs.files import writing
-from cleanup.outputs.journal import Journal, check_resumable, fingerprint, journal_path
-from cleanup.outputs.report import ReportWriter, compact, lock_path, read_report
+from cleanup.outputs.journal import (
+    Journal,
+    check_resumable,
+    find_journal,
+    fingerprint,
+    journal_path,
+)
+from cleanup.outputs.report import (
+    ReportWriter,
+    compact,
+    lock_path,
+    read_report,
+    written_by_dry_run,
+)
 from cleanup.outputs.summary import summary_path, write_summary
 from cleanup.pacing.budget import OperatingBudget
 from cleanup.pacing.retry import RetryPolicy
@@ -122,8 +135,10 @@ def run_file(
     the run must stop sending (a job file's run passes what is left of its own); by default
     the config's --max-duration and window, from now."""
     config.check()
-    if bound is None:
-        bound = config_bound(config)
+    if config.resume and not config.dry_run and written_by_dry_run(config.report_path):
+        report = config.report_path
+        log.info("%s is a dry run's report: nothing was sent; starting from row 1", report)
+        config = config.model_copy(update={"resume": False})
     stop = stop or StopSignal()
     clock = clock or SystemClock(stop.event)
     auth = config.make_auth()
@@ -132,8 +147,25 @@ def run_file(
     validator = Validator(
         allow_unknown_reactions=config.allow_unknown_reactions, bot_tokens=bot_tokens
     )
+    start = _start_of(config, auth, table, action)
+    if config.dry_run:
+        return _dry_run(config, table, validator, start, stop, action)
+    if auth is None:  # check() refuses such a run; a caller that skipped it gets the same word
+        raise ConfigError(NO_CREDENTIALS)
+    lock = lock_report(config.report_path)
+    try:
+        with sleeping_on(stop.event):
+            parts = _Parts.build(config, auth, bot_tokens, clock, action, pacing)
+            run = _Run(config, table, validator, start, parts, stop, on_progress)
+            return run.execute(bound if bound is not None else config_bound(config))
+    finally:
+        lock.release()
+
+
+def _start_of(config: RunConfig, auth: Auth | None, table: Table, action: Action) -> _Start:
+    """What the summary takes from the run's start."""
     rate, burst = config.effective_rate
-    start = _Start(
+    return _Start(
         run_id=config.run_id or uuid.uuid4().hex[:12],
         input=str(config.input),
         report=None if config.dry_run else str(config.report_path),
@@ -150,18 +182,6 @@ def run_file(
         settings=config.settings(),
         share=config.share,
     )
-    if config.dry_run:
-        return _dry_run(config, table, validator, start, stop, action)
-    if auth is None:  # check() refuses such a run; a caller that skipped it gets the same word
-        raise ConfigError(NO_CREDENTIALS)
-    lock = lock_report(config.report_path)
-    try:
-        with sleeping_on(stop.event):
-            parts = _Parts.build(config, auth, bot_tokens, clock, action, pacing)
-            run = _Run(config, table, validator, start, parts, stop, on_progress)
-            return run.execute(bound)
-    finally:
-        lock.release()
 
 
 class _Start(TypedDict):
@@ -259,21 +279,27 @@ def _dry_run(
     stop: StopSignal,
     action: Action,
 ) -> RunSummary:
+    """Validate and plan. Given a --report (not an undo's), write there the report the run
+    would start from: every row invalid, duplicate or to_send."""
     t0 = time.monotonic()
     examples: list[str] = []
     tally = Tally()
     to_send = 0
-    for chunk in table.chunks():
-        checked = validator.check(chunk)
-        n_inv, n_dup = checked.n_invalid, checked.n_duplicate
-        tally.rows += len(checked)
-        tally.by_status[action.recast.get(Status.INVALID, Status.INVALID)] += n_inv
-        tally.by_status[action.recast.get(Status.DUPLICATE, Status.DUPLICATE)] += n_dup
-        to_send += checked.n_to_send
-        for i, (error, description) in checked.problems.items():
-            tally.by_error[error] += 1
-            if len(examples) < 10:
-                examples.append(f"row {checked.row_at(i)}: {description}")
+    report = config.report if config.report is not None and not action.undo else None
+    with _dry_run_report(report) as writer:
+        for chunk in table.chunks():
+            checked = validator.check(chunk)
+            n_inv, n_dup = checked.n_invalid, checked.n_duplicate
+            tally.rows += len(checked)
+            tally.by_status[action.recast.get(Status.INVALID, Status.INVALID)] += n_inv
+            tally.by_status[action.recast.get(Status.DUPLICATE, Status.DUPLICATE)] += n_dup
+            to_send += checked.n_to_send
+            for i, (error, description) in checked.problems.items():
+                tally.by_error[error] += 1
+                if len(examples) < 10:
+                    examples.append(f"row {checked.row_at(i)}: {description}")
+            if writer is not None:
+                writer.write(checked.as_planned())
     guess = run_estimate(config, to_send, config_bound(config))
     interrupted, exit_code = concluded(
         stopped_by=stop.reason,
@@ -281,8 +307,8 @@ def _dry_run(
         rows_not_done=tally.rows_not_done,
         failed_rows_code=config.failed_rows_exit_code,
     )
-    return RunSummary(
-        **start,
+    summary = RunSummary(
+        **{**start, "report": None if report is None else str(report)},
         mode="single" if config.mode == "single" else "batch",
         rows=tally.rows,
         by_status=counts_by_status(tally.by_status, statuses_of(undo=action.undo)),
@@ -297,6 +323,34 @@ def _dry_run(
         interrupted=interrupted,
         exit_code=exit_code,
     )
+    if report is not None:
+        write_summary(report, summary)
+    return summary
+
+
+@contextmanager
+def _dry_run_report(report: Path | None) -> Iterator[ReportWriter | None]:
+    """The dry run's report writer (None: no report), under the report's lock. A run's
+    report (it has a journal) is the record of what was sent: never written over."""
+    if report is None:
+        yield None
+        return
+    lock = lock_report(report)
+    try:
+        if find_journal(report).exists():
+            raise ConfigError(
+                f"{report} is the report of a run that sent rows (it has a journal): a dry run"
+                " does not write over it; give the dry run another --report"
+            )
+        writer = ReportWriter(report)
+        try:
+            yield writer
+        except BaseException:
+            writer.abandon()
+            raise
+        writer.close(complete=True)
+    finally:
+        lock.release()
 
 
 # ---------------------------------------------------------------------- collaborators

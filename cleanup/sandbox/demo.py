@@ -130,7 +130,7 @@ def write_samples(folder: Path) -> dict[str, Path]:
     type=click.Path(path_type=Path, file_okay=False),
     default=Path("reaction-cleanup-demo"),
     show_default=True,
-    help="Folder for the demo's input copy, report and summary.",
+    help="Folder for the demo's input copy, report, summary and HTML page.",
 )
 @click.option(
     "--input",
@@ -141,14 +141,19 @@ def write_samples(folder: Path) -> dict[str, Path]:
     help="Which sample file to run on.",
 )
 def demo_command(out: Path, input_kind: str) -> None:
-    """Run the real job on the sample data against the local sandbox portal."""
+    """Run a real cleanup on the sample data against the local sandbox portal, and write the
+    HTML page people review. Prints the page's path first, alone on stdout (the rest goes
+    to stderr), so `open "$(reaction-cleanup demo)"` shows it."""
     from cleanup.logs import setup_logging
+    from cleanup.outputs.after import write_outputs
     from cleanup.outputs.console import summary_lines
     from cleanup.run.config import RunConfig
     from cleanup.run.runner import run_file
     from cleanup.sandbox import PortalConfig, PortalState, SandboxPortal
 
     setup_logging(quiet=True)
+    page = (out / f"reactions-{input_kind}.report.html").absolute()
+    click.echo(str(page))
     paths = write_samples(out)
     state = PortalState.from_file(paths["state"])
     # A realistic portal: 2 requests/s with a burst of 50, a little latency per request.
@@ -166,11 +171,15 @@ def demo_command(out: Path, input_kind: str) -> None:
         )
         summary = run_file(config)
         left = len(state.reactions)
-    for line in summary_lines(summary, config):
+    write_outputs(summary, config, html=page)  # as `run --html` writes it
+    lines = summary_lines(summary, config)
+    lines[-1:-1] = [f"html: {page}"]  # the one-line SUMMARY stays last
+    for line in lines:
         click.echo(line, err=True)
     click.echo(
         f"\nThe sample has valid rows, rows the portal refuses and invalid rows on purpose;\n"
-        f"see the status column of {report}. Reactions left on the sandbox portal: {left}.\n"
+        f"open {page} in a browser, or see the status column of {report}.\n"
+        f"Reactions left on the sandbox portal: {left}.\n"
         f"The run itself would exit {summary.exit_code} (1 = some rows failed or were invalid).",
         err=True,
     )

@@ -116,7 +116,9 @@ def refresh_directly(portal: SandboxPortal, refresh_token: str) -> requests.Resp
 # --- the two modes -----------------------------------------------------------------------------
 
 
-def test_oauth_mode_end_to_end(portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path):
+def test_oauth_mode_end_to_end(
+    portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
+) -> None:
     rows = reactions(12) + reactions(8, bot=BOT2)
     portal = oauth_portal(portal_factory, rows)
     tokens = token_file(tmp_path, portal)
@@ -139,7 +141,7 @@ def test_oauth_mode_end_to_end(portal_factory: PortalFactory, run_cli: RunCli, t
 
 def test_a_mode_typed_on_the_command_line_sets_aside_the_other_modes_variables(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
-):
+) -> None:
     """A B24_WEBHOOK_URL left in the shell must not block --portal/--oauth-file (and
     B24_PORTAL/B24_OAUTH_FILE must not block --webhook): the command line wins."""
     rows = reactions(3)
@@ -174,7 +176,7 @@ def test_a_mode_typed_on_the_command_line_sets_aside_the_other_modes_variables(
 
 def test_oauth_mode_ignores_a_bot_tokens_file(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
-):
+) -> None:
     rows = reactions(3)
     portal = oauth_portal(portal_factory, rows)
     tokens = token_file(tmp_path, portal)
@@ -190,7 +192,7 @@ def test_oauth_mode_ignores_a_bot_tokens_file(
 
 def test_webhook_mode_sends_each_bots_token(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
-):
+) -> None:
     rows = reactions(4) + reactions(3, bot=BOT2)
     portal = portal_factory(rows)
     csv_path = write_rows(tmp_path / "in.csv", rows)
@@ -204,7 +206,7 @@ def test_webhook_mode_sends_each_bots_token(
 
 def test_webhook_mode_bot_without_token_is_invalid_before_sending(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
-):
+) -> None:
     rows = reactions(3) + reactions(2, bot=BOT2)
     portal = portal_factory(rows)
     only_first = tmp_path / "tokens.json"
@@ -226,7 +228,7 @@ def test_webhook_mode_bot_without_token_is_invalid_before_sending(
 
 def test_webhook_mode_no_token_for_any_bot_sends_nothing(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
-):
+) -> None:
     rows = reactions(4, bot=BOT2)
     portal = portal_factory(rows + reactions(1))
     tokens = tmp_path / "tokens.csv"
@@ -243,7 +245,7 @@ def test_webhook_mode_no_token_for_any_bot_sends_nothing(
 
 def test_webhook_mode_without_a_bot_tokens_file_is_a_usage_error(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
-):
+) -> None:
     portal = portal_factory(reactions(1))
     csv_path = write_rows(tmp_path / "in.csv", reactions(1))
 
@@ -287,7 +289,7 @@ class Expirer:
 
 def test_refresh_mid_run_with_four_workers(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
-):
+) -> None:
     rows = reactions(400)
     portal = oauth_portal(portal_factory, rows, latency=0.03)
     tokens = token_file(tmp_path, portal)
@@ -342,7 +344,7 @@ def test_refresh_mid_run_with_four_workers(
 
 def test_next_run_refreshes_through_the_saved_server_endpoint(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
-):
+) -> None:
     """A token file rewritten by a refresh holds the OAuth answer's server_endpoint, so a
     later run finds the OAuth server without --oauth-server."""
     rows = reactions(6)
@@ -361,7 +363,7 @@ def test_next_run_refreshes_through_the_saved_server_endpoint(
 
 def test_tokens_from_environment_refresh_and_warn(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
-):
+) -> None:
     rows = reactions(20)
     portal = oauth_portal(portal_factory, rows)
     issued = portal.issue_tokens(APP)
@@ -387,7 +389,7 @@ def test_tokens_from_environment_refresh_and_warn(
 
 def test_secret_from_environment_is_not_written_to_the_token_file(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
-):
+) -> None:
     rows = reactions(3)
     portal = oauth_portal(portal_factory, rows)
     tokens = token_file(tmp_path, portal)
@@ -409,7 +411,7 @@ def test_secret_from_environment_is_not_written_to_the_token_file(
 
 def test_group_readable_token_file_is_warned_about(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
-):
+) -> None:
     rows = reactions(2)
     portal = oauth_portal(portal_factory, rows)
     tokens = token_file(tmp_path, portal)
@@ -426,7 +428,7 @@ def test_group_readable_token_file_is_warned_about(
 
 def test_symlinked_token_file_keeps_its_link(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
-):
+) -> None:
     rows = reactions(2)
     portal = oauth_portal(portal_factory, rows)
     real = token_file(tmp_path, portal)
@@ -444,7 +446,7 @@ def test_symlinked_token_file_keeps_its_link(
 
 def test_portal_expiring_every_token_aborts_after_one_refresh(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
-):
+) -> None:
     """Tokens that are expired as soon as they are issued (a clock far off, say) must not
     make the job refresh forever."""
     rows = reactions(10)
@@ -468,7 +470,7 @@ def test_portal_expiring_every_token_aborts_after_one_refresh(
 
 def test_expired_token_per_command_refreshes_once_per_batch(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
-):
+) -> None:
     """expired_token inside a batch's result_error (the token expired while the batch ran):
     one refresh for the whole answer, not one per command, then the rows are re-sent."""
     rows = reactions(20)
@@ -489,7 +491,7 @@ def test_expired_token_per_command_refreshes_once_per_batch(
 
 def test_expired_token_per_command_every_time_aborts_after_one_refresh(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
-):
+) -> None:
     """A portal whose commands always answer expired_token must not make the job refresh
     (and re-send) forever: one refresh, then exit 3 with every row skipped."""
     rows = reactions(20)
@@ -531,7 +533,7 @@ def test_failed_refresh_aborts_and_skips_unsent_rows(
     case: str,
     code: str,
     advice: str,
-):
+) -> None:
     rows = reactions(40)
     portal = oauth_portal(portal_factory, rows)
     override: dict[str, str] = {}
@@ -568,7 +570,7 @@ def test_failed_refresh_aborts_and_skips_unsent_rows(
 
 def test_failed_refresh_is_not_repeated_by_each_worker(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
-):
+) -> None:
     """Four workers hit the expiry; the first refresh fails; the others take its answer
     instead of asking the OAuth server again with the same dead refresh token."""
     rows = reactions(40)
@@ -628,7 +630,7 @@ def test_credential_error_stops_the_run_at_once(
     status: int,
     description: str,
     advice: str,
-):
+) -> None:
     rows = reactions(20)
     portal = portal_factory(rows, config=PortalConfig(force_error=(status, code, description)))
     csv_path = write_rows(tmp_path / "in.csv", rows)
@@ -650,7 +652,7 @@ def test_credential_error_stops_the_run_at_once(
 @pytest.mark.parametrize("mode", ["batch", "single"])
 def test_http_401_without_a_json_body_stops_the_run(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path, mode: str
-):
+) -> None:
     """A plain-text 401 (a proxy, or a portal that sends no JSON) is refused credentials,
     not a transient fault: no retries, exit 3, every row skipped."""
     rows = reactions(10)
@@ -668,7 +670,7 @@ def test_http_401_without_a_json_body_stops_the_run(
 
 def test_wrong_webhook_code_stops_the_run(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
-):
+) -> None:
     rows = reactions(10)
     portal = portal_factory(rows)
     csv_path = write_rows(tmp_path / "in.csv", rows)
@@ -685,7 +687,7 @@ def test_wrong_webhook_code_stops_the_run(
 
 def test_dead_oauth_tokens_stop_the_run_as_invalid_token(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
-):
+) -> None:
     """A copy of the token file whose pair another run already rotated: invalid_token,
     not a refresh."""
     rows = reactions(10)
@@ -705,7 +707,7 @@ def test_dead_oauth_tokens_stop_the_run_as_invalid_token(
 
 def test_insufficient_scope_per_command_stops_the_run(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
-):
+) -> None:
     rows = reactions(20)
     config = PortalConfig(
         command_error=("insufficient_scope", "The request requires higher privileges")
@@ -724,7 +726,7 @@ def test_insufficient_scope_per_command_stops_the_run(
 
 def test_access_denied_per_command_is_only_a_row_failure(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
-):
+) -> None:
     """The bot is not in the message's chat: "Access denied" for that row, the run goes on."""
     rows = reactions(6)
     portal = portal_factory(rows)
@@ -750,7 +752,7 @@ def test_access_denied_per_command_is_only_a_row_failure(
 # --- plain http ----------------------------------------------------------------------------------
 
 
-def test_http_webhook_to_a_remote_host_is_refused(run_cli: RunCli, tmp_path: Path):
+def test_http_webhook_to_a_remote_host_is_refused(run_cli: RunCli, tmp_path: Path) -> None:
     csv_path = write_rows(tmp_path / "in.csv", reactions(2))
     tokens = tmp_path / "bots.json"
     tokens.write_text(json.dumps({str(BOT): "t"}))
@@ -767,7 +769,7 @@ def test_http_webhook_to_a_remote_host_is_refused(run_cli: RunCli, tmp_path: Pat
 
 def test_http_portal_and_oauth_server_are_refused(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
-):
+) -> None:
     portal = oauth_portal(portal_factory, reactions(2))
     tokens = token_file(tmp_path, portal)
     csv_path = write_rows(tmp_path / "in.csv", reactions(2))
@@ -794,7 +796,7 @@ def test_http_portal_and_oauth_server_are_refused(
 
 def test_redirect_to_plain_http_is_refused(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
-):
+) -> None:
     rows = reactions(10)
     portal = portal_factory(rows, config=PortalConfig(redirect_to="http://new-name.example.com"))
     csv_path = write_rows(tmp_path / "in.csv", rows)
@@ -818,11 +820,11 @@ def test_redirect_to_plain_http_is_refused(
         "https://portal.example.com/rest/1/code/",
     ],
 )
-def test_loopback_and_https_are_accepted(url: str):
+def test_loopback_and_https_are_accepted(url: str) -> None:
     assert WebhookAuth(url).base.endswith("/rest/1/code/")
 
 
-def test_allow_insecure_http_is_decided_at_configuration(tmp_path: Path):
+def test_allow_insecure_http_is_decided_at_configuration(tmp_path: Path) -> None:
     url = "http://onprem.example.com/rest/1/code/"
     with pytest.raises(ConfigError, match="--allow-insecure-http"):
         WebhookAuth(url)
@@ -852,7 +854,7 @@ def test_allow_insecure_http_is_decided_at_configuration(tmp_path: Path):
         ("http://127.0.0.1:8024/oauth/", "http://127.0.0.1:8024"),  # the sandbox's endpoint
     ],
 )
-def test_oauth_server_forms(given: str, base: str):
+def test_oauth_server_forms(given: str, base: str) -> None:
     assert oauth_base(given) == base
 
 
@@ -872,7 +874,7 @@ def loopback_name() -> Iterator[str]:
 
 def test_allow_insecure_http_end_to_end(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path, loopback_name: str
-):
+) -> None:
     rows = reactions(6)
     portal = portal_factory(rows)
     webhook = portal.webhook_url().replace("127.0.0.1", loopback_name)
@@ -892,7 +894,7 @@ def test_allow_insecure_http_end_to_end(
 
 def test_allow_insecure_http_follows_a_redirect_to_http(
     portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path, loopback_name: str
-):
+) -> None:
     rows = reactions(6)
     new = portal_factory(rows)
     old = portal_factory(
@@ -910,7 +912,7 @@ def test_allow_insecure_http_follows_a_redirect_to_http(
     assert new.stats.removed == 6
 
 
-def test_token_file_problems_are_usage_errors(run_cli: RunCli, tmp_path: Path):
+def test_token_file_problems_are_usage_errors(run_cli: RunCli, tmp_path: Path) -> None:
     csv_path = write_rows(tmp_path / "in.csv", reactions(1))
     base = ["run", csv_path, "--portal", "https://example.bitrix24.com", *FAST]
 

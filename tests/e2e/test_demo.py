@@ -50,8 +50,15 @@ def test_demo_runs_the_real_job(run_cli: RunCli, tmp_path: Path, kind: str) -> N
     summary = json.loads((out / f"reactions-{kind}.report.csv.summary.json").read_text())
     assert summary["by_status"] == {**EXPECTED_STATUSES, "skipped": 0}
     assert "removed" in result.stderr and "rows/s" in result.stderr
+    # The HTML page people review: its path printed first (alone on stdout), the file there.
+    page = Path(result.stdout.splitlines()[0])
+    assert result.stdout == f"{page}\n"
+    assert page.is_absolute() and page == (out / f"reactions-{kind}.report.html").absolute()
+    html = page.read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") or html.lstrip().lower().startswith("<!doctype")
+    assert "REACTION_NOT_FOUND" in html and f"html: {page}" in result.stderr
     # No secret of the demo portal leaks into what it prints or writes.
-    written = result.stderr + result.stdout + report_path.read_text()
+    written = result.stderr + result.stdout + report_path.read_text() + html
     assert "demo-webhook-code" not in written and "demo-token" not in written
 
 
@@ -62,6 +69,8 @@ def test_demo_default_output_folder(
     result = run_cli("demo")
     assert result.exit_code == 0, result.stderr
     assert (tmp_path / "reaction-cleanup-demo" / "reactions-csv.report.csv").exists()
+    page = tmp_path / "reaction-cleanup-demo" / "reactions-csv.report.html"
+    assert result.stdout.splitlines()[0] == str(page) and page.exists()
 
 
 def test_sample_data_matches_the_generator(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import click
 import kubernetes_validate
 import pytest
 import yaml
@@ -226,7 +227,8 @@ def test_the_job_files_load_and_name_only_mounted_secrets(
 
 
 def test_the_arguments_are_run_job_options(manifest: list[dict[str, Any]]) -> None:
-    run_job = main.commands["run-job"]
+    run_job = main.get_command(click.Context(main), "run-job")
+    assert run_job is not None
     options = {opt for p in run_job.params for opt in getattr(p, "opts", [])}
     for spec in job_specs(manifest):
         args = spec["template"]["spec"]["containers"][0]["args"]

@@ -89,7 +89,9 @@ def command(
     return f"{DELETE}?botId={bot}&messageId={msg}&reaction={reaction}&botToken={token}"
 
 
-def call(http: requests.Session, portal: SandboxPortal, method: str, **params: Any):
+def call(
+    http: requests.Session, portal: SandboxPortal, method: str, **params: Any
+) -> requests.Response:
     return http.post(portal.webhook_url() + method, json=params, timeout=10)
 
 
@@ -156,7 +158,9 @@ def test_php_intval() -> None:
 # --- single calls -----------------------------------------------------------------------------
 
 
-def test_delete_removes_the_reaction_and_answers_nested_with_time(portal, http) -> None:
+def test_delete_removes_the_reaction_and_answers_nested_with_time(
+    portal: SandboxPortal, http: requests.Session
+) -> None:
     response = call(http, portal, DELETE + ".json", **delete_params())
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("application/json")
@@ -171,12 +175,12 @@ def test_delete_removes_the_reaction_and_answers_nested_with_time(portal, http) 
     assert portal.stats.removed == 1 and portal.stats.single_calls == 1
 
 
-def test_flat_success_shape(make_portal, http) -> None:
+def test_flat_success_shape(make_portal: PortalFactory, http: requests.Session) -> None:
     portal = make_portal(success_shape="flat")
     assert call(http, portal, DELETE, **delete_params()).json()["result"] is True
 
 
-def test_mixed_success_shape_gives_both(make_portal, http) -> None:
+def test_mixed_success_shape_gives_both(make_portal: PortalFactory, http: requests.Session) -> None:
     state = PortalState.build([(BOT, m, "like") for m in range(1, 41)], bot_tokens={BOT: "t"})
     portal = make_portal(state, success_shape="mixed", seed=7)
     cmd = {f"r{m}": command(msg=m, token="t") for m in range(1, 41)}
@@ -184,7 +188,9 @@ def test_mixed_success_shape_gives_both(make_portal, http) -> None:
     assert {json.dumps(v) for v in results.values()} == {"true", '{"result": true}'}
 
 
-def test_method_names_are_case_insensitive_and_get_works(portal, http) -> None:
+def test_method_names_are_case_insensitive_and_get_works(
+    portal: SandboxPortal, http: requests.Session
+) -> None:
     url = portal.webhook_url() + DELETE.lower()
     response = http.get(url, params=delete_params(), timeout=10)
     assert response.status_code == 200, response.text
@@ -211,7 +217,9 @@ def test_method_names_are_case_insensitive_and_get_works(portal, http) -> None:
         (delete_params(reaction="fire"), "REACTION_NOT_FOUND"),  # valid code, not set by this bot
     ],
 )
-def test_method_errors(portal, http, params: dict[str, Any], code: str) -> None:
+def test_method_errors(
+    portal: SandboxPortal, http: requests.Session, params: dict[str, Any], code: str
+) -> None:
     before = portal.state.snapshot()
     response = call(http, portal, DELETE, **params)
     assert response.status_code == 400
@@ -221,17 +229,23 @@ def test_method_errors(portal, http, params: dict[str, Any], code: str) -> None:
     assert portal.state.snapshot() == before
 
 
-def test_method_error_status_is_configurable(make_portal, http) -> None:
+def test_method_error_status_is_configurable(
+    make_portal: PortalFactory, http: requests.Session
+) -> None:
     portal = make_portal(method_error_status=403)
     assert call(http, portal, DELETE, **delete_params(reaction="fire")).status_code == 403
 
 
-def test_deleting_twice_gives_reaction_not_found(portal, http) -> None:
+def test_deleting_twice_gives_reaction_not_found(
+    portal: SandboxPortal, http: requests.Session
+) -> None:
     assert call(http, portal, DELETE, **delete_params()).status_code == 200
     assert call(http, portal, DELETE, **delete_params()).json()["error"] == "REACTION_NOT_FOUND"
 
 
-def test_add_replaces_the_bots_reaction_on_that_message(portal, http) -> None:
+def test_add_replaces_the_bots_reaction_on_that_message(
+    portal: SandboxPortal, http: requests.Session
+) -> None:
     response = call(
         http,
         portal,
@@ -243,7 +257,7 @@ def test_add_replaces_the_bots_reaction_on_that_message(portal, http) -> None:
     assert not portal.state.has_reaction(BOT, MSG2, "like")
 
 
-def test_unknown_method_is_404_before_auth(portal, http) -> None:
+def test_unknown_method_is_404_before_auth(portal: SandboxPortal, http: requests.Session) -> None:
     url = portal.url + "/rest/1/wrong-code/no.such.method"
     response = http.post(url, json={}, timeout=10)
     assert response.status_code == 404
@@ -253,7 +267,9 @@ def test_unknown_method_is_404_before_auth(portal, http) -> None:
 @pytest.mark.parametrize(
     "path", ["/rest/1/wrong-code/profile", "/rest/77/sandbox-webhook-code/profile"]
 )
-def test_bad_webhook_is_no_auth_found(portal, http, path: str) -> None:
+def test_bad_webhook_is_no_auth_found(
+    portal: SandboxPortal, http: requests.Session, path: str
+) -> None:
     response = http.get(portal.url + path, timeout=10)
     assert response.status_code == 401
     assert response.json() == {
@@ -262,13 +278,15 @@ def test_bad_webhook_is_no_auth_found(portal, http, path: str) -> None:
     }
 
 
-def test_profile_server_time_scope(portal, http) -> None:
+def test_profile_server_time_scope(portal: SandboxPortal, http: requests.Session) -> None:
     assert call(http, portal, "profile").json()["result"]["ID"] == "1"
     assert call(http, portal, "scope").json()["result"] == ["imbot"]
     assert "T" in call(http, portal, "server.time").json()["result"]
 
 
-def test_form_body_and_query_merge_with_body_winning(portal, http) -> None:
+def test_form_body_and_query_merge_with_body_winning(
+    portal: SandboxPortal, http: requests.Session
+) -> None:
     url = portal.webhook_url() + DELETE
     query = delete_params(reaction="fire")  # the body's reaction must win
     response = http.post(url, params=query, data={"reaction": "like"}, timeout=10)
@@ -276,7 +294,7 @@ def test_form_body_and_query_merge_with_body_winning(portal, http) -> None:
     assert not portal.state.has_reaction(BOT, MSG, "like")
 
 
-def test_malformed_json_body_is_ignored(portal, http) -> None:
+def test_malformed_json_body_is_ignored(portal: SandboxPortal, http: requests.Session) -> None:
     url = portal.webhook_url() + DELETE
     response = http.post(
         url,
@@ -291,7 +309,7 @@ def test_malformed_json_body_is_ignored(portal, http) -> None:
 # --- batch -------------------------------------------------------------------------------------
 
 
-def test_batch_mixes_results_and_errors(portal, http) -> None:
+def test_batch_mixes_results_and_errors(portal: SandboxPortal, http: requests.Session) -> None:
     body = batch(
         http,
         portal,
@@ -314,7 +332,9 @@ def test_batch_mixes_results_and_errors(portal, http) -> None:
     assert portal.stats.batch_calls == 1 and portal.stats.commands_executed == 3
 
 
-def test_batch_php_quirks_empty_maps_and_lists(portal, http) -> None:
+def test_batch_php_quirks_empty_maps_and_lists(
+    portal: SandboxPortal, http: requests.Session
+) -> None:
     ok = batch(http, portal, {"r1": command()})["result"]
     assert ok["result_error"] == []  # PHP's empty array
     as_list = batch(http, portal, [command(BOT2, reaction="fire"), command(msg=MSG2)])["result"]
@@ -333,7 +353,7 @@ def test_batch_php_quirks_empty_maps_and_lists(portal, http) -> None:
     }
 
 
-def test_batch_form_body_with_nested_cmd(portal, http) -> None:
+def test_batch_form_body_with_nested_cmd(portal: SandboxPortal, http: requests.Session) -> None:
     data = {"cmd[a]": command(), "cmd[b]": command(BOT2, reaction="fire"), "halt": "0"}
     response = http.post(portal.webhook_url() + "batch.json", data=data, timeout=10)
     assert response.status_code == 200
@@ -345,7 +365,9 @@ def test_batch_form_body_with_nested_cmd(portal, http) -> None:
     }
 
 
-def test_batch_command_values_are_url_decoded_like_php(make_portal, http) -> None:
+def test_batch_command_values_are_url_decoded_like_php(
+    make_portal: PortalFactory, http: requests.Session
+) -> None:
     state = make_state()
     state.bots[BOT] = state.bots[BOT].__class__(BOT, "a+b&c#d", None)
     portal = make_portal(state)
@@ -356,7 +378,7 @@ def test_batch_command_values_are_url_decoded_like_php(make_portal, http) -> Non
     assert inner["result"]["ok"] == {"result": True}
 
 
-def test_batch_over_50_commands(make_portal, http) -> None:
+def test_batch_over_50_commands(make_portal: PortalFactory, http: requests.Session) -> None:
     state = PortalState.build([(BOT, m, "like") for m in range(1, 53)], bot_tokens={BOT: "t"})
     portal = make_portal(state)
     cmd = {f"r{m}": command(msg=m, token="t") for m in range(1, 53)}
@@ -378,7 +400,9 @@ def test_batch_over_50_commands(make_portal, http) -> None:
 @pytest.mark.parametrize(
     ("halt", "halts"), [(1, True), ("false", True), (0, False), ("0", False), (None, False)]
 )
-def test_batch_halt_uses_php_truthiness(portal, http, halt: Any, halts: bool) -> None:
+def test_batch_halt_uses_php_truthiness(
+    portal: SandboxPortal, http: requests.Session, halt: Any, halts: bool
+) -> None:
     cmd = {"r1": command(), "r2": command(reaction="fire"), "r3": command(msg=MSG2)}
     extra = {} if halt is None else {"halt": halt}
     inner = batch(http, portal, cmd, **extra)["result"]
@@ -387,7 +411,9 @@ def test_batch_halt_uses_php_truthiness(portal, http, halt: Any, halts: bool) ->
     assert portal.state.has_reaction(BOT, MSG2, "like") is halts
 
 
-def test_batch_substitutes_result_references(make_portal, http) -> None:
+def test_batch_substitutes_result_references(
+    make_portal: PortalFactory, http: requests.Session
+) -> None:
     state = make_state()
     state.add_message(1, 1, members=[BOT])
     state.add_reaction(BOT, 1, "like")
@@ -401,7 +427,9 @@ def test_batch_substitutes_result_references(make_portal, http) -> None:
     assert not portal.state.has_reaction(BOT, 1, "like")
 
 
-def test_batch_not_allowed_for_the_whole_call(make_portal, http) -> None:
+def test_batch_not_allowed_for_the_whole_call(
+    make_portal: PortalFactory, http: requests.Session
+) -> None:
     portal = make_portal(batch_not_allowed="call")
     response = http.post(
         portal.webhook_url() + "batch", json={"cmd": {"r1": command()}}, timeout=10
@@ -417,7 +445,7 @@ def test_batch_not_allowed_for_the_whole_call(make_portal, http) -> None:
     assert call(http, portal, DELETE, **delete_params()).status_code == 200
 
 
-def test_batch_not_allowed_per_command(make_portal, http) -> None:
+def test_batch_not_allowed_per_command(make_portal: PortalFactory, http: requests.Session) -> None:
     portal = make_portal(batch_not_allowed="command")
     inner = batch(http, portal, {"r1": command(), "p": "profile"})["result"]
     assert inner["result_error"]["r1"]["error"] == "ERROR_BATCH_METHOD_NOT_ALLOWED"
@@ -428,7 +456,7 @@ def test_batch_not_allowed_per_command(make_portal, http) -> None:
 # --- limits ------------------------------------------------------------------------------------
 
 
-def test_rate_limit_leaky_bucket(make_portal, http) -> None:
+def test_rate_limit_leaky_bucket(make_portal: PortalFactory, http: requests.Session) -> None:
     portal = make_portal(rate=1.0, burst=3)
     statuses = [call(http, portal, "profile").status_code for _ in range(5)]
     assert statuses == [200, 200, 200, 503, 503]
@@ -444,7 +472,9 @@ def test_rate_limit_leaky_bucket(make_portal, http) -> None:
     assert call(http, portal, "profile").status_code == 503
 
 
-def test_rate_limit_status_and_retry_after(make_portal, http) -> None:
+def test_rate_limit_status_and_retry_after(
+    make_portal: PortalFactory, http: requests.Session
+) -> None:
     portal = make_portal(rate=0.5, burst=1, limit_status=429, retry_after=2)
     assert call(http, portal, "profile").status_code == 200
     refused = call(http, portal, DELETE, **delete_params())
@@ -453,7 +483,7 @@ def test_rate_limit_status_and_retry_after(make_portal, http) -> None:
     assert portal.state.has_reaction(BOT, MSG, "like")  # nothing ran
 
 
-def test_operating_time_limit(make_portal, http) -> None:
+def test_operating_time_limit(make_portal: PortalFactory, http: requests.Session) -> None:
     state = PortalState.build([(BOT, m, "like") for m in range(1, 10)], bot_tokens={BOT: "t"})
     portal = make_portal(state, operating_limit=0.05, operating_cost=0.03, operating_window=1.0)
     first = call(http, portal, DELETE, **delete_params(msg=1, botToken="t")).json()
@@ -476,7 +506,7 @@ def test_operating_time_limit(make_portal, http) -> None:
     assert call(http, portal, DELETE, **delete_params(msg=3, botToken="t")).status_code == 200
 
 
-def test_latency_and_concurrency(make_portal) -> None:
+def test_latency_and_concurrency(make_portal: PortalFactory) -> None:
     state = PortalState.build([(BOT, m, "like") for m in range(1, 9)], bot_tokens={BOT: "t"})
     portal = make_portal(state, latency=0.2, per_command_cost=0.05)
     results: list[int] = []
@@ -502,7 +532,7 @@ def test_latency_and_concurrency(make_portal) -> None:
 # --- faults --------------------------------------------------------------------------------------
 
 
-def test_fault_http500_executes_nothing(portal, http) -> None:
+def test_fault_http500_executes_nothing(portal: SandboxPortal, http: requests.Session) -> None:
     portal.inject("http500")
     response = call(http, portal, DELETE, **delete_params())
     assert response.status_code == 500
@@ -511,7 +541,7 @@ def test_fault_http500_executes_nothing(portal, http) -> None:
     assert call(http, portal, DELETE, **delete_params()).status_code == 200
 
 
-def test_fault_reset_executes_nothing(portal, http) -> None:
+def test_fault_reset_executes_nothing(portal: SandboxPortal, http: requests.Session) -> None:
     portal.inject("reset")
     with pytest.raises(requests.ConnectionError):
         call(http, portal, DELETE, **delete_params())
@@ -521,7 +551,9 @@ def test_fault_reset_executes_nothing(portal, http) -> None:
     assert call(http, portal, DELETE, **delete_params()).status_code == 200
 
 
-def test_fault_lost_reply_executes_then_drops(portal, http) -> None:
+def test_fault_lost_reply_executes_then_drops(
+    portal: SandboxPortal, http: requests.Session
+) -> None:
     portal.inject("lost_reply")
     with pytest.raises(requests.ConnectionError):
         batch(http, portal, {"r1": command(), "r2": command(msg=MSG2)})
@@ -535,7 +567,7 @@ def test_fault_lost_reply_executes_then_drops(portal, http) -> None:
     assert {e["error"] for e in retry["result_error"].values()} == {"REACTION_NOT_FOUND"}
 
 
-def test_fault_html502(portal, http) -> None:
+def test_fault_html502(portal: SandboxPortal, http: requests.Session) -> None:
     portal.inject("html502")
     response = call(http, portal, DELETE, **delete_params())
     assert response.status_code == 502
@@ -544,7 +576,7 @@ def test_fault_html502(portal, http) -> None:
     assert portal.state.has_reaction(BOT, MSG, "like")
 
 
-def test_fault_slow(make_portal, http) -> None:
+def test_fault_slow(make_portal: PortalFactory, http: requests.Session) -> None:
     portal = make_portal(slow_seconds=0.3)
     portal.inject("slow")
     started = time.monotonic()
@@ -553,7 +585,7 @@ def test_fault_slow(make_portal, http) -> None:
     assert not portal.state.has_reaction(BOT, MSG, "like")
 
 
-def test_fault_limit(portal, http) -> None:
+def test_fault_limit(portal: SandboxPortal, http: requests.Session) -> None:
     portal.inject("limit")
     response = call(http, portal, DELETE, **delete_params())
     assert response.status_code == 503
@@ -561,7 +593,7 @@ def test_fault_limit(portal, http) -> None:
     assert portal.state.has_reaction(BOT, MSG, "like")
 
 
-def test_fault_expired_only_on_oauth(portal, http) -> None:
+def test_fault_expired_only_on_oauth(portal: SandboxPortal, http: requests.Session) -> None:
     tokens = portal.issue_tokens(APP)
     portal.inject("expired", "expired")
     assert call(http, portal, "profile").status_code == 200  # webhook: consumed, no fault
@@ -573,7 +605,7 @@ def test_fault_expired_only_on_oauth(portal, http) -> None:
     assert portal.stats.faults["expired"] == 1
 
 
-def test_scripted_faults_are_fifo(portal, http) -> None:
+def test_scripted_faults_are_fifo(portal: SandboxPortal, http: requests.Session) -> None:
     portal.inject("http500", "html502", "limit")
     statuses = [call(http, portal, "profile").status_code for _ in range(4)]
     assert statuses == [500, 502, 503, 200]
@@ -582,7 +614,9 @@ def test_scripted_faults_are_fifo(portal, http) -> None:
         portal.inject("meteor")
 
 
-def test_random_faults_are_reproducible_with_a_seed(make_portal, http) -> None:
+def test_random_faults_are_reproducible_with_a_seed(
+    make_portal: PortalFactory, http: requests.Session
+) -> None:
     def run() -> list[int]:
         portal = make_portal(fault_rates={"http500": 0.3, "html502": 0.2}, seed=42)
         return [call(http, portal, "profile").status_code for _ in range(30)]
@@ -592,7 +626,9 @@ def test_random_faults_are_reproducible_with_a_seed(make_portal, http) -> None:
     assert {500, 502, 200} <= set(first)
 
 
-def test_faults_do_not_touch_the_oauth_endpoint(portal, http) -> None:
+def test_faults_do_not_touch_the_oauth_endpoint(
+    portal: SandboxPortal, http: requests.Session
+) -> None:
     tokens = portal.issue_tokens(APP)
     portal.inject("http500")
     refreshed = http.get(portal.server_endpoint + "token/", params=_refresh(tokens), timeout=10)
@@ -614,7 +650,7 @@ def _refresh(tokens: dict[str, Any], **override: str) -> dict[str, Any]:
     return params
 
 
-def test_oauth_calls_and_ownership(portal, http) -> None:
+def test_oauth_calls_and_ownership(portal: SandboxPortal, http: requests.Session) -> None:
     tokens = portal.issue_tokens(APP)
     assert tokens["client_endpoint"] == portal.url + "/rest/"
     assert tokens["server_endpoint"] == portal.url + "/oauth/"
@@ -646,14 +682,16 @@ def test_oauth_calls_and_ownership(portal, http) -> None:
     ("auth", "code"),
     [(None, "NO_AUTH_FOUND"), ("", "NO_AUTH_FOUND"), ("bogus", "invalid_token")],
 )
-def test_oauth_auth_errors(portal, http, auth: str | None, code: str) -> None:
+def test_oauth_auth_errors(
+    portal: SandboxPortal, http: requests.Session, auth: str | None, code: str
+) -> None:
     body = {} if auth is None else {"auth": auth}
     response = http.post(portal.client_endpoint + "profile.json", json=body, timeout=10)
     assert response.status_code == 401
     assert response.json()["error"] == code
 
 
-def test_oauth_refresh_rotates_tokens(portal, http) -> None:
+def test_oauth_refresh_rotates_tokens(portal: SandboxPortal, http: requests.Session) -> None:
     first = portal.issue_tokens(APP)
     token_url = portal.server_endpoint + "token/"
     response = http.get(token_url, params=_refresh(first), timeout=10)
@@ -692,7 +730,9 @@ def test_oauth_refresh_rotates_tokens(portal, http) -> None:
         ({"grant_type": "password"}, "invalid_request"),
     ],
 )
-def test_oauth_refresh_errors(portal, http, override: dict[str, str], code: str) -> None:
+def test_oauth_refresh_errors(
+    portal: SandboxPortal, http: requests.Session, override: dict[str, str], code: str
+) -> None:
     tokens = portal.issue_tokens(APP)
     response = http.get(
         portal.server_endpoint + "token/", params=_refresh(tokens, **override), timeout=10
@@ -701,7 +741,7 @@ def test_oauth_refresh_errors(portal, http, override: dict[str, str], code: str)
     assert response.json()["error"] == code
 
 
-def test_access_tokens_expire(make_portal, http) -> None:
+def test_access_tokens_expire(make_portal: PortalFactory, http: requests.Session) -> None:
     portal = make_portal(token_ttl=0.2)
     tokens = portal.issue_tokens(APP)
     profile = portal.client_endpoint + "profile"
@@ -723,7 +763,7 @@ def test_access_tokens_expire(make_portal, http) -> None:
 # --- portal-wide behaviour ----------------------------------------------------------------------
 
 
-def test_redirect_for_a_renamed_portal(make_portal, http) -> None:
+def test_redirect_for_a_renamed_portal(make_portal: PortalFactory, http: requests.Session) -> None:
     target = make_portal()
     portal = make_portal(redirect_to=target.url + "/")
     response = http.post(
@@ -733,14 +773,16 @@ def test_redirect_for_a_renamed_portal(make_portal, http) -> None:
     assert response.headers["Location"] == target.url + "/rest/1/sandbox-webhook-code/profile?x=1"
 
 
-def test_https_required(make_portal, http) -> None:
+def test_https_required(make_portal: PortalFactory, http: requests.Session) -> None:
     portal = make_portal(https_required=True)
     response = call(http, portal, "profile")
     assert response.status_code == 401
     assert response.json() == {"error": "INVALID_REQUEST", "error_description": "Https required."}
 
 
-def test_no_secrets_in_log_or_stderr(portal, http, capfd) -> None:
+def test_no_secrets_in_log_or_stderr(
+    portal: SandboxPortal, http: requests.Session, capfd: pytest.CaptureFixture[str]
+) -> None:
     tokens = portal.issue_tokens(APP)
     call(http, portal, DELETE, **delete_params())
     http.get(portal.url + "/rest/1/sandbox-webhook-code", timeout=10)  # mangled path
@@ -770,7 +812,9 @@ def _raw(portal: SandboxPortal, data: bytes, *, close_early: bool = False) -> by
         return b"".join(chunks)
 
 
-def test_malformed_requests_never_kill_the_server(portal, http) -> None:
+def test_malformed_requests_never_kill_the_server(
+    portal: SandboxPortal, http: requests.Session
+) -> None:
     assert b"400" in _raw(portal, b"GARBAGE\r\n\r\n")
     bad_length = b"POST /rest/1/x/profile HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"
     assert b" 400 " in _raw(portal, bad_length).split(b"\r\n")[0] + b" "
@@ -784,7 +828,7 @@ def test_malformed_requests_never_kill_the_server(portal, http) -> None:
     assert portal.stats.internal_errors == 0
 
 
-def test_chunked_body(portal) -> None:
+def test_chunked_body(portal: SandboxPortal) -> None:
     body = json.dumps(delete_params()).encode()
     request = (
         f"POST /rest/1/sandbox-webhook-code/{DELETE} HTTP/1.1\r\nHost: x\r\n"
@@ -796,7 +840,9 @@ def test_chunked_body(portal) -> None:
     assert not portal.state.has_reaction(BOT, MSG, "like")
 
 
-def test_stop_is_idempotent_and_closes_keep_alive_connections(make_portal, http) -> None:
+def test_stop_is_idempotent_and_closes_keep_alive_connections(
+    make_portal: PortalFactory, http: requests.Session
+) -> None:
     portal = make_portal()
     assert call(http, portal, "profile").status_code == 200  # leaves a keep-alive connection
     portal.stop()

@@ -131,7 +131,7 @@ def test_webhook_secrets_never_leak(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     log_format: str,
-):
+) -> None:
     portal = portal_factory(state=webhook_state(40))
     folder = leak_folder(tmp_path, "run")
     csv_path, tokens = webhook_input(folder, 40)
@@ -221,7 +221,7 @@ def test_oauth_secrets_never_leak(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     log_format: str,
-):
+) -> None:
     rows = [(456, m, "like") for m in range(1, 31)]
     state = PortalState.build(rows, oauth_apps={APP: CLIENT_SECRET}, bot_client_ids={456: APP})
     portal = portal_factory(state=state, config=PortalConfig(latency=0.005))

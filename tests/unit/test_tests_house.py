@@ -45,3 +45,16 @@ def test_there_is_one_fake_clock() -> None:
         if isinstance(node, ast.ClassDef) and "Clock" in node.name
     ]
     assert homes == ["helpers/clock.py"]
+
+
+def test_mypy_checks_the_tests_as_strictly_as_the_package() -> None:
+    import tomllib
+
+    config = tomllib.loads((TESTS.parent / "pyproject.toml").read_text(encoding="utf-8"))["tool"]
+    assert {"cleanup", "tests"} <= set(config["mypy"]["files"]) and config["mypy"]["strict"]
+    relaxed = [
+        o["module"]
+        for o in config["mypy"].get("overrides", [])
+        if set(o) - {"module", "ignore_missing_imports"}
+    ]
+    assert relaxed == []

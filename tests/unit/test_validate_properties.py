@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from cleanup.inputs.reactions import REACTION_CODES
+from cleanup.inputs.reactions import REACTION_CODES, from_emoji, looks_like_emoji
 from cleanup.inputs.readers import RawChunk, open_table
 from cleanup.inputs.validate import Row, Validator
 from cleanup.results import RowResult, Status
@@ -99,10 +99,12 @@ def test_reaction_verdicts_match_the_reference(reactions: list[str], allow: bool
     )
     for given_text, item in zip(reactions, items, strict=True):
         text = given_text.strip()
-        known = canonical_by_fold.get(text.lower())
+        # An emoji of the table reads as its code (tests/unit/test_reactions.py); any other
+        # emoji or symbol is never a code, even with --allow-unknown-reactions.
+        known = canonical_by_fold.get(text.lower()) or from_emoji(text)
         if known is not None:
             assert isinstance(item, Row) and item.reaction == known
-        elif allow and text and len(text) <= 100 and "$" not in text:
+        elif allow and text and len(text) <= 100 and "$" not in text and not looks_like_emoji(text):
             assert isinstance(item, Row) and item.reaction == text
         elif not allow or not text:
             assert isinstance(item, RowResult) and item.status is Status.INVALID
@@ -218,3 +220,59 @@ def test_duplicates_across_chunks_read_from_a_file(
     assert len(chunks) == -(-len(rows) // chunk)
     assert [c.first_row for c in chunks] == list(range(1, len(rows) + 1, chunk))
     assert verdicts(check_chunks(chunks)) == reference_statuses(rows)
+
+
+# ------------------------------------------------------------------- emoji and links
+
+
+def written_forms(code: str, message: int) -> st.SearchStrategy[tuple[str, str]]:
+    """The ways people write one reaction on one message: the code in any case or its
+    emoji decorated, the id or a link to the message."""
+    from cleanup.inputs.reactions import REACTIONS
+
+    reaction = st.sampled_from(
+        [code, code.upper(), f" {code} ", REACTIONS[code], REACTIONS[code] + "\ufe0f",
+         REACTIONS[code] + "\U0001f3fe"]
+    )  # fmt: skip
+    link = st.sampled_from(
+        [f"https://p.example/online/?IM_DIALOG=chat5&IM_MESSAGE={message}",
+         f"https://p.example/im/#IM_DIALOG=chat5&IM_MESSAGE={message}",
+         f"/online/?IM_MESSAGE={message}&a=1#x", str(message), f"{message}.0"]
+    )  # fmt: skip
+    return st.tuples(link, reaction)
+
+
+keys = st.tuples(st.sampled_from(REACTION_CODES[:6]), st.integers(1, 4))
+sheets = st.lists(
+    keys.flatmap(lambda k: written_forms(*k).map(lambda w: (k, w))), min_size=1, max_size=40
+)
+
+
+@given(rows=sheets, size=st.integers(1, 7))
+def test_any_written_form_reads_as_its_key_and_duplicates_are_found_on_it(
+    rows: list[tuple[tuple[str, int], tuple[str, str]]], size: int
+) -> None:
+    chunks = [
+        RawChunk(
+            start + 1,
+            pa.array(["7"] * len(part)),
+            pa.array([w[0] for _, w in part]),
+            pa.array([w[1] for _, w in part]),
+        )
+        for start in range(0, len(rows), size)
+        for part in [rows[start : start + size]]
+    ]
+    first: dict[tuple[str, int], int] = {}
+    for item, (key, (message_text, reaction_text)) in zip(check_chunks(chunks), rows, strict=True):
+        row = item.row
+        if key in first:
+            assert isinstance(item, RowResult) and item.status is Status.DUPLICATE
+            assert item.error_description.startswith(f"duplicate of row {first[key]}")
+        else:
+            first[key] = row
+            assert isinstance(item, Row)
+            assert (item.bot_id, item.message_id, item.reaction) == (7, key[1], key[0])
+            assert item.given == ("7", message_text, reaction_text)
+            # A note says what a cell was read as, exactly when it was not the plain value.
+            assert ("read as" in item.note) == ("IM_MESSAGE" in message_text)
+            assert ("reaction: read" in item.note) == (not reaction_text.isascii())
