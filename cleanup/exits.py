@@ -16,11 +16,18 @@ EXIT_ABORTED = 3  # the portal refused the run as a whole
 EXIT_LOCKED = 4  # another run holds the lock
 EXIT_OUTPUT = 5  # could not write an output file (disk full, read-only folder); --resume continues
 EXIT_INTERNAL = 70  # a bug (EX_SOFTWARE); the message is masked like everything else
+# Paused by a time bound (--max-duration, a job file's window): the rows not reached are
+# skipped and the next run (or --resume) continues. 75 is sysexits' EX_TEMPFAIL ("try again
+# later"), which cron wrappers, systemd (SuccessExitStatus=75) and Kubernetes
+# (podFailurePolicy onExitCodes) can each tell from a failure.
+EXIT_PAUSED = 75
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT (128 + 2)
 EXIT_TERMINATED = 143  # SIGTERM, as shells report it (128 + 15)
 
 # The signals that stop a run gracefully, by name, and the code each ends it with.
 STOP_SIGNALS: dict[str, int] = {"SIGINT": EXIT_INTERRUPTED, "SIGTERM": EXIT_TERMINATED}
+# The stop reason of a run whose time bound was reached (not a signal: it pauses the run).
+TIME_UP = "time"
 
 # One word per code, for the one-line SUMMARY (`status=...`).
 _STATES = {
@@ -31,6 +38,7 @@ _STATES = {
     EXIT_LOCKED: "locked",
     EXIT_OUTPUT: "unwritable",
     EXIT_INTERNAL: "error",
+    EXIT_PAUSED: "paused",
     EXIT_INTERRUPTED: "interrupted",
     EXIT_TERMINATED: "interrupted",
 }
@@ -38,10 +46,12 @@ _STATES = {
 # How bad a code is when a job file's run has several (higher is worse): a signal first,
 # since the files not reached wait; then a bug, an output file that could not be written
 # (every later file and run meets it too, until someone makes room), an abort, a
-# configuration or input problem, a busy report, and failed rows. Least bad first; codes
-# that rank alike share a place. The one statement of the order: help texts print it.
+# configuration or input problem, a busy report, failed rows, and a pause (the time bound
+# ended it as planned; nobody needs to look, the next run continues). Least bad first;
+# codes that rank alike share a place. The one statement of the order: help texts print it.
 SEVERITY: tuple[tuple[int, ...], ...] = (
     (EXIT_OK,),
+    (EXIT_PAUSED,),
     (EXIT_ROWS_FAILED,),
     (EXIT_LOCKED,),
     (EXIT_USAGE,),
@@ -50,7 +60,7 @@ SEVERITY: tuple[tuple[int, ...], ...] = (
     (EXIT_INTERNAL,),
     tuple(STOP_SIGNALS.values()),
 )
-# `130/143 > 70 > 5 > 3 > 2 > 4 > 1 > 0`, worst first.
+# `130/143 > 70 > 5 > 3 > 2 > 4 > 1 > 75 > 0`, worst first.
 SEVERITY_ORDER = " > ".join("/".join(map(str, codes)) for codes in reversed(SEVERITY))
 
 
@@ -69,9 +79,11 @@ def run_exit_code(
     aborted_code: int | None,
     rows_not_done: int,
     failed_rows_code: int = EXIT_ROWS_FAILED,
+    rows_skipped: int = 0,
 ) -> int:
     """A run's code: a stopping signal wins (the user asked it to stop), then an abort (3, or
-    2 for a configuration problem found mid-run), then whether every row is done.
+    2 for a configuration problem found mid-run), then a time bound that left rows skipped
+    (75, paused), then whether every row is done.
 
     `failed_rows_code` (the option failed_rows_exit_code: 1 or 0) is what a run that finished
     with only row failures exits with; it never stands for a signal or an abort."""
@@ -80,13 +92,16 @@ def run_exit_code(
         return code
     if aborted_code is not None:
         return aborted_code
+    if stopped_by == TIME_UP and rows_skipped:
+        return EXIT_PAUSED
     return failed_rows_code if rows_not_done else EXIT_OK
 
 
 def finished(code: int) -> bool:
-    """Whether a run (or a job file's run) with this code got to its end: every row has its
-    status, some perhaps failed (0, or 1). The metrics' "last success"."""
-    return code in (EXIT_OK, EXIT_ROWS_FAILED)
+    """Whether a run (or a job file's run) with this code ended well: every row has its
+    status, some perhaps failed (0, or 1), or its time bound paused it as planned (75; the
+    next run continues). The metrics' "last success"."""
+    return code in (EXIT_OK, EXIT_ROWS_FAILED, EXIT_PAUSED)
 
 
 def severity(code: int) -> int:
@@ -103,7 +118,7 @@ def worst(codes: Iterable[int]) -> int:
 
 
 def state_word(code: int, *, rows_not_done: int = 0) -> str:
-    """`ok`, `failed`, `error`, `aborted`, `locked`, `unwritable` or `interrupted`. `failed`
+    """`ok`, `failed`, `error`, `aborted`, `locked`, `unwritable`, `paused` or `interrupted`. `failed`
     also for a code 0 that failed_rows_exit_code = 0 made of failed rows (`rows_not_done`)."""
     if code == EXIT_OK and rows_not_done:
         return _STATES[EXIT_ROWS_FAILED]

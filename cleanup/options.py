@@ -33,6 +33,9 @@ class Option:
     flag: str | None = None  # the command-line name, when not the field's name with dashes
     metavar: str | None = None
     shown_default: str | None = None  # "[default: ...]" in --help, when not the default itself
+    # The command line's type, when not the field's (a duration typed as `2h`, read by the
+    # field's validator).
+    cli_type: Any = None
     # A repeatable command-line option: its values -> the field's value (raises ConfigError).
     parse: Callable[[tuple[str, ...]], Any] | None = None
 

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer, computed_field
@@ -261,6 +262,25 @@ class TimeBucket(BaseModel):
     latency: float = 0.0  # mean seconds per request
 
 
+class Notification(BaseModel):
+    """What became of a run's chat notification (`cleanup.outputs.notify`). `status`: `sent`,
+    `failed`, or `not_needed` (--notify-when problems and the run ended with 0).
+    `attachment`: `sent`, `failed`, `too_large` (the message names the file's path instead),
+    `withheld` (it looked like it held a secret), `missing`, `not_sent` (the message
+    failed), or `none`."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    dialog: str  # the chat it went to: `chat123`, or a user id
+    bot_id: int  # the bot that posted
+    status: str
+    error: str = ""  # the portal's code (or the problem) when it failed
+    message_id: int | None = None  # the posted message's id
+    attachment: str = "none"
+    attachment_name: str = ""  # the attached (or meant) file's name
+    attachment_error: str = ""  # the portal's code when the upload failed
+
+
 class RunSummary(BaseModel):
     """What a run did: built once when it ends, frozen; `R.summary.json` is this model
     (`model_dump_json`) and is read back by it (`read_summary`). The core reports; the
@@ -275,44 +295,55 @@ class RunSummary(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    run_id: str = ""
-    input: str = ""
-    report: str | None = None
-    mode: str = ""
-    auth_mode: str = ""
-    dry_run: bool = False
-    rows: int = 0
+    run_id: str = ""  # the run's id: --run-id, else 12 random hex digits
+    input: str = ""  # the input file's path (for an undo: the report it undoes)
+    report: str | None = None  # the report's path; null for a dry run without --report
+    mode: str = ""  # how rows were sent: `batch`, or `single` (one call per row)
+    auth_mode: str = ""  # `webhook` or `oauth` (`none`: a dry run without credentials)
+    dry_run: bool = False  # whether this was a dry run: nothing was sent
+    rows: int = 0  # the input's data rows the run accounted for
     # Counts by status: every status of the run's kind (`statuses`), in their order.
     by_status: Mapping[str, int] = {}
     by_error: Mapping[str, int] = {}  # most frequent first
-    started_at: float = 0.0
-    elapsed_s: Rounded = 0.0
-    requests: int = 0
-    batch_requests: int = 0
-    single_requests: int = 0
-    limit_refusals: int = 0
-    operating_refusals: int = 0
-    limit_wait_s: Rounded = 0.0
+    started_at: float = 0.0  # when the run started, in seconds since the Unix epoch
+    elapsed_s: Rounded = 0.0  # how long the run took, in seconds
+    requests: int = 0  # HTTP requests sent to the portal (batch and single)
+    batch_requests: int = 0  # of them, `batch` calls (up to 50 rows each)
+    single_requests: int = 0  # of them, calls for one row
+    limit_refusals: int = 0  # requests the portal refused for its rate limit
+    operating_refusals: int = 0  # requests refused for the operating-time limit
+    limit_wait_s: Rounded = 0.0  # seconds the run waited to keep within the limits
     # What a client keeping the bucket exactly full would need (throttle.ideal_seconds).
     ideal_s: Rounded = 0.0
-    retries: int = 0
-    token_refreshes: int = 0
+    retries: int = 0  # requests sent again (a retriable answer, a lost reply)
+    token_refreshes: int = 0  # OAuth access tokens renewed during the run
+    # Why the run went from batch to one call per row (the portal's error), if it did.
     fallback_to_single: str | None = None
-    rate: float = 0.0
-    burst: int = 0
-    concurrency: int = 0
-    batch_size: int = 0
+    rate: float = 0.0  # the requests per second the run started with
+    burst: int = 0  # the requests it could send at once before pacing
+    concurrency: int = 0  # requests in flight at the same time, at most
+    batch_size: int = 0  # rows per batch call
     to_send: int = 0  # dry run: valid rows that a run would send
-    planned_calls: int = 0
-    estimated_s: float = 0.0
+    planned_calls: int = 0  # dry run: the calls a run would make
+    estimated_s: float = 0.0  # dry run: the seconds those calls would take at `rate`
     aborted: str | None = None  # why the portal refused the run as a whole
     interrupted: str | None = None  # the signal that stopped it
-    resumed_rows: int = 0
+    # The part of the portal's request rate and burst the run used (--share; 1: all).
+    share: float = 1.0
+    # Seconds the run was given by --max-duration or a job file's window (None: no bound).
+    time_bound_s: float | None = None
+    # Why the time bound ended it with rows left (exit 75): "--max-duration 2h", "the window
+    # 22:00-06:00 (UTC) closed"; None when it did not.
+    paused: str | None = None
+    # What the run said before it sent (seconds, calls, rows_this_run, runs_needed, said),
+    # and how far off it was (actual_s, time_off; for a run its bound cut, rows_off).
+    estimate: Mapping[str, Any] | None = None
+    resumed_rows: int = 0  # --resume: rows whose line the report already had
     # Failed rows the run stopped trying (not the portal's answer): --resume sends them.
     given_up: int = 0
-    # A re-run of a report's rows (--only / --only-error): that report, and how many of
-    # its rows were not chosen (they get no line in this run's report).
+    # A re-run of a report's rows (--only / --only-error): that report.
     source_report: str | None = None
+    # A re-run: that report's rows not chosen (they get no line in this run's report).
     left_out: int = 0
     # An undo: the report whose removed rows it adds back (its statuses are UNDO_STATUSES).
     undo_of: str | None = None
@@ -323,15 +354,16 @@ class RunSummary(BaseModel):
     # run-job: rows that failed for a transient reason and that the next run re-sends (the
     # file waits in the inbox for that retry run); 0: the file does not wait for one.
     waits_retry: int = 0
+    # Requests, refusals and latency over the run, in time buckets (the page's chart).
     timeline: tuple[TimeBucket, ...] = ()
     examples: tuple[str, ...] = ()  # dry run: the first invalid rows
-    exit_code: int = 0
+    exit_code: int = 0  # the exit code the run ended with
     # The settings the run ran with (`RunConfig.settings()`: no secrets).
     settings: Mapping[str, Any] = {}
-    # What became of the run's chat notification (`cleanup.outputs.notify.Delivery`), set
-    # after the run by `notify_run` (a copy of the summary); None when none was asked for.
-    # It never changes the exit code.
-    notification: Mapping[str, Any] | None = None
+    # What became of the run's chat notification (`Notification`), set after the run by
+    # `notify_run` (a copy of the summary); null when none was asked for. It never changes
+    # the exit code.
+    notification: Notification | None = None
 
     @property
     def statuses(self) -> tuple[Status, ...]:
@@ -353,9 +385,27 @@ class RunSummary(BaseModel):
     def rows_not_done(self) -> int:
         return rows_not_done(self.by_status)
 
+    @property
+    def share_text(self) -> str:
+        """What share of the portal's limit the run used, in words; "" for all of it."""
+        if self.share >= 1:
+            return ""
+        return (
+            f"share {self.share:g}: at most {self.rate * self.share:.3g} req/s and a burst of"
+            f" {max(1, int(self.burst * self.share))} of the portal's {self.rate:g} req/s and"
+            f" {self.burst}"
+        )
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def rows_left(self) -> int:
+        """Rows a later run still has to do (--resume, or the job file's next run)."""
+        return self.count(Status.SKIPPED)
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def rows_per_s(self) -> Rounded:
+        """Rows sent per second over the run (removed, failed or restored: the portal's answer)."""
         return self.sent / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     @computed_field  # type: ignore[prop-decorator]
@@ -395,6 +445,14 @@ class RunSummary(BaseModel):
         """The run's name in pages and metrics (the job file's name), if it has one."""
         return str(self.settings.get("label") or "")
 
+    def title(self, label: str = "") -> str:
+        """The run's title in its page and its chat message: `reaction-cleanup: LABEL – undo
+        of INPUT`, the label (`label`, else the summary's) and the undo's words when there."""
+        label = label or self.label
+        named = f"{label} – " if label else ""
+        undo = "undo of " if self.undo_of else ""
+        return f"reaction-cleanup: {named}{undo}{PurePath(self.input).name}"
+
 
 def concluded(
     *,
@@ -402,6 +460,7 @@ def concluded(
     aborted_code: int | None,
     rows_not_done: int,
     failed_rows_code: int = EXIT_ROWS_FAILED,
+    rows_skipped: int = 0,
 ) -> tuple[str | None, int]:
     """(`interrupted`, `exit_code`) from how a run ended: the one place a run's exit code is
     decided (`cleanup.exits.run_exit_code`)."""
@@ -411,6 +470,7 @@ def concluded(
         aborted_code=aborted_code,
         rows_not_done=rows_not_done,
         failed_rows_code=failed_rows_code,
+        rows_skipped=rows_skipped,
     )
     return interrupted, code
 

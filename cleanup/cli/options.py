@@ -54,7 +54,7 @@ def _click_option(opt: DeclaredOption) -> Callable[[F], F]:
     elif kind is bool:
         kwargs["is_flag"] = True
     else:
-        kwargs["type"] = _click_type(kind, opt.field.metadata)
+        kwargs["type"] = opt.option.cli_type or _click_type(kind, opt.field.metadata)
     return click.option(opt.flag, opt.name, **kwargs)
 
 

@@ -15,7 +15,8 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,9 @@ from cleanup.errors import CleanupError, InputError, LockedError, ReportMismatch
 from cleanup.exits import (
     EXIT_ABORTED,
     EXIT_OK,
+    EXIT_PAUSED,
     EXIT_USAGE,
+    TIME_UP,
     ends_a_job_run,
     signal_exit_code,
     state_word,
@@ -41,7 +44,8 @@ from cleanup.outputs.journal import fingerprint
 from cleanup.outputs.report import transient_failures
 from cleanup.outputs.summary import summary_path, write_summary
 from cleanup.redact import redact
-from cleanup.results import RunSummary, Status
+from cleanup.results import RunSummary, Status, counts_by_status
+from cleanup.run.bounds import NO_BOUND, TimeBound, Window, time_bound
 from cleanup.run.config import RunConfig
 from cleanup.run.portals import PortalPacings
 from cleanup.run.progress import ProgressFactory
@@ -99,6 +103,8 @@ class JobFileResult:
         stopped = signal_exit_code(self.stopped)
         if stopped is not None:
             codes.append(stopped)
+        if self.stopped == TIME_UP:  # paused: the files not reached wait for the next run
+            codes.append(EXIT_PAUSED)
         return worst(codes)
 
     def totals(self) -> dict[str, int]:
@@ -125,6 +131,12 @@ class _Context:
     now: Callable[[], float]
     dry: bool
     pacings: PortalPacings | None  # the portals' buckets, when job files run together
+    bound: TimeBound = NO_BOUND  # the job file's run's time bound, from `started`
+    started: float = 0.0  # time.monotonic() when the job file's run started
+
+    def time_left(self) -> TimeBound:
+        """The bound with what is left of it now (seconds <= 0: time is up)."""
+        return replace(self.bound, seconds=self.bound.seconds - (time.monotonic() - self.started))
 
 
 def run_job_file(
@@ -149,15 +161,35 @@ def run_job_file(
     stop = stop or StopSignal()
     dry = bool(base.get("dry_run"))
     started, t0 = now(), time.monotonic()
+    window = Window.parse(base["window"], base.get("timezone")) if base.get("window") else None
+    moment = datetime.fromtimestamp(started, tz=UTC)
+    if window is not None and not window.state(moment)[0]:
+        return _outside_window(job, run_id, window, moment)
+    bound = time_bound(base.get("max_duration"), window, moment) or NO_BOUND
     lock = None if dry else _lock(job)
     try:
         state = JobState(job.state_path)
-        ctx = _Context(job, base, state, run_id, stop, progress, now, dry, pacings)
+        ctx = _Context(job, base, state, run_id, stop, progress, now, dry, pacings, bound, t0)
         result = _run_sources(ctx, on_file)
     finally:
         if lock is not None:
             lock.release()
     result.started_at, result.elapsed_s = started, time.monotonic() - t0
+    return result
+
+
+def _outside_window(job: JobFile, run_id: str, window: Window, now: datetime) -> JobFileResult:
+    """A run started outside the job file's window does nothing (exit 0), saying when the
+    window opens."""
+    opens = window.state(now)[1]
+    wait = opens.timestamp() - now.timestamp()
+    note = (
+        f"outside its window {window.describe()}: nothing sent; the window opens at "
+        f"{opens:%Y-%m-%d %H:%M %Z} (in {wait / 3600:.1f} h)"
+    )
+    log.info("%s: %s", job.name, note)
+    result = JobFileResult(job.name, run_id, notes=[note])
+    result.started_at = now.timestamp()
     return result
 
 
@@ -187,6 +219,10 @@ def _run_sources(ctx: _Context, on_file: Callable[[FileOutcome], None] | None) -
     for source in sources:
         if ctx.stop.is_set:
             result.stopped = ctx.stop.reason
+            break
+        if ctx.time_left().seconds <= 0:
+            log.info("time is up (%s): the files left wait for the next run", ctx.bound.why)
+            result.stopped = TIME_UP
             break
         try:
             sha = fingerprint(source.path)["sha256"]
@@ -264,7 +300,9 @@ def _process(ctx: _Context, path: Path, sha: str) -> FileOutcome:
     try:
         on_progress = ctx.progress(config.progress) if ctx.progress else None
         pacing = ctx.pacings.for_config(config) if ctx.pacings else None
-        summary = run_file(config, stop=ctx.stop, on_progress=on_progress, pacing=pacing)
+        summary = run_file(
+            config, stop=ctx.stop, on_progress=on_progress, pacing=pacing, bound=ctx.time_left()
+        )
     except CleanupError as exc:
         outcome.exit_code, outcome.error = exc.exit_code, redact(exc)
         # An unreadable file or a busy report concerns this file only; a configuration
@@ -366,7 +404,7 @@ def _finish(ctx: _Context, outcome: FileOutcome, summary: RunSummary, config: Ru
         log.warning(
             "%s: its report is not complete (%s); the next run resumes it",
             path.name,
-            summary.aborted or summary.interrupted or "rows left unsent",
+            summary.aborted or summary.interrupted or summary.paused or "rows left unsent",
         )
         return
     if outcome.waits_retry:
@@ -460,7 +498,7 @@ def _archive(path: Path, archive: Path) -> Path:
 
 
 def _counts(summary: RunSummary) -> dict[str, int]:
-    return {s.value: summary.by_status.get(s.value, 0) for s in Status}
+    return counts_by_status(summary.by_status, tuple(Status))
 
 
 def _iso(ts: float) -> str:

@@ -25,8 +25,13 @@ def summary_lines(s: RunSummary, config: RunConfig) -> list[str]:
     ]
     if s.aborted:
         lines.append(f"  aborted: {s.aborted}")
+    if s.paused:
+        lines.append(
+            f"  paused: time is up ({s.paused}); {s.rows_left} row(s) left: run again, or"
+            " --resume, to continue (exit 75)"
+        )
     for status in s.statuses:
-        count = s.by_status.get(status.value, 0)
+        count = s.count(status)
         lines.append(f"  {status.value:<10} {count:>8}")
     if s.by_error:
         lines.append(
@@ -44,6 +49,7 @@ def summary_lines(s: RunSummary, config: RunConfig) -> list[str]:
     )
     if s.fallback_to_single:
         lines.append(f"  fell back to single calls: {s.fallback_to_single}")
+    lines += _neighbour_lines(s)
     if s.resumed_rows:
         lines.append(f"  kept from the earlier run: {s.resumed_rows} rows")
     lines += _bad_night_lines(s)
@@ -52,6 +58,24 @@ def summary_lines(s: RunSummary, config: RunConfig) -> list[str]:
         lines.append(f"report: {s.report}")
         lines.append(f"summary: {s.report}{SUMMARY}")
     lines.append(one_line(s))
+    return lines
+
+
+def _neighbour_lines(s: RunSummary) -> list[str]:
+    """The share the run used, and how far off its estimate was."""
+    lines = [f"  {s.share_text}"] if s.share_text else []
+    est = s.estimate or {}
+    if "time_off" in est:
+        lines.append(
+            f"  estimate: {est['seconds']:.0f} s for {est['rows']} row(s); took"
+            f" {est['actual_s']:.0f} s ({est['time_off']:+.0%})"
+        )
+    elif "rows_off" in est:
+        lines.append(
+            f"  estimate: this run would finish about {est['rows_this_run']} of"
+            f" {est['rows']} row(s) in its bound; it sent {est['actual_rows']}"
+            f" ({est['rows_off']:+.0%})"
+        )
     return lines
 
 
@@ -73,6 +97,8 @@ def _dry_run_lines(s: RunSummary, config: RunConfig) -> list[str]:
         f"{1 if single else config.batch_size} rows: about {s.estimated_s:.0f} s at "
         f"{s.rate:g} req/s (burst {s.burst})",
     ]
+    if s.estimate:
+        lines.append(str(s.estimate.get("said", "")))
     if s.by_error:
         lines.append(
             "invalid rows by reason: " + ", ".join(f"{k} {v}" for k, v in s.by_error.items())

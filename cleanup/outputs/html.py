@@ -232,10 +232,9 @@ def render_html(
     label = s.label or (context or {}).get("job") or ""
     # An undo lists its own statuses (restored, failed, skipped).
     order = [st.value for st in s.statuses]
-    kind = "undo of " if s.undo_of else ""
     template = environment().get_template("run.html.j2")
     page = template.render(
-        title=f"reaction-cleanup: {label + ' – ' if label else ''}{kind}{Path(s.input).name}",
+        title=s.title(label),
         version=__version__,
         written=_utc(time.time()),
         run=_run(s),
@@ -288,6 +287,12 @@ def _state(s: RunSummary) -> tuple[str, str]:
         return "Aborted by the portal: rows not done were skipped", "bad"
     if s.state == ENDED_INTERRUPTED:
         return f"Interrupted ({s.interrupted}): rows not done were skipped", "bad"
+    if s.paused:
+        return (
+            f"Paused: time is up ({s.paused}); {s.rows_left} row(s) left for the next run"
+            " (or --resume)",
+            "warn",
+        )
     if s.rows_not_done:
         return f"Finished: some rows were not {s.done.value}", "warn"
     if s.count(Status.ABSENT):
@@ -335,6 +340,8 @@ def _requests(s: RunSummary) -> dict[str, Any]:
         "rows_per_s": f"{s.rows_per_s:.1f}",
         "rate": f"{s.rate:g}",
         "burst": s.burst,
+        "share": s.share_text,
+        "estimate": str((s.estimate or {}).get("said", "")),
     }
 
 

@@ -183,6 +183,11 @@ def _attention(s: RunSummary) -> tuple[str, str]:
             f"interrupted ({s.interrupted}): the rows not done were skipped; --resume sends them",
             "bad",
         )
+    if s.paused:
+        return (
+            f"paused: time is up ({s.paused}); {s.rows_left} row(s) left, the next run continues",
+            "warn",
+        )
     if skipped := s.count(Status.SKIPPED):
         return f"{skipped} row(s) skipped: --resume sends them", "bad"
     if not s.finished:

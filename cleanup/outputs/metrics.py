@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from cleanup.exits import finished
 from cleanup.outputs.files import write_atomic
 from cleanup.redact import redact
-from cleanup.results import RunSummary, Status
+from cleanup.results import RunSummary, Status, counts_by_status
 
 log = logging.getLogger("cleanup")
 
@@ -33,7 +33,8 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     f"{PREFIX}_rows": ("Rows of the job's last run by status.", ("status",)),
     f"{PREFIX}_last_run_timestamp_seconds": ("When the job's last run ended (unix time).", ()),
     LAST_SUCCESS: (
-        "When the job's last run that got to its end (exit 0, or only rows failed) ended.",
+        "When the job's last run that got to its end (exit 0, only rows failed, or paused by its"
+        " time bound: 75) ended.",
         (),
     ),
     f"{PREFIX}_run_duration_seconds": ("How long the job's last run took.", ()),
@@ -46,6 +47,11 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     f"{PREFIX}_files_waiting_retry": (
         "Input files the job's last run left in the inbox for a retry run of their rows"
         " that failed for a transient reason.",
+        (),
+    ),
+    f"{PREFIX}_rows_left": (
+        "Rows the job's last run left for a later run (skipped: paused by its time bound, 75,"
+        " or stopped).",
         (),
     ),
     f"{PREFIX}_notification_failures": (
@@ -82,7 +88,7 @@ def summary_figures(job: str, summary: RunSummary) -> JobFigures:
         exit_code=summary.exit_code,
         ended_at=summary.started_at + summary.elapsed_s,
         duration_s=summary.elapsed_s,
-        rows={s.value: summary.by_status.get(s.value, 0) for s in Status},
+        rows=counts_by_status(summary.by_status, tuple(Status)),
         requests=summary.requests,
         limit_refusals=summary.limit_refusals,
         notification_failures=notification_failures(summary),
@@ -91,8 +97,10 @@ def summary_figures(job: str, summary: RunSummary) -> JobFigures:
 
 def notification_failures(summary: RunSummary) -> int:
     """Calls of the run's chat notification that did not deliver: the message, its file."""
-    n = summary.notification or {}
-    return int(n.get("status") == "failed") + int(n.get("attachment") == "failed")
+    n = summary.notification
+    if n is None:
+        return 0
+    return int(n.status == "failed") + int(n.attachment == "failed")
 
 
 def build_registry(
@@ -123,6 +131,7 @@ def build_registry(
         gauges[f"{PREFIX}_limit_refusals"].labels(f.job).set(f.limit_refusals)
         gauges[f"{PREFIX}_exit_code"].labels(f.job).set(f.exit_code)
         gauges[f"{PREFIX}_files_waiting_retry"].labels(f.job).set(f.files_waiting_retry)
+        gauges[f"{PREFIX}_rows_left"].labels(f.job).set(f.rows.get(Status.SKIPPED.value, 0))
         gauges[f"{PREFIX}_notification_failures"].labels(f.job).set(f.notification_failures)
     return registry
 

@@ -9,7 +9,7 @@ to re-run the failed ones), then the file with `imbot.v2.File.upload`. Both call
 the deletes' transport, pacing, retry policy and credentials (the bot's botToken in webhook
 mode; an OAuth application's bot needs none).
 
-A notification never changes the run's result: what became of it (a `Delivery`) goes on a
+A notification never changes the run's result: what became of it (a `Notification`) goes on a
 copy of the summary (`notification`) and into the summary file, is counted in the metrics
 (`cleanup.outputs.metrics.notification_failures`) and, when it failed, logged as one line
 naming the notification and the portal's code. Nothing secret is posted: the text names the
@@ -24,7 +24,6 @@ import math
 import random
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,7 +37,7 @@ from cleanup.outputs.summary import write_summary
 from cleanup.pacing.retry import RetryPolicy
 from cleanup.portal.classify import OK, Kind, Outcome, classify_answer
 from cleanup.redact import redact
-from cleanup.results import RunSummary, counts_by_status
+from cleanup.results import Notification, RunSummary, counts_by_status
 from cleanup.run.config import NOTIFY_NEEDS_BOTH, RunConfig, load_bot_tokens
 from cleanup.run.portals import PortalPacing
 
@@ -61,26 +60,6 @@ UPLOAD_BYTES_PER_SECOND = 1024 * 1024
 NO_BOT_TOKEN = "NO_BOT_TOKEN"
 NETWORK_ERROR = "NETWORK_ERROR"
 STOPPED = "STOPPED"
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """What became of a run's notification. `status`: `sent`, `failed`, or `not_needed`
-    (--notify-when problems and the run ended with 0). `attachment`: `sent`, `failed`,
-    `too_large` (the message names the file's path instead), `withheld` (it looked like it
-    held a secret), `missing`, `not_sent` (the message failed), or `none`."""
-
-    dialog: str
-    bot_id: int
-    status: str
-    error: str = ""
-    message_id: int | None = None
-    attachment: str = "none"
-    attachment_name: str = ""
-    attachment_error: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # ---------------------------------------------------------------------- when and what
@@ -117,11 +96,8 @@ def compose(summary: RunSummary, config: RunConfig, *, file_note: str = "") -> s
     """The message's text: plain lines, the names as given, nothing secret (masked again).
     A job file's run is named first (the summary's label)."""
     by_status = counts_by_status(summary.by_status, summary.statuses)
-    name = Path(summary.input).name
-    kind = "undo of " if summary.undo_of else ""
-    label = f"{summary.label} – " if summary.label else ""
     lines = [
-        f"reaction-cleanup: {label}{kind}{name}",
+        summary.title(),
         f"Portal: {portal_host(config)}",
         f"Ended: {summary.state} (exit code {summary.exit_code}){_why(summary)}",
         f"Rows: {summary.rows} — "
@@ -298,7 +274,7 @@ def notify_run(
     if config.notify is None or config.notify_bot is None or summary.dry_run:
         return summary
     if not wanted(config, summary):
-        delivery = Delivery(config.notify, config.notify_bot, "not_needed")
+        delivery = Notification(dialog=config.notify, bot_id=config.notify_bot, status="not_needed")
     else:
         try:
             delivery = _deliver(
@@ -310,8 +286,13 @@ def notify_run(
                 UPLOAD_LIMIT if upload_limit is None else upload_limit,
             )
         except CleanupError as exc:  # the bot tokens file unreadable now, say
-            delivery = Delivery(config.notify, config.notify_bot, "failed", redact(exc)[:200])
-    summary = summary.model_copy(update={"notification": delivery.as_dict()})
+            delivery = Notification(
+                dialog=config.notify,
+                bot_id=config.notify_bot,
+                status="failed",
+                error=redact(exc)[:200],
+            )
+    summary = summary.model_copy(update={"notification": delivery})
     _log(delivery)
     if summary.report:  # the summary file records it too
         try:
@@ -326,19 +307,18 @@ def delivery_line(summary: RunSummary) -> str | None:
     n = summary.notification
     if not n:
         return None
-    where = f"{n['dialog']} (bot {n['bot_id']})"
-    if n["status"] == "not_needed":
+    where = f"{n.dialog} (bot {n.bot_id})"
+    if n.status == "not_needed":
         return f"notification: not posted to {where}: the run ended with 0 (--notify-when problems)"
-    if n["status"] == "failed":
-        return f"notification: FAILED to post to {where}: {n['error']}"
-    attachment = str(n["attachment"])
-    if attachment == "sent":
+    if n.status == "failed":
+        return f"notification: FAILED to post to {where}: {n.error}"
+    if n.attachment == "sent":
         file = "with"
-    elif attachment == "failed":
-        file = f"WITHOUT (upload failed: {n['attachment_error']})"
+    elif n.attachment == "failed":
+        file = f"WITHOUT (upload failed: {n.attachment_error})"
     else:
-        file = f"without a file ({attachment})"
-    name = f" {n['attachment_name']}" if n["attachment_name"] else ""
+        file = f"without a file ({n.attachment})"
+    name = f" {n.attachment_name}" if n.attachment_name else ""
     return f"notification: posted to {where} {file}{name}".rstrip()
 
 
@@ -349,7 +329,7 @@ def _deliver(
     pacing: PortalPacing | None,
     clock: Clock | None,
     upload_limit: int,
-) -> Delivery:
+) -> Notification:
     if config.notify is None or config.notify_bot is None:
         raise ConfigError(NOTIFY_NEEDS_BOTH)
     content, attach = _attachment(file, upload_limit)
@@ -358,25 +338,31 @@ def _deliver(
         note = f"The file is too large to attach ({_size(file)}); it is at {file}"
     elif attach in ("missing", "withheld") and file is not None:
         note = f"The file {file.name} could not be attached ({attach}); see {file}"
-    base = Delivery(config.notify, config.notify_bot, "failed", attachment=attach)
+    base = Notification(
+        dialog=config.notify, bot_id=config.notify_bot, status="failed", attachment=attach
+    )
     if file is not None:
-        base = replace(base, attachment_name=file.name)
+        base = base.model_copy(update={"attachment_name": file.name})
     poster = Poster(config, pacing=pacing, clock=clock)
     try:
         text = compose(summary, config, file_note=note)
         result, outcome = poster.post(SEND_METHOD, {"message": text})
         if outcome.kind is not Kind.OK:
             unsent = "not_sent" if base.attachment == "pending" else base.attachment
-            return replace(base, error=outcome.error or "UNKNOWN_ERROR", attachment=unsent)
-        sent = replace(base, status="sent", message_id=_message_id(result))
+            return base.model_copy(
+                update={"error": outcome.error or "UNKNOWN_ERROR", "attachment": unsent}
+            )
+        sent = base.model_copy(update={"status": "sent", "message_id": _message_id(result)})
         if content is None or file is None:
             return sent
         caption = f"reaction-cleanup: {file.name}"
         fields = {"name": file.name, "content": content, "message": caption}
         _result, outcome = poster.post(UPLOAD_METHOD, fields, size=len(content))
         if outcome.kind is not Kind.OK:
-            return replace(sent, attachment="failed", attachment_error=outcome.error)
-        return replace(sent, attachment="sent")
+            return sent.model_copy(
+                update={"attachment": "failed", "attachment_error": outcome.error}
+            )
+        return sent.model_copy(update={"attachment": "sent"})
     finally:
         poster.close()
 
@@ -417,7 +403,7 @@ def _size(file: Path) -> str:
     return f"{file.stat().st_size / (1024 * 1024):.1f} MB"
 
 
-def _log(delivery: Delivery) -> None:
+def _log(delivery: Notification) -> None:
     """One line for a failure, naming the notification and the portal's code."""
     where = f"notification to {delivery.dialog} by bot {delivery.bot_id}"
     if delivery.status == "failed":

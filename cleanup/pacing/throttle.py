@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -84,6 +85,9 @@ SURE_AFTER = 20  # requests a measure spans to be trusted (one request's error: 
 # two, as the bucket may have been up to one request short of full when it refused.
 PROOF = 2.0
 STEP_UP = 1.25  # each proof that more went through than the estimate allowed raises it so
+DITHER = 1.0  # intervals a send may be delayed within its slot, at random (see dither)
+SHARED_ROOM = 0.1  # share of the bucket left to drain after a refusal on a shared bucket
+SHARED_ROOM_MAX = 5.0  # requests: at most (a big bucket would cost seconds per refusal)
 
 
 class Throttle:
@@ -96,11 +100,23 @@ class Throttle:
         budget: OperatingBudget | None = None,
         headroom: float | None = None,
         min_rate_factor: float = 0.05,
+        share: float = 1.0,
+        rng: random.Random | None = None,
+        dither: float = 0.0,
     ) -> None:
         if rate <= 0 or burst < 1:
             raise ConfigError("rate must be > 0 and burst >= 1")
+        if not 0 < share <= 1:
+            raise ConfigError("share must be above 0 and at most 1")
         self.clock = clock or SystemClock()
         self.budget = budget  # a spent operating budget: no burst to offer (credit)
+        # A share below 1 is the job's part of the portal (--share): its rate and its burst
+        # are the part's, a cap the job sends at (no cruising margin under it); the rest of
+        # the bucket is the others'.
+        self.share = share
+        self._rng = rng or random.Random()
+        self._dither = dither  # intervals; the portal's pacing uses DITHER (see `dither`)
+        rate, burst = rate * share, max(1, math.floor(burst * share))
         self.rate = rate
         self.burst = burst
         self.headroom = default_headroom(burst) if headroom is None else headroom
@@ -117,7 +133,7 @@ class Throttle:
         self._pause_reason = ""
         self._held_until = -math.inf  # end of the held time counted so far, for waited_s
         self.stats = ThrottleStats()
-        self.capacity = Capacity(rate, burst, self.min_rate)
+        self.capacity = Capacity(rate, burst, self.min_rate, capped=share < 1)
 
     @property
     def _tolerance(self) -> float:
@@ -151,10 +167,23 @@ class Throttle:
                 pause_seen = self._paused_until
                 epoch = self._epoch
             wait, interval, jumps = self._reserve()
-            if not self.clock.sleep(wait):
+            if not self.clock.sleep(wait + self.dither()):
                 return False
             if self._claim(pause_seen, epoch, interval, jumps):
                 return True
+
+    def dither(self) -> float:
+        """A random delay of up to one interval before a request takes its slot.
+
+        Slots one interval apart, at the pace the bucket drains, lock onto its drain: at a
+        full bucket the job's request comes just as room opens and another application's
+        finds it full. The others lose their requests (many do not re-send), the job is
+        hardly ever refused, and so never learns it takes their part. Dithered, the job's
+        requests meet a full bucket as often as theirs, and its refusals tell it. The
+        average rate is unchanged (the schedule is not moved, only each send within it)."""
+        if not self._dither:
+            return 0.0
+        return self._rng.uniform(0.0, self._dither / self.rate)
 
     def _claim(self, pause_seen: float, epoch: int, interval: float, jumps: int) -> bool:
         """At the slot reserved: True if the request goes now; False if it must take a new
@@ -210,7 +239,7 @@ class Throttle:
             self._set_rate(self.capacity.rate(now))
             # Bucket full: the next request may go one interval from now, not before; after
             # news, two (what the others had refused meanwhile comes back first).
-            gap = (2.0 if news else 1.0) / self.rate
+            gap = self._gap_after(news) / self.rate
             full = self._full_tat = now + self._tolerance + gap
             if news:
                 # The slots already handed out were drawn at the disproved rate: void them
@@ -225,6 +254,21 @@ class Throttle:
             if retry_after and now + retry_after > self._paused_until:
                 self._paused_until, self._pause_reason = now + retry_after, "Retry-After"
                 self._account(now, self._paused_until)
+
+    def _gap_after(self, news: bool) -> float:
+        """Requests' worth of the bucket left to drain after a refusal before the next send.
+
+        One (the bucket was full); after news two (what the others had refused meanwhile
+        comes back first). And when the bucket is shared (the capacity measured is below the
+        ceiling: another application draws on it), a part of the bucket (`SHARED_ROOM`): a
+        job that resumed at the full bucket would keep it full, and every request of the
+        others that came at a full moment would be refused (the job re-sends, many of them
+        do not), so the job's next measure would count what it took from them."""
+        if not news:
+            return 1.0
+        if self.capacity.shared:
+            return min(max(2.0, SHARED_ROOM * self.burst), SHARED_ROOM_MAX)
+        return 2.0
 
     def pause(self, seconds: float, reason: str = "operating-time limit") -> bool:
         """Hold every request for `seconds` (used for the operating-time limit). True if this
@@ -304,8 +348,11 @@ class Capacity:
     HORIZON = 30.0  # seconds of full moments measured over
     MIN_SPAN = 1.0  # shorter spans say too little (one request's error is > 20 % at 5/s)
 
-    def __init__(self, ceiling: float, burst: int, floor: float) -> None:
+    def __init__(self, ceiling: float, burst: int, floor: float, *, capped: bool = False) -> None:
         self.ceiling, self.burst, self.floor = ceiling, burst, floor
+        # The ceiling is a cap the user set (a share), not the portal's figure: at it the
+        # job sends at it, with no cruising margin under it.
+        self.capped = capped
         self.estimate: float | None = None  # None: never refused, the ceiling stands
         self._sends: deque[float] = deque()  # send times, over the horizon
         self._refused: deque[float] = deque()  # send times of refused requests, likewise
@@ -320,6 +367,11 @@ class Capacity:
         self._probe_at = math.inf
         self._probing = False
 
+    @property
+    def shared(self) -> bool:
+        """Whether the capacity measured is below the ceiling: others draw on the bucket."""
+        return self.estimate is not None and self.estimate < 0.95 * self.ceiling
+
     def rate(self, now: float) -> float:
         """The rate to send at now."""
         if self.estimate is None:
@@ -327,6 +379,8 @@ class Capacity:
         if not self._probing and now >= self._probe_at:
             self._probing = True
         if not self._probing:
+            if self.capped and self.estimate >= self.ceiling:
+                return self.ceiling
             gain = CRUISE
         else:
             # A probe that finds room for long doubles its rate every PROBE_DOUBLING seconds

@@ -38,10 +38,16 @@ class Verdict(NamedTuple):
     description: str = ""
 
 
-def stopped_why(aborted_code: str | None, stop_reason: str | None = None) -> str:
-    """Why a run ended before a row's outcome: `run aborted (CODE)`, `run stopped (SIGTERM)`."""
+def stopped_why(
+    aborted_code: str | None, stop_reason: str | None = None, *, time_up: str | None = None
+) -> str:
+    """Why a run ended before a row's outcome: `run aborted (CODE)`, `run stopped (SIGTERM)`,
+    or a time bound's own words (`time_up`: "time is up: --max-duration 2h; run again, or
+    --resume, to continue", cleanup.run.bounds)."""
     if aborted_code is not None:
         return f"run aborted ({aborted_code})"
+    if time_up is not None:
+        return time_up
     return f"run stopped ({stop_reason})" if stop_reason else "run stopped"
 
 

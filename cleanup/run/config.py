@@ -34,6 +34,7 @@ from cleanup.pacing.throttle import PLANS
 from cleanup.portal.auth import Auth, OAuthAuth, TokenStore, WebhookAuth
 from cleanup.portal.protocol import MAX_BATCH
 from cleanup.redact import register_secret
+from cleanup.run.bounds import Window, parse_duration, timezone_of
 
 Mode = Literal["auto", "batch", "single"]
 NotifyAttach = Literal["page", "report", "none"]
@@ -153,6 +154,32 @@ def _dialog(value: str | None) -> str | None:
 
 def _zero_is_off(value: float | None) -> float | None:
     return None if value == 0 else value
+
+
+def _duration(value: Any) -> Any:
+    """`--max-duration 2h` / `max_duration = "90m"` (or a number of seconds) -> seconds."""
+    if isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise PydanticCustomError("problems", "{problems}", {"problems": [str(exc)]}) from None
+    return value
+
+
+def _checked_by(check: Any) -> Any:
+    """An AfterValidator that raises `check`'s ValueError as our one-line problem."""
+
+    def validate(value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return value
+        try:
+            check(value)
+        except ValueError as exc:
+            problem = f"{info.field_name}: {exc}"
+            raise PydanticCustomError("problems", "{problems}", {"problems": [problem]}) from None
+        return value
+
+    return AfterValidator(validate)
 
 
 def _rate_and_burst(plan: str | None, rate: float | None, burst: int | None) -> tuple[float, int]:
@@ -283,6 +310,31 @@ class RunConfig(BaseModel):
         ge=0,
         description="On Ctrl-C/SIGTERM, seconds to let requests in flight finish before their rows are reported skipped.",
     )
+    share: Annotated[float, Option(metavar="FRACTION")] = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="The part of the portal's request rate and burst this run may use (0.5: half), leaving the rest to the other applications on the portal; 1: what the others leave.",
+    )
+    max_duration: Annotated[
+        float | None,
+        BeforeValidator(_duration),
+        WithJsonSchema({"type": ["string", "number"], "examples": ["90m", "2h"]}),
+        Option(metavar="DURATION", cli_type=str),
+    ] = Field(
+        None,
+        gt=0,
+        description="Stop sending after this long (90m, 2h, 15s): requests in flight finish, the rows not reached are reported skipped and the run exits 75 (paused); run again, or --resume, to continue.",
+    )
+    window: Annotated[str | None, _checked_by(Window.parse), Option(cli=False)] = Field(
+        None,
+        description='Daily hours a job file may send in, such as "22:00-06:00" (across midnight allowed): a run-job started outside it does nothing, one inside stops at its end (paused, exit 75).',
+        json_schema_extra={"pattern": r"^\d{1,2}:\d{2}-\d{1,2}:\d{2}$"},
+    )
+    timezone: Annotated[str | None, _checked_by(timezone_of), Option(cli=False)] = Field(
+        None,
+        description="IANA timezone of window, such as Europe/Berlin. Default: the machine's.",
+    )
     # 0 means off: here, once, for the command line, job files and Python alike.
     operating_limit: Annotated[float | None, AfterValidator(_zero_is_off), Option()] = Field(
         480.0,
@@ -384,6 +436,10 @@ class RunConfig(BaseModel):
     @property
     def effective_rate(self) -> tuple[float, int]:
         return _rate_and_burst(self.plan, self.rate, self.burst)
+
+    @property
+    def time_window(self) -> Window | None:
+        return Window.parse(self.window, self.timezone) if self.window else None
 
     @classmethod
     def pacing_limits(cls, options: Mapping[str, Any]) -> tuple[float, int, float | None]:

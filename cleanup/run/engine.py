@@ -193,6 +193,9 @@ class Engine:
         hold: OutageHold | None = None,
     ) -> None:
         self.transport = transport
+        # When a time bound stopped the run, its words for the rows left unsent (the runner
+        # knows: "time is up: --max-duration 2h; ..."); None otherwise.
+        self.time_up: Callable[[], str | None] = lambda: None
         self.auth = auth
         self.action = action
         self.bot_tokens = bot_tokens
@@ -241,7 +244,7 @@ class Engine:
             pass
         except FatalAPIError as exc:
             fatal = exc
-        why = stopped_why(fatal.code if fatal else None)
+        why = stopped_why(fatal.code if fatal else None, time_up=self.time_up())
         for state in unit.open(states):
             doubt = Doubt.THIS_RUN if state.maybe_done else Doubt.NONE
             note = skip_description(why, self.action.did, doubt=doubt)

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from cleanup.clock import Clock, SystemClock
 from cleanup.pacing.budget import OperatingBudget
-from cleanup.pacing.throttle import Throttle
+from cleanup.pacing.throttle import DITHER, Throttle
 from cleanup.run.config import RunConfig
 
 if TYPE_CHECKING:
@@ -63,11 +63,20 @@ class PortalPacing:
     budget: OperatingBudget
 
     @classmethod
-    def new(cls, rate: float, burst: int, operating_limit: float | None, clock: Clock) -> Self:
+    def new(
+        cls,
+        rate: float,
+        burst: int,
+        operating_limit: float | None,
+        clock: Clock,
+        share: float = 1.0,
+    ) -> Self:
         """A bucket and the budget it consults: a spent operating-time budget leaves the
-        throttle no burst to offer."""
+        throttle no burst to offer. `share`: the job's part of the rate and burst (the
+        operating-time budget is per application: a share does not touch it)."""
         budget = OperatingBudget(operating_limit, clock=clock)
-        return cls(Throttle(rate, burst, clock=clock, budget=budget), budget)
+        throttle = Throttle(rate, burst, clock=clock, budget=budget, share=share, dither=DITHER)
+        return cls(throttle, budget)
 
 
 def portal_identity(url: str) -> str:
@@ -84,6 +93,7 @@ class _Limits:
     rate: float
     burst: int
     operating_limit: float | None
+    share: float = 1.0
 
 
 class PortalPacings:
@@ -103,13 +113,15 @@ class PortalPacings:
         if not url:
             return None
         rate, burst, limit = RunConfig.pacing_limits(options)
+        share = float(options.get("share") or 1.0)
         key = portal_identity(str(url))
         with self._lock:
             known = self._limits.get(key)
             if known is None:
-                self._limits[key] = _Limits(rate, burst, limit)
+                self._limits[key] = _Limits(rate, burst, limit, share)
             else:
                 known.rate, known.burst = min(known.rate, rate), min(known.burst, burst)
+                known.share = min(known.share, share)
                 if limit is not None:
                     known.operating_limit = min(known.operating_limit or limit, limit)
         return key
@@ -126,10 +138,14 @@ class PortalPacings:
                 return made
             if key not in self._limits:
                 rate, burst = config.effective_rate
-                self._limits[key] = _Limits(rate, burst, config.operating_limit)
+                self._limits[key] = _Limits(rate, burst, config.operating_limit, config.share)
             limits = self._limits[key]
             made = PortalPacing.new(
-                limits.rate, limits.burst, limits.operating_limit, SharedClock(self._stop)
+                limits.rate,
+                limits.burst,
+                limits.operating_limit,
+                SharedClock(self._stop),
+                limits.share,
             )
             self._made[key] = made
             return made

@@ -8,6 +8,7 @@ input order, flushed unit by unit. Every input row gets exactly one line.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -26,6 +27,7 @@ from filelock import FileLock, Timeout
 
 from cleanup.clock import Clock, SystemClock
 from cleanup.errors import ConfigError, FatalAPIError, LockedError, OutputError
+from cleanup.exits import EXIT_PAUSED, TIME_UP
 from cleanup.inputs.readers import Table
 from cleanup.inputs.select import open_rows
 from cleanup.inputs.validate import Row, Validator
@@ -44,7 +46,7 @@ from cleanup.outputs.report import (
     read_report,
     written_by_dry_run,
 )
-from cleanup.outputs.summary import write_summary
+from cleanup.outputs.summary import summary_path, write_summary
 from cleanup.pacing.budget import OperatingBudget
 from cleanup.pacing.retry import RetryPolicy
 from cleanup.pacing.throttle import Throttle, ideal_seconds
@@ -64,9 +66,11 @@ from cleanup.results import (
     statuses_of,
 )
 from cleanup.run.actions import DELETE, Action, Doubt, delete_action, skip_description, stopped_why
+from cleanup.run.bounds import TimeBound, config_bound
 from cleanup.run.config import NO_CREDENTIALS, RunConfig, load_bot_tokens
 from cleanup.run.engine import Engine
-from cleanup.run.planner import Batch, Planner, count_batches, estimate_seconds
+from cleanup.run.estimate import Estimate, estimate, how_far_off
+from cleanup.run.planner import Batch, Planner, count_batches
 from cleanup.run.pool import WorkerPool
 from cleanup.run.portals import PortalPacing, sleeping_on
 from cleanup.run.progress import ProgressCallback, ProgressUpdate
@@ -119,6 +123,7 @@ def run_file(
     on_progress: ProgressCallback | None = None,
     action: Action = DELETE,
     pacing: PortalPacing | None = None,
+    bound: TimeBound | None = None,
 ) -> RunSummary:
     """One run: the input file `config` names, to its report. Raises CleanupError subclasses
     for problems with the run as a whole (configuration, unreadable input, lock); row problems
@@ -126,7 +131,9 @@ def run_file(
     as rows finish and while the run waits on a portal limit.
 
     `pacing`: the portal's bucket and operating-time budget when other runs on the same
-    portal share them (`cleanup.run.portals`); by default the run has its own."""
+    portal share them (`cleanup.run.portals`); by default the run has its own. `bound`: when
+    the run must stop sending (a job file's run passes what is left of its own); by default
+    the config's --max-duration and window, from now."""
     config.check()
     if action is DELETE:
         action = delete_action(absent_as_failed=config.absent_as_failed)
@@ -142,8 +149,25 @@ def run_file(
     validator = Validator(
         allow_unknown_reactions=config.allow_unknown_reactions, bot_tokens=bot_tokens
     )
+    start = _start_of(config, auth, table, action)
+    if config.dry_run:
+        return _dry_run(config, table, validator, start, stop, action)
+    if auth is None:  # check() refuses such a run; a caller that skipped it gets the same word
+        raise ConfigError(NO_CREDENTIALS)
+    lock = lock_report(config.report_path)
+    try:
+        with sleeping_on(stop.event):
+            parts = _Parts.build(config, auth, bot_tokens, clock, action, pacing)
+            run = _Run(config, table, validator, start, parts, stop, on_progress)
+            return run.execute(bound if bound is not None else config_bound(config))
+    finally:
+        lock.release()
+
+
+def _start_of(config: RunConfig, auth: Auth | None, table: Table, action: Action) -> _Start:
+    """What the summary takes from the run's start."""
     rate, burst = config.effective_rate
-    start = _Start(
+    return _Start(
         run_id=config.run_id or uuid.uuid4().hex[:12],
         input=str(config.input),
         report=None if config.dry_run else str(config.report_path),
@@ -159,18 +183,8 @@ def run_file(
         undo_of=str(config.input) if action.undo else None,
         retry_run=config.retry_run,
         settings=config.settings(),
+        share=config.share,
     )
-    if config.dry_run:
-        return _dry_run(config, table, validator, start, stop, action)
-    if auth is None:  # check() refuses such a run; a caller that skipped it gets the same word
-        raise ConfigError(NO_CREDENTIALS)
-    lock = lock_report(config.report_path)
-    try:
-        with sleeping_on(stop.event):
-            parts = _Parts.build(config, auth, bot_tokens, clock, action, pacing)
-            return _Run(config, table, validator, start, parts, stop, on_progress).execute()
-    finally:
-        lock.release()
 
 
 class _Start(TypedDict):
@@ -189,6 +203,37 @@ class _Start(TypedDict):
     undo_of: str | None
     retry_run: int
     settings: dict[str, Any]
+    share: float
+
+
+def run_estimate(config: RunConfig, rows: int, bound: TimeBound | None) -> Estimate:
+    """How long `rows` take at the run's pace and share, and what fits in its bound."""
+    rate, burst = config.effective_rate
+    seconds = bound.seconds if bound is not None and bound.seconds != math.inf else None
+    return estimate(
+        rows,
+        rate=rate,
+        burst=burst,
+        share=config.share,
+        batch_size=config.batch_size,
+        single=_single_because(config),
+        bound_s=seconds,
+    )
+
+
+def _single_because(config: RunConfig) -> str:
+    """Why the run will send single calls: --mode single, or the portal refused batch for
+    this report's earlier run (--resume); "" when it will send batches."""
+    if config.mode == "single":
+        return "--mode single"
+    if config.mode == "auto" and config.resume:
+        try:
+            earlier = json.loads(summary_path(config.report_path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return ""
+        if isinstance(earlier, dict) and earlier.get("fallback_to_single"):
+            return "the portal refused batch in the earlier run"
+    return ""
 
 
 def open_input(config: RunConfig) -> Table:
@@ -259,8 +304,7 @@ def _dry_run(
                     examples.append(f"row {checked.row_at(i)}: {description}")
             if writer is not None:
                 writer.write(checked.as_planned())
-    per_call = 1 if config.mode == "single" else config.batch_size
-    planned = count_batches(to_send, per_call)
+    guess = run_estimate(config, to_send, config_bound(config))
     interrupted, exit_code = concluded(
         stopped_by=stop.reason,
         aborted_code=None,
@@ -275,8 +319,9 @@ def _dry_run(
         by_error=dict(tally.by_error.most_common()),
         elapsed_s=time.monotonic() - t0,
         to_send=to_send,
-        planned_calls=planned,
-        estimated_s=estimate_seconds(planned, start["rate"], start["burst"]),
+        planned_calls=guess.calls,
+        estimated_s=guess.seconds,
+        estimate=guess.as_dict(),
         examples=tuple(examples),
         left_out=int(table.detected.get("left_out", 0)),
         interrupted=interrupted,
@@ -340,7 +385,7 @@ class _Parts:
     ) -> _Parts:
         if pacing is None:
             rate, burst = config.effective_rate
-            pacing = PortalPacing.new(rate, burst, config.operating_limit, clock)
+            pacing = PortalPacing.new(rate, burst, config.operating_limit, clock, config.share)
         throttle, budget = pacing.throttle, pacing.budget
         transport = HTTPTransport(
             auth,
@@ -461,10 +506,28 @@ class _Run:
         parts.transport.on_request.append(self._observe_request)
         self.aborted: FatalAPIError | None = None
         self.waited_before = parts.throttle.waited_so_far()  # a shared bucket's earlier waits
+        self.bound: TimeBound | None = None
+        self.estimate: dict[str, Any] | None = None  # what the run said before sending
+        self.engine.time_up = self._time_up
 
     # ------------------------------------------------------------------ main loop
 
-    def execute(self) -> RunSummary:
+    def execute(self, bound: TimeBound | None = None) -> RunSummary:
+        self.bound = bound
+        timer = None
+        if bound is not None and bound.seconds != math.inf:
+            # Time up: the same stop as a signal's (nothing new is sent, requests in flight
+            # get --stop-timeout), with its own reason: the run is paused, not interrupted.
+            timer = threading.Timer(max(bound.seconds, 0.0), self.stop.stop, (TIME_UP,))
+            timer.daemon = True
+            timer.start()
+        try:
+            return self._execute()
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _execute(self) -> RunSummary:
         cfg = self.config
         writer = ReportWriter(cfg.report_path, append=cfg.resume)
         emitter = _Emitter(writer, self._count)
@@ -478,6 +541,7 @@ class _Run:
             self.throttle.rate,
             self.throttle.burst,
         )
+        self._announce_estimate()
         self._progress()
         t0 = time.monotonic()
         complete = False
@@ -612,8 +676,38 @@ class _Run:
         done = self.tally.rows
         self.on_progress(ProgressUpdate(done, self.failed, self.total, waiting, finished))
 
+    def _announce_estimate(self) -> None:
+        """Log how long the rows will take (and what fits in the bound) before sending."""
+        total = self.total if self.total is not None else _estimate_rows(self.table)
+        if total is None:
+            return
+        todo = max(total - len(self.parts.finals) - len(self.parts.journaled), 0)
+        guess = run_estimate(self.config, todo, self.bound)
+        self.estimate = guess.as_dict()
+        log.info("%s", guess.describe())
+        if self.config.share < 1:
+            log.info(
+                "share %g: this run uses at most %.3g req/s and a burst of %d of the portal's"
+                " %g req/s and %d",
+                self.config.share,
+                self.throttle.capacity.ceiling,
+                self.throttle.burst,
+                self.start["rate"],
+                self.start["burst"],
+            )
+
+    def _time_up(self) -> str | None:
+        """The bound's words for a row left unsent when it stopped the run; None otherwise."""
+        if self.stop.reason == TIME_UP and self.bound is not None:
+            return self.bound.skip_reason
+        return None
+
     def _skip_reason(self, row: int, *, in_flight: bool = False) -> str:
-        why = stopped_why(self.aborted.code if self.aborted else None, self.stop.reason or "stop")
+        why = stopped_why(
+            self.aborted.code if self.aborted else None,
+            self.stop.reason or "stop",
+            time_up=self._time_up(),
+        )
         doubt = Doubt.EARLIER_RUN if row in self.previously_sent else Doubt.NONE
         return skip_description(why, self.engine.action.did, doubt=doubt, in_flight=in_flight)
 
@@ -634,6 +728,7 @@ class _Run:
             aborted_code=None if self.aborted is None else self.aborted.exit_code,
             rows_not_done=tally.rows_not_done,
             failed_rows_code=self.config.failed_rows_exit_code,
+            rows_skipped=tally.by_status[Status.SKIPPED],
         )
         summary = RunSummary(
             **start,
@@ -663,9 +758,27 @@ class _Run:
             aborted=None if self.aborted is None else redact(str(self.aborted)),
             interrupted=interrupted,
             exit_code=exit_code,
+            **self._bound_fields(exit_code, elapsed, tally.sent),
         )
+        if summary.paused:
+            log.warning(
+                "paused: time is up (%s); %d row(s) left for the next run (or --resume)",
+                summary.paused,
+                summary.rows_left,
+            )
         write_summary(self.config.report_path, summary)
         return summary
+
+    def _bound_fields(self, exit_code: int, elapsed: float, sent: int) -> dict[str, Any]:
+        """The time bound, why a paused run paused, and how far off the estimate was."""
+        bound = self.bound if self.bound is not None and self.bound.seconds != math.inf else None
+        paused = bound.why if bound is not None and exit_code == EXIT_PAUSED else None
+        estimate = how_far_off(self.estimate, elapsed, sent) if self.estimate else None
+        return {
+            "time_bound_s": None if bound is None else round(bound.seconds, 3),
+            "paused": paused,
+            "estimate": estimate,
+        }
 
 
 def _estimate_rows(table: Table) -> int | None:

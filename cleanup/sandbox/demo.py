@@ -145,8 +145,8 @@ def demo_command(out: Path, input_kind: str) -> None:
     HTML page people review. Prints the page's path first, alone on stdout (the rest goes
     to stderr), so `open "$(reaction-cleanup demo)"` shows it."""
     from cleanup.logs import setup_logging
+    from cleanup.outputs.after import write_outputs
     from cleanup.outputs.console import summary_lines
-    from cleanup.outputs.html import write_html
     from cleanup.run.config import RunConfig
     from cleanup.run.runner import run_file
     from cleanup.sandbox import PortalConfig, PortalState, SandboxPortal
@@ -171,7 +171,7 @@ def demo_command(out: Path, input_kind: str) -> None:
         )
         summary = run_file(config)
         left = len(state.reactions)
-    write_html(summary, report, page)
+    write_outputs(summary, config, html=page)  # as `run --html` writes it
     lines = summary_lines(summary, config)
     lines[-1:-1] = [f"html: {page}"]  # the one-line SUMMARY stays last
     for line in lines:

@@ -36,14 +36,18 @@ MARKER = re.compile(r"^<!-- reference: ([\w-]+) -->$", re.M)
 
 def plain(text: str) -> str:
     """Text from the code as Markdown shows it: one line, `*` and `<` not read as markup."""
-    return " ".join(text.split()).replace("*", "\\*").replace("<", "&lt;")
+    return escaped(" ".join(text.split()))
+
+
+def escaped(text: str) -> str:
+    return text.replace("*", "\\*").replace("<", "&lt;")
 
 
 def cell(text: object) -> str:
     """One table cell: outside code spans (which a table keeps whole), plain text with `|`
-    escaped."""
+    escaped, and the spaces around a code span kept."""
     parts = " ".join(str(text).split()).split("`")
-    return "`".join(p if i % 2 else plain(p).replace("|", "\\|") for i, p in enumerate(parts))
+    return "`".join(p if i % 2 else escaped(p).replace("|", "\\|") for i, p in enumerate(parts))
 
 
 def table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:

@@ -220,11 +220,15 @@ def run_ours(
     name: str,
     *extra: str,
     timeout: float = 3600,
+    keep_report: bool = False,
 ) -> dict[str, Any]:
-    inp = write_csv(work / f"{name}.csv", rows)
+    inp = work / f"{name}.csv"
+    if not (keep_report and inp.exists()):
+        write_csv(inp, rows)
     report = work / f"{name}.report.csv"
     for old in work.glob(f"{name}.report.csv*"):
-        old.unlink()
+        if not keep_report:  # --resume continues it
+            old.unlink()
     cmd = [
         sys.executable, "-m", "cleanup", "run", str(inp),
         "--webhook", portal.webhook_url(),
@@ -525,33 +529,55 @@ def _operating_refusal_times(portal: SandboxPortal, billing: str) -> list[float]
 
 class OtherClient:
     """Another application on the same portal: `rate` cheap requests/s into the same bucket,
-    each due at its own slot (not after the previous answer), until stopped. Like any real
-    client it sends again what the portal refuses (0.1 s later) and keeps its schedule (what
-    fell behind goes as soon as the portal takes it): its offered rate stays `rate`."""
+    each due at its own slot (not after the previous answer), until stopped; with `burst`
+    (n, every) also n requests at once every `every` seconds. By default, like many real
+    clients, it sends again what the portal refuses (0.1 s later) and keeps its schedule
+    (what fell behind goes as soon as the portal takes it): its offered rate stays `rate`.
+    With `resend=False` a refused request is lost (counted in the portal's log)."""
 
-    def __init__(self, portal: SandboxPortal, rate: float, stop_after: float | None = None):
+    def __init__(
+        self,
+        portal: SandboxPortal,
+        rate: float,
+        stop_after: float | None = None,
+        *,
+        burst: tuple[int, float] = (0, 0.0),
+        resend: bool = True,
+    ):
         self.url = portal.webhook_url() + "server.time.json"
         self.interval = 1.0 / rate
         self.stop_after = stop_after
+        self.burst, self.resend = burst, resend
         self.stopped_at: float | None = None  # time.time() when it stopped
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _due(self) -> Any:
+        """Offsets (seconds from the start) of its requests, in order."""
+        steady, n, (size, every) = 1, 0, self.burst
+        while True:
+            next_steady = steady * self.interval
+            next_burst = (n + 1) * every if size else math.inf
+            if next_burst <= next_steady:
+                n += 1
+                yield from [next_burst] * size
+            else:
+                steady += 1
+                yield next_steady
+
     def _run(self) -> None:
         start = time.monotonic()
-        taken = 0  # requests the portal accepted
         with requests.Session() as session:
-            while True:
-                due = start + (taken + 1) * self.interval
-                if self.stop_after is not None and due - start >= self.stop_after:
+            for offset in self._due():
+                due = start + offset
+                if self.stop_after is not None and offset >= self.stop_after:
                     self.stopped_at = time.time()
                     return
                 if self._stop.wait(max(0.0, due - time.monotonic())):
                     return
-                while not self._send(session):  # refused (or lost): again, shortly
+                while not self._send(session) and self.resend:  # refused: again, shortly
                     if self._stop.wait(0.1):
                         return
-                taken += 1
 
     def _send(self, session: requests.Session) -> bool:
         try:

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from cleanup.run.runner import StopSignal
 from cleanup.sandbox import PortalConfig, SandboxPortal
 from tests.helpers.cli import read_report, write_rows
 from tests.helpers.jobs import BOT, ENV, Setup, likes
+from tests.helpers.processes import lines_of, sigterm_when
 
 DELETE = "imbot.v2.Chat.Message.Reaction.delete"
 PortalFactory = Callable[..., SandboxPortal]
@@ -179,18 +179,7 @@ def test_sigterm_leaves_the_file_for_the_next_run_which_finishes_it(
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            reports = s.reports_of()
-            if reports and len(reports[0].read_text().splitlines()) >= 4:
-                break
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    err = sigterm_when(proc, lambda: any(lines_of(r) >= 4 for r in s.reports_of()[:1]))
     assert proc.returncode == 143, err
     assert (s.inbox / "slow.csv").exists()
     assert (s.inbox / "later.csv").exists()  # the loop stopped: not even started

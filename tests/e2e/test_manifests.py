@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from cleanup.cli import main
-from cleanup.exits import EXIT_OUTPUT
+from cleanup.exits import EXIT_OUTPUT, EXIT_PAUSED
 from cleanup.jobs.schema import job_keys, load_job_file
 from cleanup.version import __version__
 
@@ -48,6 +48,7 @@ METRICS = {
     "reaction_cleanup_requests",
     "reaction_cleanup_limit_refusals",
     "reaction_cleanup_exit_code",
+    "reaction_cleanup_rows_left",  # issue 18
 }
 
 
@@ -248,7 +249,8 @@ def test_row_failures_are_never_retried_and_aborts_are(manifest: list[dict[str, 
         # 1 (rows failed, if the job file does not map it to 0), 2, 4 and 5 (an output file
         # not written): retrying cannot change the answer. 3 (aborted), 70 and the signals:
         # retried.
-        never = (1, 2, 4, EXIT_OUTPUT)
+        # 75 (paused by a time bound): the next scheduled run continues, not a retry now.
+        never = (1, 2, 4, EXIT_OUTPUT, EXIT_PAUSED)
         assert {code: actions.get(code) for code in never} == dict.fromkeys(never, stop)
         assert {code: actions.get(code) for code in (3, 70, 143)} == dict.fromkeys(
             (3, 70, 143), "Count"
@@ -333,7 +335,9 @@ def test_systemd_succeeds_on_row_failures_and_retries_aborts_only() -> None:
     service = JOBS / "reaction-cleanup.service"
     (exec_start,) = unit_values(service, "ExecStart")
     assert " run-job jobs/example.toml " in exec_start
-    assert set(" ".join(unit_values(service, "SuccessExitStatus")).split()) == {"1", "143"}
+    assert set(" ".join(unit_values(service, "SuccessExitStatus")).split()) == {
+        "1", str(EXIT_PAUSED), "143",
+    }  # fmt: skip
     assert unit_values(service, "Restart") == ["on-failure"]
     assert set(" ".join(unit_values(service, "RestartPreventExitStatus")).split()) == {
         "2", "4", str(EXIT_OUTPUT),
@@ -368,7 +372,17 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("code", "mailed"),
-    [(0, False), (1, False), (2, True), (3, True), (4, True), (5, True), (70, True), (143, True)],
+    [
+        (0, False),
+        (1, False),
+        (2, True),
+        (3, True),
+        (4, True),
+        (5, True),
+        (70, True),
+        (75, False),
+        (143, True),
+    ],
 )
 def test_cron_mails_only_runs_that_did_not_finish(tmp_path: Path, code: int, mailed: bool) -> None:
     (line,) = [

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import base64
 import json
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from cleanup.sandbox import PortalState, SandboxPortal
 from cleanup.sandbox.server import POSTS_PATH
 from tests.helpers.cli import portal_args, write_rows
 from tests.helpers.clock import FakeClock
+from tests.helpers.processes import lines_of, sigterm_when
 
 PortalFactory = Callable[..., SandboxPortal]
 RunCli = Callable[..., Result]
@@ -265,17 +264,7 @@ def test_a_run_stopped_by_sigterm_posts_how_it_ended(
         text=True,
     )
     report = tmp_path / "in.report.csv"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if report.exists() and len(report.read_text().splitlines()) >= 4:
-                break
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    err = sigterm_when(proc, lambda: lines_of(report) >= 4)
     assert proc.returncode == 143, err
     [message] = messages(portal)
     assert "Ended: interrupted (exit code 143): stopped by SIGTERM" in message["message"]
@@ -409,8 +398,8 @@ def test_limits_and_server_errors_are_waited_out_through_the_retry_policy(
     portal.inject("limit", "http500", "operating")
     clock = FakeClock()
     told = notify.notify_run(summary, config, clock=clock).notification
-    assert told is not None and told["status"] == "sent"
-    assert told["attachment"] == "sent"
+    assert told is not None and told.status == "sent"
+    assert told.attachment == "sent"
     assert len(messages(portal)) == 1 and len(files(portal)) == 1
     assert len(clock.sleeps) >= 3  # one wait per refusal or error, on the injected clock
     assert summary.exit_code == 1  # unchanged
@@ -425,8 +414,8 @@ def test_a_network_fault_after_the_retries_is_a_failed_notification(
     clock = FakeClock()
     with caplog.at_level("ERROR", logger="cleanup"):
         told = notify.notify_run(summary, config, clock=clock).notification
-    assert told is not None and told["status"] == "failed"
-    assert told["error"] == notify.NETWORK_ERROR
+    assert told is not None and told.status == "failed"
+    assert told.error == notify.NETWORK_ERROR
     assert portal.state.posted() == []
     assert summary.exit_code == 1
     [line] = [r.getMessage() for r in caplog.records if "notification" in r.getMessage()]

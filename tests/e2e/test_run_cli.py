@@ -755,8 +755,10 @@ def test_dry_run_sends_nothing_and_estimates(
     err = result.stderr
     assert "260 to send" in err and "1 invalid" in err and "1 duplicate" in err
     assert "6 batch call(s)" in err  # 260 rows / 50
-    # 6 calls at 2 req/s with no burst: the first goes at once, 5 more 0.5 s apart.
-    assert "about 2 s at 2 req/s" in err or "about 3 s at 2 req/s" in err, err
+    # 6 calls at 2 req/s with no burst: the first goes at once, 5 more 0.5 s apart, and the
+    # last answer takes a round trip (guessed 1 s for a batch before any request).
+    assert "about 4 s at 2 req/s" in err, err
+    assert "estimate: 260 row(s) in 6 batch requests take about 4 s" in err
     assert "row 261: messageId" in err
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cleanup.pacing.retry import RetryPolicy
-from cleanup.pacing.throttle import Throttle
+from cleanup.pacing.throttle import DITHER, Throttle
 from cleanup.sandbox.limits import LeakyBucket
 from tests.helpers.clock import FakeClock
 
@@ -85,17 +85,22 @@ def simulate_workers(
     refusal_latency: float = 0.01,
     jitter: float = 0.01,
     seed: int = 1,
+    other_resends: bool = True,
+    share: float = 1.0,
 ) -> Outcome:
     """Like `simulate`, with the job as it runs: `workers` requests in flight, each accepted
     answer `latency` seconds after it left, a refused one `refusal_latency` after it reached
     the portal, then the engine's backoff before the re-send; each request reaches the portal
     up to `jitter` seconds after it left. The other client is a real client too: what the
     portal refuses it, it sends again 0.1 s later, and it keeps its schedule (what fell
-    behind goes as soon as the portal takes it): its rate stays `other`."""
+    behind goes as soon as the portal takes it): its rate stays `other`. With
+    `other_resends=False` a refused request of the other client is lost (counted)."""
     rng = random.Random(seed)
     clock = FakeClock()
     start = clock.now()
-    throttle = Throttle(told, burst, clock=clock)
+    throttle = Throttle(
+        told, burst, clock=clock, share=share, rng=random.Random(seed), dither=DITHER
+    )
     portal = LeakyBucket(clock)
     policy = RetryPolicy(jitter=0.0)
     outcome = Outcome(0.0, 0)
@@ -129,7 +134,7 @@ def simulate_workers(
             ok = portal.try_acquire(real, burst)
             outcome.other_sent += 1
             outcome.other_refused += not ok
-            backlog -= ok
+            backlog -= ok or not other_resends
             if backlog:
                 at(now + (0.01 if ok else 0.1), "other_send")
         elif kind == "want":
@@ -141,6 +146,7 @@ def simulate_workers(
             with throttle._lock:
                 pause_seen, epoch = throttle._paused_until, throttle._epoch
             wait, interval, jumps = throttle._reserve()
+            wait += throttle.dither()
             at(now + wait, "wake", worker, refusals, (pause_seen, epoch, interval, jumps))
         elif kind == "wake":
             worker, refusals, slot = data

@@ -40,6 +40,26 @@ def wait_until(cond: Callable[[], bool], proc: subprocess.Popen[bytes] | None = 
         time.sleep(0.002)
 
 
+def sigterm_when(proc: subprocess.Popen[str], ready: Callable[[], bool]) -> str:
+    """SIGTERM to `proc` once `ready()` holds (or after DEADLINE: the test then sees how it
+    ended); waits for it to end and returns its stderr. Killed if it does not end."""
+    try:
+        end = time.monotonic() + DEADLINE
+        while time.monotonic() < end and not ready():
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=DEADLINE)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return err
+
+
+def lines_of(path: Path) -> int:
+    """How many lines a file has so far (0 while it does not exist)."""
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
 def kill9(proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.communicate()

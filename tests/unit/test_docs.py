@@ -116,6 +116,18 @@ def test_every_summary_field_and_input_ending_is_in_the_reference() -> None:
         assert f"| `{ending}` |" in endings, ending
 
 
+def test_every_summary_field_says_what_it_means() -> None:
+    """A field added to RunSummary must carry its meaning (a comment beside or above it in
+    cleanup/results.py, or a description), so the generated table has no empty cell."""
+    generated = REFERENCE.summary_fields().splitlines()[2:]
+    fields = results.RunSummary.model_json_schema(mode="serialization")["properties"]
+    assert len(generated) == len(fields)
+    for line in generated:
+        name, _kind, meaning = (c.strip() for c in line.strip("|").split(" | ", 2))
+        assert meaning, f"summary field {name} has no meaning in the reference"
+        assert "``" not in meaning and not re.search(r"\w`\w", meaning), line
+
+
 def test_the_readme_is_short_and_its_links_lead_somewhere() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert len(readme.splitlines()) <= 250

@@ -95,7 +95,7 @@ def test_exit_code_severity() -> None:
     assert _homes(lambda s: " > 70 > " in s or "130/143 >" in s) == []  # printed, not written
     run_job = main.get_command(click.Context(main), "run-job")
     assert run_job is not None and exits.SEVERITY_ORDER in (run_job.help or "")
-    assert exits.SEVERITY_ORDER == "130/143 > 70 > 5 > 3 > 2 > 4 > 1 > 0"
+    assert exits.SEVERITY_ORDER == "130/143 > 70 > 5 > 3 > 2 > 4 > 1 > 75 > 0"
 
 
 def test_turning_an_exception_into_problem_lines() -> None:

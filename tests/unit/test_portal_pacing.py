@@ -97,3 +97,14 @@ def test_failed_rows_exit_code_is_0_or_1() -> None:
 
     with pytest.raises(ConfigError, match="failed_rows_exit_code must be at most 1"):
         RunConfig(input=Path("x.csv"), failed_rows_exit_code=3)
+
+
+def test_job_files_on_one_portal_take_the_smallest_share() -> None:
+    pacings = PortalPacings()
+    url = "https://a.example/rest/1/one/"
+    pacings.expect({"webhook": url, "share": 0.5})
+    pacings.expect({"webhook": url})
+    made = pacings.for_config(config(url))
+    assert made is not None
+    assert made.throttle.share == 0.5
+    assert (made.throttle.rate, made.throttle.burst) == (1.0, 25)  # half of 2/s and 50
