@@ -95,7 +95,7 @@ def _dry_run_lines(s: RunSummary, config: RunConfig) -> list[str]:
         head,
         f"would make {s.planned_calls} {'single' if single else 'batch'} call(s) of up to "
         f"{1 if single else config.batch_size} rows: about {s.estimated_s:.0f} s at "
-        f"{s.rate:g} req/s (burst {s.burst})",
+        f"{s.rate * s.share:g} req/s (burst {max(1, int(s.burst * s.share))})",
     ]
     if s.estimate:
         lines.append(str(s.estimate.get("said", "")))

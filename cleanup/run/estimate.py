@@ -3,7 +3,7 @@ run's share, and with a time bound how many rows this run finishes and how many 
 file needs. A pure function of its inputs; the runner logs it at the start (and the dry run
 prints it), puts it in the summary, and afterwards records how far off it was.
 
-The pace is the pacing's own: the job's part of the bucket (the share's burst, less the
+The pace is the pacing's own: the run's part of the bucket (the share's burst, less the
 headroom the throttle keeps free) leaves at once, then one request every 1/(share x rate);
 the last answer takes a request's round trip (`LATENCY`, a guess before any request: about
 a second for a batch of 50 on a portal, less for a single call).
@@ -28,8 +28,8 @@ class Estimate:
     mode: str  # "batch" or "single"
     why_single: str  # why single calls ("" in batch mode)
     calls: int
-    rate: float  # the job's requests/s (share x the portal's)
-    burst: int  # the job's part of the bucket it may send at once
+    rate: float  # the run's requests/s (share x the portal's)
+    burst: int  # the run's part of the bucket it may send at once
     share: float
     seconds: float
     bound_s: float | None = None  # the run's time bound
