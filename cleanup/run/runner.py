@@ -492,6 +492,9 @@ class _Run:
         self.parts, self.stop = parts, stop
         self.engine, self.throttle = parts.engine, parts.throttle
         self.previously_sent = parts.journal.previously_sent
+        # Rows a unit handed back unsent when the run fell back to single calls.
+        self.engine.hand_back = True
+        self.returned: deque[Row] = deque()
         self.planner = Planner(lambda: 1 if self.engine.single else config.batch_size)
         self.pool = WorkerPool(
             lambda rows: self.engine.run_unit(rows, self.previously_sent),
@@ -602,14 +605,17 @@ class _Run:
                 self._drain(emitter, block=True)
 
     def _submit(self, batches: list[Batch], emitter: _Emitter) -> None:
-        for batch in batches:
+        """Send `batches`; first the rows a unit handed back (each a unit of its own)."""
+        todo = deque(batch.rows for batch in batches)
+        while todo or self.returned:
             while len(self.pool.inflight) >= self._concurrency() and not self.stop.is_set:
                 self._drain(emitter, block=True)
+            rows = [self.returned.popleft()] if self.returned else todo.popleft()
             if self.stop.is_set:
-                for row in batch.rows:
+                for row in rows:
                     emitter.put(row.result(Status.SKIPPED, "", self._skip_reason(row.row)))
                 continue
-            self.pool.submit(batch.rows)
+            self.pool.submit(rows)
 
     def _drain(self, emitter: _Emitter, *, block: bool, timeout: float = 0.2) -> None:
         while (result := self.pool.result(block=block, timeout=timeout)) is not None:
@@ -618,6 +624,9 @@ class _Run:
             self.parts.journal.done(result.results)
             for r in result.results:
                 emitter.put(r)
+            if result.handed_back:  # sent next, row by row, in input order (the report's)
+                rows = sorted([*self.returned, *result.handed_back], key=lambda r: r.row)
+                self.returned = deque(rows)
             if result.fatal is not None and self.aborted is None:
                 self.aborted = result.fatal
                 log.error("aborting: %s", redact(str(result.fatal)))
@@ -630,7 +639,10 @@ class _Run:
 
     def _finish_inflight(self, emitter: _Emitter) -> None:
         deadline: float | None = None
-        while self.pool.inflight:
+        while self.pool.inflight or self.returned:
+            if self.returned:
+                self._submit([], emitter)
+                continue
             if self.stop.is_set and deadline is None:
                 deadline = time.monotonic() + self.config.stop_timeout
             if deadline is not None and time.monotonic() > deadline:

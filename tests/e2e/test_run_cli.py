@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import json
 import socket
+import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -316,6 +318,41 @@ def test_batch_not_allowed_with_concurrent_batches_in_flight(
     assert [r["status"] for r in report_of(path)] == ["removed"] * 200
     assert result.stderr.count("one by one") == 1
     assert reactions_left(portal) == set()
+
+
+def test_after_the_fallback_each_row_reaches_the_report_as_it_is_done(
+    portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
+) -> None:
+    """QA round 2: after the portal refused batch, a unit's 50 single calls settled together,
+    so the report stayed empty until they were all answered. Sampled while the run goes:
+    rows are in the report (flushed) while most deletes are still to come."""
+    config = PortalConfig(batch_not_allowed="call", latency=0.03)
+    portal = portal_factory(likes(100), config=config)
+    path = write_rows(tmp_path / "in.csv", likes(100))
+    report = tmp_path / "in.report.csv"
+    samples: list[tuple[int, int]] = []  # (deletes done, report lines with a row)
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            deleted = 100 - len(reactions_left(portal))
+            lines = report.read_text(encoding="utf-8").count("\n") - 1 if report.exists() else 0
+            samples.append((deleted, max(lines, 0)))
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        result = run(run_cli, portal, path, "--concurrency", "2")
+    finally:
+        done.set()
+        watcher.join()
+    assert result.exit_code == 0, result.stderr
+    assert [r["status"] for r in report_of(path)] == ["removed"] * 100
+    # Before: the first line came with the first unit's 50th answer.
+    early = [lines for deleted, lines in samples if deleted <= 40]
+    assert max(early, default=0) >= 5, [s for s in sorted(set(samples)) if s[1] or s[0] > 90]
+    assert {r["attempts"] for r in report_of(path)} == {"1"}
 
 
 def test_mode_single_never_batches(
