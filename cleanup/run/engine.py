@@ -265,6 +265,7 @@ class Engine:
         pending = self._drop_failed_bots(states, unit)
         while pending:
             if self.single:
+                self._void_batch_attempts(pending)
                 if self.hand_back and len(pending) > 1:
                     unit.handed_back = [s.row for s in pending]
                     return
@@ -277,6 +278,16 @@ class Engine:
                 sent, rest = pending[: len(batch)], pending[len(batch) :]
                 pending = self._batch_round(batch, sent, unit) + rest
             pending = self._drop_failed_bots(pending, unit)
+
+    def _void_batch_attempts(self, pending: list[_RowState]) -> None:
+        """Rows about to go as single calls after the fallback: this run's batch requests
+        that carried them (answers lost, or unknown) never ran the method, which the portal
+        refuses in batch. Not attempts, and no doubt (the journal forgets them too)."""
+        for state in pending:
+            for _ in range(state.attempts - state.earlier):
+                self._unsent([state])
+            state.attempts = state.earlier
+            state.maybe_done = state.earlier > 0
 
     # ------------------------------------------------------------------ sending
 
