@@ -588,10 +588,10 @@ class _Run:
             emitter.put(self.engine.action.adopt(item))
         elif item.row in self.parts.finals:
             emitter.put(self.parts.finals[item.row], write=False)
-            self.tally.resumed_rows += 1
+            self.tally.resumed(self.parts.finals[item.row])
         elif (known := self.parts.journaled.get(item.row)) is not None:
-            emitter.put(item.result(*known))
-            self.tally.resumed_rows += 1
+            emitter.put(result := item.result(*known))
+            self.tally.resumed(result)
         elif self.stop.is_set:
             emitter.put(item.result(Status.SKIPPED, "", self._skip_reason(item.row)))
         elif (failed := self.engine.bot_failure(item)) is not None:
@@ -734,7 +734,8 @@ class _Run:
         # A request's typical round trip, not the EWMA (seeded with a guess, it still carries
         # the guess after a short run and would put the "maximum" below what was achieved).
         typical = statistics.median(e for _, e, _ in self.timeline) if self.timeline else 0.0
-        batches = count_batches(tally.sent, per_request)
+        sent = tally.sent - tally.resumed_sent  # this run's (not the rows kept, --resume)
+        batches = count_batches(sent, per_request)
         interrupted, exit_code = concluded(
             stopped_by=self.stop.reason,
             aborted_code=None if self.aborted is None else self.aborted.exit_code,
@@ -760,17 +761,19 @@ class _Run:
             ideal_s=ideal_seconds(batches, start["rate"], start["burst"], typical),
             retries=stats.retries,
             outage_s=round(self.engine.hold.waited_s(), 3),
+            outage_open=self.engine.hold.away_for() > 0,
             token_refreshes=getattr(self.parts.auth, "refreshes", 0),
             fallback_to_single=stats.fallback,
             concurrency=self.config.concurrency or self._concurrency(),
             resumed_rows=tally.resumed_rows,
+            resumed_sent=tally.resumed_sent,
             given_up=tally.given_up,
             left_out=int(self.table.detected.get("left_out", 0)),
             timeline=_timeline(self.timeline, start["started_at"]),
             aborted=None if self.aborted is None else redact(str(self.aborted)),
             interrupted=interrupted,
             exit_code=exit_code,
-            **self._bound_fields(exit_code, elapsed, tally.sent),
+            **self._bound_fields(exit_code, elapsed, sent),
         )
         if summary.paused:
             log.warning(
