@@ -124,6 +124,7 @@ def run_file(
     action: Action = DELETE,
     pacing: PortalPacing | None = None,
     bound: TimeBound | None = None,
+    rows_to_send: int | None = None,
 ) -> RunSummary:
     """One run: the input file `config` names, to its report. Raises CleanupError subclasses
     for problems with the run as a whole (configuration, unreadable input, lock); row problems
@@ -133,7 +134,9 @@ def run_file(
     `pacing`: the portal's bucket and operating-time budget when other runs on the same
     portal share them (`cleanup.run.portals`); by default the run has its own. `bound`: when
     the run must stop sending (a job file's run passes what is left of its own); by default
-    the config's --max-duration and window, from now."""
+    the config's --max-duration and window, from now. `rows_to_send`: how many rows the run
+    will send, when the caller knows (an undo counts its removed rows) and the input's size
+    does not say it: for the estimate before sending, and the progress's total."""
     config.check()
     if action is DELETE:
         action = delete_action(absent_as_failed=config.absent_as_failed)
@@ -159,6 +162,9 @@ def run_file(
         with sleeping_on(stop.event):
             parts = _Parts.build(config, auth, bot_tokens, clock, action, pacing)
             run = _Run(config, table, validator, start, parts, stop, on_progress)
+            run.rows_to_send = rows_to_send
+            if rows_to_send is not None and on_progress and not config.resume:
+                run.total = rows_to_send
             return run.execute(bound if bound is not None else config_bound(config))
     finally:
         lock.release()
@@ -511,6 +517,7 @@ class _Run:
         self.waited_before = parts.throttle.waited_so_far()  # a shared bucket's earlier waits
         self.bound: TimeBound | None = None
         self.estimate: dict[str, Any] | None = None  # what the run said before sending
+        self.rows_to_send: int | None = None  # when the caller knows (run_file's)
         self.engine.time_up = self._time_up
 
     # ------------------------------------------------------------------ main loop
@@ -690,10 +697,13 @@ class _Run:
 
     def _announce_estimate(self) -> None:
         """Log how long the rows will take (and what fits in the bound) before sending."""
-        total = self.total if self.total is not None else _estimate_rows(self.table)
-        if total is None:
-            return
-        todo = max(total - len(self.parts.finals) - len(self.parts.journaled), 0)
+        if self.rows_to_send is not None:
+            todo = self.rows_to_send
+        else:
+            total = self.total if self.total is not None else _estimate_rows(self.table)
+            if total is None:
+                return
+            todo = max(total - len(self.parts.finals) - len(self.parts.journaled), 0)
         guess = run_estimate(self.config, todo, self.bound)
         self.estimate = guess.as_dict()
         log.info("%s", guess.describe())
