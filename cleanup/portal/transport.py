@@ -256,7 +256,8 @@ class HTTPTransport:
                 # Short looks (waiting for answers in flight) are routine: debug only.
                 log.log(
                     logging.INFO if hold > 1.0 else logging.DEBUG,
-                    "operating-time budget nearly spent; holding requests %.1f s",
+                    "operating-time budget nearly spent; pausing requests %.1f s (rows that may not"
+                    " wait so long, --max-wait, fail OPERATION_TIME_LIMIT instead)",
                     hold,
                 )
             if not self.throttle.acquire(may_hold):
