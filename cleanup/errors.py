@@ -130,6 +130,16 @@ class Stopped(Exception):
     """The run is stopping (signal or abort): nothing more is sent."""
 
 
+class WaitTooLong(Exception):
+    """A request would wait out a pause (the operating-time limit, a Retry-After) longer
+    than its rows may still wait (--max-wait): it is not sent, its rows are given up."""
+
+    def __init__(self, seconds: float, reason: str) -> None:
+        super().__init__(f"would wait {seconds:.1f} s ({reason})")
+        self.seconds = seconds
+        self.reason = reason
+
+
 class NetworkError(Exception):
     """No answer. `maybe_sent` is False only when the connection never opened."""
 

@@ -58,8 +58,8 @@ ADVICE: dict[str, tuple[str, str]] = {
         "Add the bot to that chat and run these rows again, or drop the rows.",
     ),
     "REACTION_NOT_FOUND": (
-        "The bot has no such reaction on that message: it was already removed, or never set.",
-        "Usually nothing to do. If many rows have it, check that the reaction codes and message ids are the right ones.",
+        "The portal found no such reaction of the bot on that message. A row ends failed so only in two cases: the run used --absent-as-failed, and the reaction was already removed or never set (without that option such a row is absent); or the reaction is not a documented code (sent with --allow-unknown-reactions), which the portal may not know at all.",
+        "With --absent-as-failed: nothing to do if the reaction is meant to be gone; if many rows have it, check the message ids. With an undocumented code: check the code against the documented ones (an emoji such as \N{THUMBS UP SIGN} is not a code; like is), correct the rows and run them again.",
     ),
     "BOT_OWNERSHIP_ERROR": (
         "The botToken does not match this bot, or the bot belongs to another application.",

@@ -12,8 +12,9 @@ class RetryPolicy:
 
     - `max_retries`: re-sends after an answer of unknown outcome (network error, 5xx,
       garbage). Limit refusals and batch overflow do not use it: nothing ran.
-    - `max_wait`: seconds one unit of work may spend waiting in all (backoff and limits)
-      before its rows are given up as failed.
+    - `max_wait`: seconds each row may spend waiting in all (backoff, limit refusals, and
+      the pauses its requests wait out before they leave: the operating-time budget, a
+      Retry-After) before it is given up as failed; also how long an outage is waited out.
     """
 
     max_retries: int = 5

@@ -38,13 +38,17 @@ import math
 import random
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cleanup.clock import Clock, SystemClock
-from cleanup.errors import ConfigError
+from cleanup.errors import ConfigError, WaitTooLong
 from cleanup.pacing.budget import OperatingBudget
 
 log = logging.getLogger("cleanup")
+
+MayHold = Callable[[float], bool]
+OPERATING_PAUSE = "operating-time limit"  # the reason of an operating-time pause
 
 PLANS: dict[str, tuple[float, int]] = {"standard": (2.0, 50), "enterprise": (5.0, 250)}
 
@@ -156,16 +160,22 @@ class Throttle:
             self._account(now, send_at)
             return send_at - now, interval, self._jumps
 
-    def acquire(self) -> bool:
+    def acquire(self, may_hold: MayHold | None = None) -> bool:
         """Block until this request may go. False if the job is stopping.
 
         A pause that begins while the request sleeps towards its slot (a refusal's
         Retry-After, the operating-time limit) holds it too: it takes a new slot after the
-        pause instead of going out into it."""
+        pause instead of going out into it. `may_hold(seconds)` is asked before the request
+        waits out a pause (the pacing's own spacing is not asked): False raises WaitTooLong,
+        and the request does not wait (its rows' --max-wait would be exceeded)."""
         while True:
             with self._lock:
                 pause_seen = self._paused_until
                 epoch = self._epoch
+                paused = pause_seen - self.clock.now()
+                reason = self._pause_reason
+            if paused > 0 and may_hold is not None and not may_hold(paused):
+                raise WaitTooLong(paused, reason)
             wait, interval, jumps = self._reserve()
             if not self.clock.sleep(wait + self.dither()):
                 return False
@@ -270,7 +280,7 @@ class Throttle:
             return min(max(2.0, SHARED_ROOM * self.burst), SHARED_ROOM_MAX)
         return 2.0
 
-    def pause(self, seconds: float, reason: str = "operating-time limit") -> bool:
+    def pause(self, seconds: float, reason: str = OPERATING_PAUSE) -> bool:
         """Hold every request for `seconds` (used for the operating-time limit). True if this
         started or lengthened the pause, False if one already lasted as long."""
         with self._lock:

@@ -23,7 +23,7 @@ from urllib3.exceptions import NewConnectionError
 
 from cleanup.errors import ConfigError, InsecureTransportError, NetworkError, Stopped
 from cleanup.pacing.budget import OperatingBudget
-from cleanup.pacing.throttle import Throttle
+from cleanup.pacing.throttle import MayHold, Throttle
 from cleanup.portal.auth import Auth, check_transport_security
 from cleanup.portal.protocol import MAX_BATCH
 from cleanup.redact import redact
@@ -63,11 +63,21 @@ class Transport(Protocol):
     speaks HTTP to the portal; the engine's tests pass scripted ones, checked by mypy."""
 
     def call(
-        self, method: str, params: dict[str, Any], *, before_send: BeforeSend | None = None
+        self,
+        method: str,
+        params: dict[str, Any],
+        *,
+        before_send: BeforeSend | None = None,
+        may_hold: MayHold | None = None,
     ) -> Answer: ...
 
     def batch(
-        self, commands: dict[str, str], halt: int = 0, *, before_send: BeforeSend | None = None
+        self,
+        commands: dict[str, str],
+        halt: int = 0,
+        *,
+        before_send: BeforeSend | None = None,
+        may_hold: MayHold | None = None,
     ) -> Answer: ...
 
 
@@ -102,18 +112,30 @@ class HTTPTransport:
     # ------------------------------------------------------------------ public
 
     def call(
-        self, method: str, params: dict[str, Any], *, before_send: BeforeSend | None = None
+        self,
+        method: str,
+        params: dict[str, Any],
+        *,
+        before_send: BeforeSend | None = None,
+        may_hold: MayHold | None = None,
     ) -> Answer:
         """`before_send` runs once the request has its throttle slot, right before each POST
         (the journal records what goes out there, not while the request waits its turn)."""
-        return self._send(method, params, mode="single", before_send=before_send)
+        return self._send(method, params, mode="single", before_send=before_send, may_hold=may_hold)
 
     def batch(
-        self, commands: dict[str, str], halt: int = 0, *, before_send: BeforeSend | None = None
+        self,
+        commands: dict[str, str],
+        halt: int = 0,
+        *,
+        before_send: BeforeSend | None = None,
+        may_hold: MayHold | None = None,
     ) -> Answer:
         # `halt` as an integer: the server tests PHP truthiness, and the string "false" is true.
         payload = {"cmd": commands, "halt": int(halt)}
-        return self._send("batch", payload, mode="batch", before_send=before_send)
+        return self._send(
+            "batch", payload, mode="batch", before_send=before_send, may_hold=may_hold
+        )
 
     def close(self) -> None:
         session = getattr(self._local, "session", None)
@@ -137,7 +159,13 @@ class HTTPTransport:
         return session
 
     def _send(
-        self, method: str, params: dict[str, Any], *, mode: str, before_send: BeforeSend | None
+        self,
+        method: str,
+        params: dict[str, Any],
+        *,
+        mode: str,
+        before_send: BeforeSend | None,
+        may_hold: MayHold | None = None,
     ) -> Answer:
         rejected: set[str] = set()  # tokens the portal called expired or invalid for this call
         refreshed = False  # this call asked for a refresh already: "refresh once, then fatal"
@@ -146,7 +174,7 @@ class HTTPTransport:
             # The token this request carries, read from the payload itself: another worker
             # may swap the current token between two separate reads.
             token = payload.get("auth") if self.auth.token_in_use() is not None else None
-            answer = self._post_following_redirects(method, payload, mode, before_send)
+            answer = self._post_following_redirects(method, payload, mode, before_send, may_hold)
             if token is not None:
                 answer = replace(answer, token=token)
             body = answer.body
@@ -171,11 +199,16 @@ class HTTPTransport:
             return answer
 
     def _post_following_redirects(
-        self, method: str, payload: dict[str, Any], mode: str, before_send: BeforeSend | None
+        self,
+        method: str,
+        payload: dict[str, Any],
+        mode: str,
+        before_send: BeforeSend | None,
+        may_hold: MayHold | None,
     ) -> Answer:
         url = self.auth.endpoint(method)
         for _hop in range(4):
-            answer, location = self._post(url, payload, mode, before_send)
+            answer, location = self._post(url, payload, mode, before_send, may_hold)
             if location is None:
                 return answer
             target = urljoin(url, location)
@@ -204,11 +237,18 @@ class HTTPTransport:
         raise NetworkError("redirects", "too many redirects", maybe_sent=False)
 
     def _post(
-        self, url: str, payload: dict[str, Any], mode: str, before_send: BeforeSend | None
+        self,
+        url: str,
+        payload: dict[str, Any],
+        mode: str,
+        before_send: BeforeSend | None,
+        may_hold: MayHold | None,
     ) -> tuple[Answer, str | None]:
         # The operating-time budget is checked when the request's slot has come, counting
         # the commands already on their way and this request's own: with several batches
-        # in flight, a check before the wait would let them all overshoot together.
+        # in flight, a check before the wait would let them all overshoot together. A hold
+        # is a pause of the throttle: the request waits it out in `acquire`, which asks
+        # `may_hold` first (the rows' --max-wait; WaitTooLong when they may not wait so long).
         commands = _command_count(payload, mode)
         while True:
             hold = self.budget.hold_seconds(commands)
@@ -216,10 +256,11 @@ class HTTPTransport:
                 # Short looks (waiting for answers in flight) are routine: debug only.
                 log.log(
                     logging.INFO if hold > 1.0 else logging.DEBUG,
-                    "operating-time budget nearly spent; holding requests %.1f s",
+                    "operating-time budget nearly spent; pausing requests %.1f s (rows that may not"
+                    " wait so long, --max-wait, fail OPERATION_TIME_LIMIT instead)",
                     hold,
                 )
-            if not self.throttle.acquire():
+            if not self.throttle.acquire(may_hold):
                 raise Stopped
             if self.budget.try_send(commands) <= 0:  # counted as in flight from here
                 break

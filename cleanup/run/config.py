@@ -300,7 +300,7 @@ class RunConfig(BaseModel):
     max_wait: Annotated[float, Option()] = Field(
         900.0,
         ge=0,
-        description="Seconds a row may spend waiting (backoff and limits) before it fails, and seconds an outage is waited out before the run aborts (exit 3).",
+        description="Seconds a row may spend waiting (backoff and limits, including the hold before sending while the operating-time budget is spent) before it fails, and seconds an outage is waited out before the run aborts (exit 3).",
     )
     timeout: Annotated[float, Option()] = Field(
         75.0, ge=1, description="Seconds to wait for an answer."

@@ -20,12 +20,12 @@ from enum import Enum
 from typing import NamedTuple
 
 from cleanup.clock import Clock
-from cleanup.errors import FatalAPIError, NetworkError, OutputError, Stopped
+from cleanup.errors import FatalAPIError, NetworkError, OutputError, Stopped, WaitTooLong
 from cleanup.inputs.validate import Row
 from cleanup.outputs.report import Journal
 from cleanup.pacing.budget import OperatingBudget
 from cleanup.pacing.retry import RetryPolicy
-from cleanup.pacing.throttle import Throttle
+from cleanup.pacing.throttle import OPERATING_PAUSE, MayHold, Throttle
 from cleanup.portal.auth import TokenRenewal
 from cleanup.portal.classify import OPERATION_TIME_LIMIT, Kind, Outcome, is_unavailable
 from cleanup.portal.envelope import BatchEnvelope, call_outcome, single_result
@@ -217,6 +217,7 @@ class Engine:
         self.stats = EngineStats()
         self._lock = threading.Lock()
         self.failed_bots: dict[int, tuple[str, str, int]] = {}
+        self._said_too_long = False  # the warning for rows given up at a long pause, once
         # Commands per batch request; lowered when the portal shows a smaller limit.
         self.batch_limit = MAX_BATCH
         # True: a unit of several rows that is to be sent as single calls (the portal refused
@@ -296,7 +297,11 @@ class Engine:
             key: self.action.command(row, self._token(row)) for key, row in batch.commands.items()
         }
         answer = self._send(
-            states, unit, lambda before: self.transport.batch(commands, before_send=before)
+            states,
+            unit,
+            lambda before, may_hold: self.transport.batch(
+                commands, before_send=before, may_hold=may_hold
+            ),
         )
         if answer is None:
             return unit.open(states)
@@ -316,7 +321,11 @@ class Engine:
         params = self.action.params(state.row, self._token(state.row))
         method = self.action.method
         answer = self._send(
-            [state], unit, lambda before: self.transport.call(method, params, before_send=before)
+            [state],
+            unit,
+            lambda before, may_hold: self.transport.call(
+                method, params, before_send=before, may_hold=may_hold
+            ),
         )
         if answer is None:
             return
@@ -330,15 +339,25 @@ class Engine:
         self,
         states: list[_RowState],
         unit: _Unit,
-        request: Callable[[Callable[[], None] | None], Answer],
+        request: Callable[[Callable[[], None] | None, MayHold], Answer],
     ) -> Answer | None:
-        """The request's answer; None after a network failure (handled here). While the
-        portal is away, waits in the outage hold first (or is the probe)."""
+        """The request's answer; None after a network failure or a wait too long for its
+        rows (handled here). While the portal is away, waits in the outage hold first (or
+        is the probe). A pause it meets before it leaves (the operating-time limit, a
+        Retry-After) is counted against its rows' --max-wait."""
         self.hold.admit()
         try:
-            answer = request(self._journal_sent([s.row.row for s in states]))
+            answer = request(
+                self._journal_sent([s.row.row for s in states]),
+                lambda seconds: self._spend_wait(states, seconds),
+            )
         except NetworkError as exc:
             self._network_failure(exc, states, unit)
+            return None
+        except WaitTooLong as exc:
+            self.hold.release()
+            self._unsent(states)  # never left
+            self._too_long(exc, states, unit)
             return None
         except Stopped:
             self.hold.release()
@@ -554,17 +573,10 @@ class Engine:
             reset_in = min(2.0 ** (unit.operating_refusals - 1), 60.0)
         delay = self.policy.operating_wait(unit.operating_refusals, reset_in, retry_after)
         # Bounded like every other wait: a portal that keeps the method blocked must not
-        # hold the run forever. The pause itself is served by the throttle (all workers).
-        if not self._spend_wait(rows, delay):
-            for s in rows:
-                self._give_up(
-                    s,
-                    unit,
-                    Kind.OPERATING_LIMIT,
-                    OPERATION_TIME_LIMIT,
-                    "the portal's operating-time limit for the method stayed spent",
-                    MAX_WAIT_REACHED,
-                )
+        # hold the run forever. The pause itself is served by the throttle (all workers);
+        # the rows pay for it as their re-send waits it out (`_send`), so not here too.
+        if not self._may_wait(rows, delay):
+            self._too_long(WaitTooLong(delay, OPERATING_PAUSE), rows, unit)
             return
         # Everyone waits: the budget is per method, for the whole portal. Said once per
         # pause, not by every worker that runs into it.
@@ -576,9 +588,36 @@ class Engine:
                 delay,
             )
 
+    def _too_long(self, exc: WaitTooLong, rows: list[_RowState], unit: _Unit) -> None:
+        """The rows would wait out a pause past their --max-wait: given up, not held (an
+        operating-time limit: a transient failure, re-sent by run-job's retry runs)."""
+        if exc.reason == OPERATING_PAUSE:
+            kind, code = Kind.OPERATING_LIMIT, OPERATION_TIME_LIMIT
+            what = "the portal's operating-time limit for the method stayed spent"
+        else:
+            kind, code = Kind.RATE_LIMITED, "QUERY_LIMIT_EXCEEDED"
+            what = "the portal kept refusing for its rate limit"
+        with self._lock:
+            said, self._said_too_long = self._said_too_long, True
+        log.log(
+            logging.DEBUG if said else logging.WARNING,
+            "giving up rows that would wait %.0f s more for the %s, past --max-wait %.0f s "
+            "(failed %s; re-send them later)",
+            exc.seconds,
+            exc.reason,
+            self.policy.max_wait,
+            code,
+        )
+        for s in rows:
+            self._give_up(s, unit, kind, code, what, MAX_WAIT_REACHED)
+
+    def _may_wait(self, rows: list[_RowState], seconds: float) -> bool:
+        """Whether every row may still wait `seconds` more (its --max-wait)."""
+        return all(s.waited + seconds <= self.policy.max_wait for s in rows)
+
     def _spend_wait(self, rows: list[_RowState], seconds: float) -> bool:
         """Count `seconds` against each row's --max-wait; False if that would exceed one."""
-        if any(s.waited + seconds > self.policy.max_wait for s in rows):
+        if not self._may_wait(rows, seconds):
             return False
         for s in rows:
             s.waited += seconds

@@ -149,6 +149,49 @@ def test_an_outage_longer_than_max_wait_aborts_and_resume_finishes(
     assert left(portal) == set()
 
 
+@pytest.mark.parametrize("way", ["refuse", "drop"])
+def test_a_time_bound_during_an_outage_hold_pauses_the_run_cleanly(
+    portal_factory: PortalFactory,
+    relay_for: Callable[[SandboxPortal], Relay],
+    run_cli: RunCli,
+    tmp_path: Path,
+    way: str,
+) -> None:
+    # Issue 18's --max-duration fires while issue 17's hold waits out the portal (for up to
+    # --max-wait 60): the hold ends at once, the run is paused (exit 75, not 3), the rows not
+    # reached are skipped with the time-up words, none failed; --resume finishes the rest.
+    portal = portal_factory(likes(40))
+    relay = relay_for(portal)
+    path = write_rows(tmp_path / "in.csv", likes(40))
+    going = outage_after(portal, 6, getattr(relay, way), None, 0)
+    pace = ("--rate", "10", "--burst", "2", "--batch-size", "2", "--max-wait", "60")
+    result = run_cli(
+        "run", path, *relay_args(portal, relay, tmp_path, *pace, "--max-duration", "3s")
+    )
+    going.join()
+    assert result.exit_code == 75, result.stderr
+    assert "the portal is not answering" in result.stderr
+    assert "PORTAL_UNREACHABLE" not in result.stderr
+    report_path = tmp_path / "in.report.csv"
+    report = read_report(report_path)
+    now = left(portal)
+    statuses = {r["status"] for r in report}
+    assert statuses == {"removed", "skipped"}, statuses  # nothing failed, nothing lost
+    for line, key in zip(report, likes(40), strict=True):
+        if line["status"] == "removed":
+            assert key not in now, line
+        else:
+            assert key in now, line  # the relay passed nothing on: nothing of it ran
+            assert "time is up: --max-duration 3s" in line["error_description"], line
+    summary = summary_of(report_path)
+    assert summary["exit_code"] == 75 and summary["paused"] == "--max-duration 3s"
+    relay.restore()
+    again = run_cli("run", path, *relay_args(portal, relay, tmp_path, *pace, "--resume"))
+    assert again.exit_code == 0, again.stderr
+    assert {r["status"] for r in read_report(report_path)} == {"removed"}
+    assert left(portal) == set()
+
+
 # ---------------------------------------------------------------------- a budget per row
 
 

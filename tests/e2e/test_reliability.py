@@ -21,6 +21,7 @@ import pytest
 from click.testing import Result
 
 from cleanup.pacing.retry import RetryPolicy
+from cleanup.portal.classify import failed_transiently
 from cleanup.run.actions import ALREADY_ABSENT_EARLIER_RUN
 from cleanup.sandbox import PortalConfig, PortalState, SandboxPortal
 from tests.helpers.cli import read_report
@@ -370,6 +371,42 @@ def test_operating_time_limit_that_never_lifts_ends_at_max_wait(
         run_cli, tmp_path, config, "OPERATION_TIME_LIMIT",
         "--mode", mode, "--max-wait", "5", "--operating-limit", "0",
     )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_operating_time_hold_longer_than_max_wait_fails_rows_instead_of_holding(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    # QA bug 3: once the operating-time budget was spent, requests were held until the
+    # window's reset (541 s) although --max-wait was 30. The wait before a request is
+    # sent counts against its rows' --max-wait like every other: rows that would wait
+    # longer end failed OPERATION_TIME_LIMIT "gave up" (transient: a later run re-sends
+    # them) at once. Here the window's oldest part frees only after 10 min (window 100
+    # min): before the fix the run held for 600 s (the test's 120 s timeout).
+    rows, existing = workload(40)
+    config = PortalConfig(operating_limit=1.0, operating_window=6000.0, operating_cost=0.05)
+    portal = start(existing, config)
+    path = write_input(tmp_path / "in.csv", rows)
+    result = run_cli(
+        "run", path, *args(portal, tmp_path), "--mode", "single", "--concurrency", "2",
+        "--operating-limit", "0", "--max-wait", "30",
+    )  # fmt: skip
+    portal.stop()
+    assert result.exit_code == 1, result.stderr
+    assert "past --max-wait 30 s" in result.stderr
+    report = read_report(tmp_path / "in.report.csv")
+    now, had = left(portal), set(existing)
+    for line, key in zip(report, rows, strict=True):
+        assert int(line["attempts"]) == portal.carried[key], line
+        if line["status"] == "removed":
+            assert key in had and key not in now, line
+        elif line["error"] == "OPERATION_TIME_LIMIT":
+            assert key in now or key not in had, line  # never ran: still there
+    held = [r for r in report if r["error"] == "OPERATION_TIME_LIMIT"]
+    assert len(held) >= 10  # the portal ran about 20 commands; the rest were never run
+    assert all("(gave up: --max-wait reached)" in r["error_description"] for r in held)
+    assert {r["status"] for r in held} == {"failed"} and {r["attempts"] for r in held} == {"0"}
+    assert all(failed_transiently(r["error"]) for r in held)  # a retry run re-sends them
 
 
 def test_rate_limit_inside_a_batch_is_not_an_attempt(run_cli: RunCli, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from cleanup.errors import NetworkError
 from cleanup.inputs.validate import Row
 from cleanup.pacing.budget import OperatingBudget
 from cleanup.pacing.retry import RetryPolicy
-from cleanup.pacing.throttle import Throttle
+from cleanup.pacing.throttle import MayHold, Throttle
 from cleanup.portal.classify import Kind, Outcome
 from cleanup.portal.transport import Answer
 from cleanup.results import RowResult, Status
@@ -33,17 +33,38 @@ Reply = Answer | Exception | Callable[[dict[str, Any]], Answer]
 class Script:
     """Stands in for the transport: answers requests from a list, records what was sent."""
 
-    def __init__(self, *replies: Reply) -> None:
+    def __init__(self, *replies: Reply, throttle: Throttle | None = None) -> None:
         self.replies = list(replies)
         self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.throttle = throttle  # given: each request takes its slot there, as HTTP's does
 
-    def batch(self, commands: dict[str, str], halt: int = 0, *, before_send: Any = None) -> Answer:
+    def batch(
+        self,
+        commands: dict[str, str],
+        halt: int = 0,
+        *,
+        before_send: Any = None,
+        may_hold: MayHold | None = None,
+    ) -> Answer:
+        self._slot(may_hold)
         self.sent.append(("batch", dict(commands)))
         return self._next(commands)
 
-    def call(self, method: str, params: dict[str, Any], *, before_send: Any = None) -> Answer:
+    def call(
+        self,
+        method: str,
+        params: dict[str, Any],
+        *,
+        before_send: Any = None,
+        may_hold: MayHold | None = None,
+    ) -> Answer:
+        self._slot(may_hold)
         self.sent.append((method, dict(params)))
         return self._next(params)
+
+    def _slot(self, may_hold: MayHold | None) -> None:
+        if self.throttle is not None:
+            assert self.throttle.acquire(may_hold)
 
     def _next(self, request: dict[str, Any]) -> Answer:
         reply = self.replies.pop(0)
@@ -411,3 +432,51 @@ def test_a_batch_lost_before_the_fallback_is_no_attempt_at_its_rows() -> None:
     first, second = eng.run_unit(rows(2)).results
     assert (first.status, first.attempts) == (Status.REMOVED, 1)
     assert (second.status, second.attempts) == (Status.ABSENT, 1)
+
+
+# ---------------------------------------------------------------------- pauses and --max-wait
+
+
+def paused_engine(script: Script, clock: FakeClock, throttle: Throttle) -> Engine:
+    return Engine(
+        script,
+        auth=Auth(),
+        bot_tokens={BOT: "bot-token"},
+        policy=RetryPolicy(max_retries=3, max_wait=30.0),
+        mode="single",
+        clock=clock,
+        throttle=throttle,
+        budget=OperatingBudget(None, clock=clock),
+    )
+
+
+def test_a_pause_longer_than_max_wait_gives_the_rows_up_unsent_instead_of_holding() -> None:
+    # QA bug 3: the operating-time budget held requests 541 s under --max-wait 30.
+    clock = FakeClock()
+    throttle = Throttle(1000.0, 1000, clock=clock)
+    script = Script(throttle=throttle)
+    e = paused_engine(script, clock, throttle)
+    start = clock.now()
+    throttle.pause(541.4)  # what the budget does when it is spent until the window's reset
+    results = e.run_unit(rows(3)).results
+    assert seen(results) == [("failed", "OPERATION_TIME_LIMIT", 0)] * 3
+    assert all("(gave up: --max-wait reached)" in r.error_description for r in results)
+    assert script.sent == [] and clock.now() - start < 1.0  # nothing sent, nothing held
+
+
+def test_pauses_are_counted_against_each_rows_max_wait() -> None:
+    # 20 s fits in --max-wait 30 and is waited out; the next 20 s pause would make 40.
+    clock = FakeClock()
+    throttle = Throttle(1000.0, 1000, clock=clock)
+    ok = answer(200, {"result": True})
+
+    def pause_again(params: dict[str, Any]) -> Answer:
+        throttle.pause(20.0)
+        return answer(200, {"error": "OPERATION_TIME_LIMIT"})
+
+    script = Script(pause_again, ok, throttle=throttle)
+    e = paused_engine(script, clock, throttle)
+    throttle.pause(20.0)
+    first, second = e.run_unit(rows(2)).results
+    assert (first.status, first.error, first.attempts) == (Status.FAILED, "OPERATION_TIME_LIMIT", 0)
+    assert (second.status, second.attempts) == (Status.REMOVED, 1)  # its own budget is whole
