@@ -27,6 +27,7 @@ from cleanup.exits import (
     signal_exit_code,
     state_word,
 )
+from cleanup.pacing.throttle import share_part
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -401,14 +402,19 @@ class RunSummary(BaseModel):
         return rows_not_done(self.by_status)
 
     @property
+    def part(self) -> tuple[float, int]:
+        """The rate and burst this run could use: its share's part of the portal's."""
+        return share_part(self.rate, self.burst, self.share)
+
+    @property
     def share_text(self) -> str:
         """What share of the portal's limit the run used, in words; "" for all of it."""
         if self.share >= 1:
             return ""
+        rate, burst = self.part
         return (
-            f"share {self.share:g}: at most {self.rate * self.share:.3g} req/s and a burst of"
-            f" {max(1, int(self.burst * self.share))} of the portal's {self.rate:g} req/s and"
-            f" {self.burst}"
+            f"share {self.share:g}: at most {rate:.3g} req/s and a burst of {burst} of the"
+            f" portal's {self.rate:g} req/s and {self.burst}"
         )
 
     @computed_field  # type: ignore[prop-decorator]
@@ -433,7 +439,7 @@ class RunSummary(BaseModel):
         if self.ideal_s > 0 and done:
             return done / self.ideal_s
         per_request = self.batch_size if self.mode == "batch" else 1
-        return self.rate * per_request
+        return self.part[0] * per_request
 
     @property
     def state(self) -> str:

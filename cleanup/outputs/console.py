@@ -44,8 +44,8 @@ def summary_lines(s: RunSummary, config: RunConfig) -> list[str]:
     )
     lines.append(
         f"  {s.rows_per_s:.1f} rows/s; the portal's maximum for these settings: "
-        f"{s.ideal_rows_per_s:.1f} rows/s ({s.rate:g} req/s x {s.batch_size if s.mode == 'batch' else 1} rows"
-        f" after a burst of {s.burst})"
+        f"{s.ideal_rows_per_s:.1f} rows/s ({s.part[0]:g} req/s x"
+        f" {s.batch_size if s.mode == 'batch' else 1} rows after a burst of {s.part[1]})"
     )
     if s.fallback_to_single:
         lines.append(f"  fell back to single calls: {s.fallback_to_single}")

@@ -62,6 +62,12 @@ def ideal_seconds(requests: int, rate: float, burst: int, latency: float = 0.0) 
     return max(requests - burst, 0) / rate + latency
 
 
+def share_part(rate: float, burst: int, share: float) -> tuple[float, int]:
+    """A run's part of the portal's bucket under --share: f of the rate and f of the burst
+    (at least one request). The one rule the throttle, the estimate and the summary use."""
+    return rate * share, max(1, math.floor(burst * share))
+
+
 def default_headroom(burst: int) -> float:
     """Requests' worth of the bucket kept free: 2 of 50, 5 of 250; a fraction of tiny buckets
     (then each request is spaced a little more than 1/rate apart)."""
@@ -120,7 +126,7 @@ class Throttle:
         self.share = share
         self._rng = rng or random.Random()
         self._dither = dither  # intervals; the portal's pacing uses DITHER (see `dither`)
-        rate, burst = rate * share, max(1, math.floor(burst * share))
+        rate, burst = share_part(rate, burst, share)
         self.rate = rate
         self.burst = burst
         self.headroom = default_headroom(burst) if headroom is None else headroom

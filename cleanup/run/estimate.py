@@ -15,7 +15,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from cleanup.pacing.throttle import default_headroom
+from cleanup.pacing.throttle import default_headroom, share_part
 from cleanup.portal.protocol import MAX_BATCH
 from cleanup.run.planner import count_batches
 
@@ -76,8 +76,7 @@ def estimate(
     mode = "single" if single else "batch"
     per_call = 1 if single else batch_size
     calls = count_batches(rows, per_call)
-    job_rate = rate * share
-    job_burst = max(1, math.floor(burst * share))
+    job_rate, job_burst = share_part(rate, burst, share)
     at_once = max(1, math.floor(job_burst - default_headroom(job_burst)))
     latency = LATENCY[mode]
     seconds = (max(calls - at_once, 0) / job_rate + latency) if calls else 0.0

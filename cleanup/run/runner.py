@@ -49,7 +49,7 @@ from cleanup.outputs.report import (
 from cleanup.outputs.summary import summary_path, write_summary
 from cleanup.pacing.budget import OperatingBudget
 from cleanup.pacing.retry import RetryPolicy
-from cleanup.pacing.throttle import Throttle, ideal_seconds
+from cleanup.pacing.throttle import Throttle, ideal_seconds, share_part
 from cleanup.portal.auth import Auth
 from cleanup.portal.protocol import MAX_BATCH
 from cleanup.portal.transport import HTTPTransport
@@ -737,15 +737,7 @@ class _Run:
         """The run's summary, built once, and written beside the report."""
         tally, stats, t = self.tally, self.engine.stats, self.parts.transport.stats
         start = self.start
-        # The portal may have taught the engine a smaller batch than configured.
-        per_request = (
-            1 if self.engine.single else min(self.config.batch_size, self.engine.batch_limit)
-        )
-        # A request's typical round trip, not the EWMA (seeded with a guess, it still carries
-        # the guess after a short run and would put the "maximum" below what was achieved).
-        typical = statistics.median(e for _, e, _ in self.timeline) if self.timeline else 0.0
         sent = tally.sent - tally.resumed_sent  # this run's (not the rows kept, --resume)
-        batches = count_batches(sent, per_request)
         interrupted, exit_code = concluded(
             stopped_by=self.stop.reason,
             aborted_code=None if self.aborted is None else self.aborted.exit_code,
@@ -768,7 +760,7 @@ class _Run:
             limit_refusals=stats.limit_refusals,
             operating_refusals=stats.operating_refusals,
             limit_wait_s=self.throttle.waited_so_far() - self.waited_before,
-            ideal_s=ideal_seconds(batches, start["rate"], start["burst"], typical),
+            ideal_s=self._ideal_s(sent),
             retries=stats.retries,
             outage_s=round(self.engine.hold.waited_s(), 3),
             outage_open=self.engine.hold.away_for() > 0,
@@ -793,6 +785,19 @@ class _Run:
             )
         write_summary(self.config.report_path, summary)
         return summary
+
+    def _ideal_s(self, sent: int) -> float:
+        """What a client keeping the run's part of the bucket exactly full would need for
+        the rows this run sent (`ideal_seconds`, at the share's rate and burst)."""
+        # The portal may have taught the engine a smaller batch than configured.
+        per_request = (
+            1 if self.engine.single else min(self.config.batch_size, self.engine.batch_limit)
+        )
+        # A request's typical round trip, not the EWMA (seeded with a guess, it still carries
+        # the guess after a short run and would put the "maximum" below what was achieved).
+        typical = statistics.median(e for _, e, _ in self.timeline) if self.timeline else 0.0
+        rate, burst = share_part(self.start["rate"], self.start["burst"], self.config.share)
+        return ideal_seconds(count_batches(sent, per_request), rate, burst, typical)
 
     def _bound_fields(self, exit_code: int, elapsed: float, sent: int) -> dict[str, Any]:
         """The time bound, why a paused run paused, and how far off the estimate was."""

@@ -82,6 +82,10 @@ def test_a_share_leaves_the_rest_of_the_bucket_to_the_neighbour(
     summary = summary_of(tmp_path / "in.report.csv")
     assert summary["share"] == 0.5 and summary["settings"]["share"] == 0.5
     assert "share 0.5: at most 10 req/s and a burst of 5" in result.output
+    # The yardstick is the share's part too, not the portal's whole rate and burst.
+    assert "maximum for these settings" in result.output
+    assert "(10 req/s x 1 rows after a burst of 5)" in result.output
+    assert summary["ideal_s"] >= (40 - 5) / 10
     page = (tmp_path / "page.html").read_text()
     assert "share 0.5: at most 10 req/s and a burst of 5" in page
     assert "estimate: 40 row(s) in 40 single" not in page  # batch size 1 is not single mode
