@@ -224,7 +224,13 @@ class Tally:
     by_status: Counter[str] = field(default_factory=Counter)
     by_error: Counter[str] = field(default_factory=Counter)
     resumed_rows: int = 0
+    resumed_sent: int = 0  # of resumed_rows, those an earlier run sent (SENT_STATUSES)
     given_up: int = 0
+
+    def resumed(self, result: RowResult) -> None:
+        """A row whose result an earlier run of the report got (--resume)."""
+        self.resumed_rows += 1
+        self.resumed_sent += result.status in SENT_STATUSES
 
     def add(self, result: RowResult) -> None:
         self.rows += 1
@@ -339,6 +345,7 @@ class RunSummary(BaseModel):
     # and how far off it was (actual_s, time_off; for a run its bound cut, rows_off).
     estimate: Mapping[str, Any] | None = None
     resumed_rows: int = 0  # --resume: rows whose line the report already had
+    resumed_sent: int = 0  # of those, rows the earlier run sent (not this run's work)
     # Failed rows the run stopped trying (not the portal's answer): --resume sends them.
     given_up: int = 0
     # A re-run of a report's rows (--only / --only-error): that report.
@@ -351,6 +358,9 @@ class RunSummary(BaseModel):
     retry_run: int = 0
     # Seconds the portal was away (an outage waited out, cleanup.portal.outage).
     outage_s: float = 0.0
+    # The run ended while the portal was still away (not waited out): an outage longer than
+    # --max-wait aborts the run, or a signal or time bound ended it meanwhile.
+    outage_open: bool = False
     # run-job: rows that failed for a transient reason and that the next run re-sends (the
     # file waits in the inbox for that retry run); 0: the file does not wait for one.
     waits_retry: int = 0
@@ -382,6 +392,11 @@ class RunSummary(BaseModel):
         return sum(self.count(s) for s in SENT_STATUSES)
 
     @property
+    def sent_this_run(self) -> int:
+        """Rows this run sent: `sent` less those kept from an earlier run (--resume)."""
+        return self.sent - self.resumed_sent
+
+    @property
     def rows_not_done(self) -> int:
         return rows_not_done(self.by_status)
 
@@ -405,15 +420,16 @@ class RunSummary(BaseModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def rows_per_s(self) -> Rounded:
-        """Rows sent per second over the run (removed, failed or restored: the portal's answer)."""
-        return self.sent / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        """Rows this run sent per second (removed, absent, failed or restored: the portal's
+        answer); rows kept from an earlier run (--resume) are not this run's work."""
+        return self.sent_this_run / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def ideal_rows_per_s(self) -> Rounded:
         """What a client keeping the portal's bucket exactly full would reach on this run:
         the burst at the start counts, so a short run may beat rate x rows per request."""
-        done = self.sent
+        done = self.sent_this_run
         if self.ideal_s > 0 and done:
             return done / self.ideal_s
         per_request = self.batch_size if self.mode == "batch" else 1

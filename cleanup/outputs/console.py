@@ -118,7 +118,7 @@ def _bad_night_lines(s: RunSummary) -> list[str]:
     """An outage waited out, a retry run, and rows the next run re-sends."""
     lines = []
     if s.outage_s:
-        lines.append(f"  the portal was away for {s.outage_s:.0f} s: waited out (--max-wait)")
+        lines.append(f"  the portal was away for {s.outage_s:.0f} s: {_outage_end(s)}")
     if s.retry_run:
         lines.append(f"  retry run {s.retry_run}: re-sent the rows that had failed transiently")
     if s.waits_retry:
@@ -127,6 +127,15 @@ def _bad_night_lines(s: RunSummary) -> list[str]:
             " the next run re-sends them"
         )
     return lines
+
+
+def _outage_end(s: RunSummary) -> str:
+    """How the portal's absence ended for the run: waited out, or not."""
+    if not s.outage_open:
+        return "waited out (--max-wait)"
+    if s.aborted:
+        return "not back after --max-wait, so the run aborted"
+    return "still away when the run ended"
 
 
 def _chosen_lines(s: RunSummary, config: RunConfig) -> list[str]:

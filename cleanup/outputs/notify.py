@@ -107,6 +107,11 @@ def compose(summary: RunSummary, config: RunConfig, *, file_note: str = "") -> s
     lines.append(f"Took: {_duration(summary.elapsed_s)}")
     if summary.rows_not_done:
         lines.append(f"Rows left: {summary.rows_not_done}")
+    if summary.paused:  # skipped rows here are not a problem: the next run sends them
+        lines.append(
+            f"Paused: time is up ({summary.paused}); the {summary.rows_left} skipped row(s)"
+            " were not sent yet, and the next run continues with them"
+        )
     for command in next_commands(summary):
         if command.key in ("rerun", "undo-again"):
             lines += [f"{command.title}:", command.line]

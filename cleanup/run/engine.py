@@ -119,6 +119,9 @@ class UnitResult:
     results: list[RowResult]
     # Why the run cannot go on: the portal refused it, or the journal cannot be written.
     fatal: FatalAPIError | OutputError | None = None
+    # Rows not sent: the engine switched to single calls, and the caller sends each as a
+    # unit of its own (`Engine.hand_back`), so that each row's result is known on its own.
+    handed_back: list[Row] = field(default_factory=list)
 
 
 class _RowState:
@@ -151,13 +154,15 @@ class _Unit:
 
     def __init__(self) -> None:
         self.done: dict[int, RowResult] = {}
+        self.handed_back: list[Row] = []
         self.overflows = 0
         self.refusals = 0
         self.operating_refusals = 0
         self.refreshed = False  # an expired token per command was renewed for this unit
 
     def open(self, states: Iterable[_RowState]) -> list[_RowState]:
-        return [s for s in states if s.row.row not in self.done]
+        back = {r.row for r in self.handed_back}
+        return [s for s in states if s.row.row not in self.done and s.row.row not in back]
 
 
 Group = list[tuple[_RowState, Outcome]]
@@ -215,6 +220,10 @@ class Engine:
         self._said_too_long = False  # the warning for rows given up at a long pause, once
         # Commands per batch request; lowered when the portal shows a smaller limit.
         self.batch_limit = MAX_BATCH
+        # True: a unit of several rows that is to be sent as single calls (the portal refused
+        # the method in batch) is handed back unsent, for the caller to send row by row:
+        # one unit's 50 single calls would hold its rows' results until the last is answered.
+        self.hand_back = False
 
     # ------------------------------------------------------------------ public
 
@@ -250,12 +259,17 @@ class Engine:
             doubt = Doubt.THIS_RUN if state.maybe_done else Doubt.NONE
             note = skip_description(why, self.action.did, doubt=doubt)
             unit.done[state.row.row] = state.row.result(Status.SKIPPED, "", note, state.attempts)
-        return UnitResult([unit.done[s.row.row] for s in states], fatal)
+        results = [unit.done[s.row.row] for s in states if s.row.row in unit.done]
+        return UnitResult(results, fatal, unit.handed_back)
 
     def _send_all(self, states: list[_RowState], unit: _Unit) -> None:
         pending = self._drop_failed_bots(states, unit)
         while pending:
             if self.single:
+                self._void_batch_attempts(pending)
+                if self.hand_back and len(pending) > 1:
+                    unit.handed_back = [s.row for s in pending]
+                    return
                 for state in pending:
                     while state.row.row not in unit.done:
                         self._single_round(state, unit)
@@ -265,6 +279,16 @@ class Engine:
                 sent, rest = pending[: len(batch)], pending[len(batch) :]
                 pending = self._batch_round(batch, sent, unit) + rest
             pending = self._drop_failed_bots(pending, unit)
+
+    def _void_batch_attempts(self, pending: list[_RowState]) -> None:
+        """Rows about to go as single calls after the fallback: this run's batch requests
+        that carried them (answers lost, or unknown) never ran the method, which the portal
+        refuses in batch. Not attempts, and no doubt (the journal forgets them too)."""
+        for state in pending:
+            for _ in range(state.attempts - state.earlier):
+                self._unsent([state])
+            state.attempts = state.earlier
+            state.maybe_done = state.earlier > 0
 
     # ------------------------------------------------------------------ sending
 

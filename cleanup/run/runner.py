@@ -124,6 +124,7 @@ def run_file(
     action: Action = DELETE,
     pacing: PortalPacing | None = None,
     bound: TimeBound | None = None,
+    rows_to_send: int | None = None,
 ) -> RunSummary:
     """One run: the input file `config` names, to its report. Raises CleanupError subclasses
     for problems with the run as a whole (configuration, unreadable input, lock); row problems
@@ -133,7 +134,9 @@ def run_file(
     `pacing`: the portal's bucket and operating-time budget when other runs on the same
     portal share them (`cleanup.run.portals`); by default the run has its own. `bound`: when
     the run must stop sending (a job file's run passes what is left of its own); by default
-    the config's --max-duration and window, from now."""
+    the config's --max-duration and window, from now. `rows_to_send`: how many rows the run
+    will send, when the caller knows (an undo counts its removed rows) and the input's size
+    does not say it: for the estimate before sending, and the progress's total."""
     config.check()
     if action is DELETE:
         action = delete_action(absent_as_failed=config.absent_as_failed)
@@ -159,6 +162,9 @@ def run_file(
         with sleeping_on(stop.event):
             parts = _Parts.build(config, auth, bot_tokens, clock, action, pacing)
             run = _Run(config, table, validator, start, parts, stop, on_progress)
+            run.rows_to_send = rows_to_send
+            if rows_to_send is not None and on_progress and not config.resume:
+                run.total = rows_to_send
             return run.execute(bound if bound is not None else config_bound(config))
     finally:
         lock.release()
@@ -492,6 +498,9 @@ class _Run:
         self.parts, self.stop = parts, stop
         self.engine, self.throttle = parts.engine, parts.throttle
         self.previously_sent = parts.journal.previously_sent
+        # Rows a unit handed back unsent when the run fell back to single calls.
+        self.engine.hand_back = True
+        self.returned: deque[Row] = deque()
         self.planner = Planner(lambda: 1 if self.engine.single else config.batch_size)
         self.pool = WorkerPool(
             lambda rows: self.engine.run_unit(rows, self.previously_sent),
@@ -508,6 +517,7 @@ class _Run:
         self.waited_before = parts.throttle.waited_so_far()  # a shared bucket's earlier waits
         self.bound: TimeBound | None = None
         self.estimate: dict[str, Any] | None = None  # what the run said before sending
+        self.rows_to_send: int | None = None  # when the caller knows (run_file's)
         self.engine.time_up = self._time_up
 
     # ------------------------------------------------------------------ main loop
@@ -585,10 +595,10 @@ class _Run:
             emitter.put(self.engine.action.adopt(item))
         elif item.row in self.parts.finals:
             emitter.put(self.parts.finals[item.row], write=False)
-            self.tally.resumed_rows += 1
+            self.tally.resumed(self.parts.finals[item.row])
         elif (known := self.parts.journaled.get(item.row)) is not None:
-            emitter.put(item.result(*known))
-            self.tally.resumed_rows += 1
+            emitter.put(result := item.result(*known))
+            self.tally.resumed(result)
         elif self.stop.is_set:
             emitter.put(item.result(Status.SKIPPED, "", self._skip_reason(item.row)))
         elif (failed := self.engine.bot_failure(item)) is not None:
@@ -602,14 +612,17 @@ class _Run:
                 self._drain(emitter, block=True)
 
     def _submit(self, batches: list[Batch], emitter: _Emitter) -> None:
-        for batch in batches:
+        """Send `batches`; first the rows a unit handed back (each a unit of its own)."""
+        todo = deque(batch.rows for batch in batches)
+        while todo or self.returned:
             while len(self.pool.inflight) >= self._concurrency() and not self.stop.is_set:
                 self._drain(emitter, block=True)
+            rows = [self.returned.popleft()] if self.returned else todo.popleft()
             if self.stop.is_set:
-                for row in batch.rows:
+                for row in rows:
                     emitter.put(row.result(Status.SKIPPED, "", self._skip_reason(row.row)))
                 continue
-            self.pool.submit(batch.rows)
+            self.pool.submit(rows)
 
     def _drain(self, emitter: _Emitter, *, block: bool, timeout: float = 0.2) -> None:
         while (result := self.pool.result(block=block, timeout=timeout)) is not None:
@@ -618,6 +631,9 @@ class _Run:
             self.parts.journal.done(result.results)
             for r in result.results:
                 emitter.put(r)
+            if result.handed_back:  # sent next, row by row, in input order (the report's)
+                rows = sorted([*self.returned, *result.handed_back], key=lambda r: r.row)
+                self.returned = deque(rows)
             if result.fatal is not None and self.aborted is None:
                 self.aborted = result.fatal
                 log.error("aborting: %s", redact(str(result.fatal)))
@@ -630,7 +646,10 @@ class _Run:
 
     def _finish_inflight(self, emitter: _Emitter) -> None:
         deadline: float | None = None
-        while self.pool.inflight:
+        while self.pool.inflight or self.returned:
+            if self.returned:
+                self._submit([], emitter)
+                continue
             if self.stop.is_set and deadline is None:
                 deadline = time.monotonic() + self.config.stop_timeout
             if deadline is not None and time.monotonic() > deadline:
@@ -678,10 +697,13 @@ class _Run:
 
     def _announce_estimate(self) -> None:
         """Log how long the rows will take (and what fits in the bound) before sending."""
-        total = self.total if self.total is not None else _estimate_rows(self.table)
-        if total is None:
-            return
-        todo = max(total - len(self.parts.finals) - len(self.parts.journaled), 0)
+        if self.rows_to_send is not None:
+            todo = self.rows_to_send
+        else:
+            total = self.total if self.total is not None else _estimate_rows(self.table)
+            if total is None:
+                return
+            todo = max(total - len(self.parts.finals) - len(self.parts.journaled), 0)
         guess = run_estimate(self.config, todo, self.bound)
         self.estimate = guess.as_dict()
         log.info("%s", guess.describe())
@@ -722,7 +744,8 @@ class _Run:
         # A request's typical round trip, not the EWMA (seeded with a guess, it still carries
         # the guess after a short run and would put the "maximum" below what was achieved).
         typical = statistics.median(e for _, e, _ in self.timeline) if self.timeline else 0.0
-        batches = count_batches(tally.sent, per_request)
+        sent = tally.sent - tally.resumed_sent  # this run's (not the rows kept, --resume)
+        batches = count_batches(sent, per_request)
         interrupted, exit_code = concluded(
             stopped_by=self.stop.reason,
             aborted_code=None if self.aborted is None else self.aborted.exit_code,
@@ -748,17 +771,19 @@ class _Run:
             ideal_s=ideal_seconds(batches, start["rate"], start["burst"], typical),
             retries=stats.retries,
             outage_s=round(self.engine.hold.waited_s(), 3),
+            outage_open=self.engine.hold.away_for() > 0,
             token_refreshes=getattr(self.parts.auth, "refreshes", 0),
             fallback_to_single=stats.fallback,
             concurrency=self.config.concurrency or self._concurrency(),
             resumed_rows=tally.resumed_rows,
+            resumed_sent=tally.resumed_sent,
             given_up=tally.given_up,
             left_out=int(self.table.detected.get("left_out", 0)),
             timeline=_timeline(self.timeline, start["started_at"]),
             aborted=None if self.aborted is None else redact(str(self.aborted)),
             interrupted=interrupted,
             exit_code=exit_code,
-            **self._bound_fields(exit_code, elapsed, tally.sent),
+            **self._bound_fields(exit_code, elapsed, sent),
         )
         if summary.paused:
             log.warning(

@@ -96,7 +96,13 @@ def undo_file(
     """Send the adds (or, with dry_run, count them and estimate the time). `pacing`: the
     portal's bucket, when the caller keeps it (for the chat notification after the undo)."""
     return run_file(
-        undo.config, stop=stop, clock=clock, on_progress=on_progress, action=ADD, pacing=pacing
+        undo.config,
+        stop=stop,
+        clock=clock,
+        on_progress=on_progress,
+        action=ADD,
+        pacing=pacing,
+        rows_to_send=undo.to_restore,
     )
 
 

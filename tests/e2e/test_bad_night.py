@@ -116,7 +116,7 @@ def test_an_outage_mid_run_is_waited_out_and_every_row_removed(
     assert "the portal answers again after" in result.stderr
     summary = summary_of(report)
     assert 1.5 <= summary["outage_s"] <= 15, summary["outage_s"]
-    assert "was away for" in result.stderr
+    assert "was away for" in result.stderr and "waited out (--max-wait)" in result.stderr
     if way == "drop":
         assert relay.dropped >= 1
 
@@ -136,6 +136,9 @@ def test_an_outage_longer_than_max_wait_aborts_and_resume_finishes(
     going.join()
     assert result.exit_code == 3, result.stderr
     assert "PORTAL_UNREACHABLE" in result.stderr
+    # QA round 2: the summary said "waited out" of an outage that ended the run.
+    assert "not back after --max-wait, so the run aborted" in result.stderr, result.stderr
+    assert "waited out" not in result.stderr
     report = tmp_path / "in.report.csv"
     statuses = [r["status"] for r in read_report(report)]
     assert "failed" not in statuses and "skipped" in statuses, statuses

@@ -298,6 +298,9 @@ def test_abort_then_resume(run_cli: RunCli, tmp_path: Path) -> None:
     portal.stop()
     assert result.exit_code == 1, result.stderr
     assert "kept from the earlier run: 40 rows" in result.stderr
+    summary = json.loads((tmp_path / "in.report.csv.summary.json").read_text(encoding="utf-8"))
+    assert summary["resumed_sent"] == 40  # this run's rows/s counts its own 160
+    assert round(summary["rows_per_s"] * summary["elapsed_s"]) == 160, summary
     assert_truthful(read_any(tmp_path / "in.report.csv"), rows, existing, portal)
     assert max(portal.carried.values()) == 1
 
@@ -324,6 +327,8 @@ def test_resume_of_a_complete_report_sends_nothing(
     assert portal.stats.requests == requests
     assert read_any(report) == done
     assert "kept from the earlier run: 120 rows" in result.stderr
+    # QA round 2: rows/s counted the rows kept from the earlier run; this run sent none.
+    assert "  0.0 rows/s;" in result.stderr, result.stderr
 
 
 def test_resume_without_an_earlier_run_is_a_fresh_run(run_cli: RunCli, tmp_path: Path) -> None:

@@ -6,9 +6,12 @@ code, what stderr says, and (where it matters) what the portal really did.
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import socket
+import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -316,6 +319,65 @@ def test_batch_not_allowed_with_concurrent_batches_in_flight(
     assert [r["status"] for r in report_of(path)] == ["removed"] * 200
     assert result.stderr.count("one by one") == 1
     assert reactions_left(portal) == set()
+
+
+def test_after_the_fallback_each_row_reaches_the_report_as_it_is_done(
+    portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
+) -> None:
+    """QA round 2: after the portal refused batch, a unit's 50 single calls settled together,
+    so the report stayed empty until they were all answered. Sampled while the run goes:
+    rows are in the report (flushed) while most deletes are still to come."""
+    config = PortalConfig(batch_not_allowed="call", latency=0.03)
+    portal = portal_factory(likes(100), config=config)
+    path = write_rows(tmp_path / "in.csv", likes(100))
+    report = tmp_path / "in.report.csv"
+    samples: list[tuple[int, int]] = []  # (deletes done, report lines with a row)
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            deleted = 100 - len(reactions_left(portal))
+            lines = report.read_text(encoding="utf-8").count("\n") - 1 if report.exists() else 0
+            samples.append((deleted, max(lines, 0)))
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        result = run(run_cli, portal, path, "--concurrency", "2")
+    finally:
+        done.set()
+        watcher.join()
+    assert result.exit_code == 0, result.stderr
+    assert [r["status"] for r in report_of(path)] == ["removed"] * 100
+    # Before: the first line came with the first unit's 50th answer.
+    early = [lines for deleted, lines in samples if deleted <= 40]
+    assert max(early, default=0) >= 5, [s for s in sorted(set(samples)) if s[1] or s[0] > 90]
+    assert {r["attempts"] for r in report_of(path)} == {"1"}
+
+
+def test_a_batch_lost_before_the_fallback_does_not_count_in_attempts(
+    portal_factory: PortalFactory, run_cli: RunCli, tmp_path: Path
+) -> None:
+    """QA round 2: rows of a batch whose answer was lost, then refused as a batch, showed
+    attempts 2 though the portal ran their delete once (docs/reference/report.md)."""
+    portal = portal_factory(likes(20), config=PortalConfig(batch_not_allowed="call"))
+    portal.inject("lost_reply")  # the first batch's answer is lost; it ran nothing
+    path = write_rows(tmp_path / "in.csv", likes(20))
+    result = run(run_cli, portal, path, "--concurrency", "1")
+    assert result.exit_code == 0, result.stderr
+    report = report_of(path)
+    assert [r["status"] for r in report] == ["removed"] * 20
+    assert {r["attempts"] for r in report} == {"1"}
+    assert portal.pending_faults() == []
+    # The journal agrees (a --resume reads it): each row's lost batch was taken back.
+    journal = tmp_path / ".reaction-cleanup" / "in.report.csv.journal"
+    sent: collections.Counter[int] = collections.Counter()
+    for line in journal.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        sent.update(record.get("sent", []))
+        sent.subtract(record.get("unsent", []))
+    assert dict(sent) == dict.fromkeys(range(1, 21), 1)
 
 
 def test_mode_single_never_batches(

@@ -107,6 +107,9 @@ def test_undo_restores_exactly_the_removed_rows(run_cli: RunCli, tmp_path: Path)
     assert summary["undo_of"] == str(report)
     assert summary["left_out"] == 6  # the failed rows get no line
     assert "undo of" in result.stderr and "restored" in result.stderr
+    # Issue 18 item 3 (run, undo and run-job alike); QA round 2: undo said none.
+    assert "estimate: 54 row(s) in " in result.stderr, result.stderr
+    assert summary["estimate"]["rows"] == 54
 
 
 def test_undo_through_lost_replies_on_both_sides(run_cli: RunCli, tmp_path: Path) -> None:

@@ -419,6 +419,21 @@ def test_the_method_and_what_its_answers_mean_belong_to_the_action() -> None:
     )
 
 
+def test_a_batch_lost_before_the_fallback_is_no_attempt_at_its_rows() -> None:
+    # QA round 2: a batch whose answer was lost, then the portal refused batch: the lost
+    # request never ran the method either (the portal runs none of it in batch), so the
+    # rows' single calls are their first attempts, and a not-found is absent, not "removed
+    # by the earlier attempt".
+    lost = NetworkError("connection_lost", "closed", maybe_sent=True)
+    refused = answer(405, {"error": "ERROR_BATCH_METHOD_NOT_ALLOWED"})
+    ok = answer(200, {"result": True})
+    gone = answer(400, {"error": "REACTION_NOT_FOUND", "error_description": "not found"})
+    eng, _ = held_engine(lost, refused, ok, gone)
+    first, second = eng.run_unit(rows(2)).results
+    assert (first.status, first.attempts) == (Status.REMOVED, 1)
+    assert (second.status, second.attempts) == (Status.ABSENT, 1)
+
+
 # ---------------------------------------------------------------------- pauses and --max-wait
 
 

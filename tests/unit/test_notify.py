@@ -186,3 +186,21 @@ def test_an_answer_of_false_or_nothing_is_not_delivered(result: object, delivere
     _value, outcome = notify._delivered(result)
     assert (outcome.error == "") is delivered
     assert notify._message_id(result) == (789 if isinstance(result, dict) else None)
+
+
+def test_a_paused_run_says_why_and_that_the_next_run_continues() -> None:
+    # QA round 2: "skipped 233" with no reason read like a problem in the chat.
+    paused = summary(
+        75,
+        by_status={"removed": 67, "skipped": 233},
+        by_error={},
+        rows=300,
+        paused="--max-duration 10s",
+    )
+    text = notify.compose(paused, config())
+    assert "Ended: paused (exit code 75)" in text
+    assert (
+        "Paused: time is up (--max-duration 10s); the 233 skipped row(s) were not sent yet,"
+        " and the next run continues with them"
+    ) in text.splitlines()
+    assert "Paused:" not in notify.compose(summary(), config())
