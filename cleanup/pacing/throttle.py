@@ -249,8 +249,11 @@ class Throttle:
             if news:
                 self.stats.slowdowns += 1
                 log.info(
-                    "portal refused a request for its rate limit; capacity about %.2f req/s",
-                    self.capacity.estimate,
+                    "portal refused a request for its rate limit; %s",
+                    "its bucket was full before this run could measure its rate (a run just"
+                    " before, or another application); probing again at once"
+                    if self.capacity.guessed
+                    else f"capacity about {self.capacity.estimate:.2f} req/s",
                 )
             self._set_rate(self.capacity.rate(now))
             # Bucket full: the next request may go one interval from now, not before; after
@@ -378,14 +381,22 @@ class Capacity:
         self._refused_total = 0
         self._reacted_at = -math.inf  # when the estimate last changed on a refusal
         self._sure = False  # the estimate was measured over enough requests to trust it
+        self._guessed = False  # the estimate is the halving guess, not a measure (see refused)
         self._level = 0.0  # the modelled bucket above full (negative: room), in requests
         self._level_at = 0.0
         self._probe_at = math.inf
         self._probing = False
 
     @property
+    def guessed(self) -> bool:
+        """Whether the estimate is the halving guess of a refusal too soon to measure."""
+        return self._guessed
+
+    @property
     def shared(self) -> bool:
         """Whether the capacity measured is below the ceiling: others draw on the bucket."""
+        if self._guessed:
+            return False  # a guess proves nothing about the others (see refused)
         return self.estimate is not None and self.estimate < 0.95 * self.ceiling
 
     def rate(self, now: float) -> float:
@@ -435,15 +446,22 @@ class Capacity:
         measured = self._measure(sent_at)
         if measured is not None:
             self.estimate = max(self.floor, min(self.ceiling, measured))
+            self._guessed = False
         elif self.estimate is not None and self._probing:
             # Nothing to measure from, and refused while probing: the capacity is under the
             # probe's rate and over half of it (the probe doubled since it last fitted).
             # The next refusal measures from here.
             self.estimate = max(self.estimate, self.rate(now) / 2)
         elif self.estimate is None:
-            # Refused too soon to measure (a burst that filled the bucket at once): halve,
-            # as TCP does; a probe comes soon and measures (and doubles if this is low).
+            # Refused too soon to measure: the bucket was full before the job could fill it
+            # (the run this one resumed, or another client, left it full) or it is smaller
+            # than told. That says nothing of the rate it drains at. Halve, as TCP does, but
+            # as a guess (`_guessed`): no proof that others share the bucket (no room after
+            # it), and nothing to cruise on: the probe starts at once (at twice the guess,
+            # the ceiling), and the next refusal measures. Cruising on the guess cost half
+            # the rate for 10-15 s: slots handed out at it hold the workers behind them.
             self.estimate = max(self.floor, self.ceiling * 0.5)
+            self._guessed = True
         else:
             # Nothing to measure from (the first moment after a change): a gentle cut, the
             # next refusal measures.
@@ -457,6 +475,8 @@ class Capacity:
         # be low by a lot, and the bucket would empty while the job sends under it).
         every = PROBE_EVERY if self._sure else PROBE_EVERY / 4
         self._probe_at = now + min(max(every / self.estimate, PROBE_SPACING[0]), PROBE_SPACING[1])
+        if self._guessed:
+            self._probe_at = now  # nothing to cruise on: probe from here (see above)
         return True
 
     def _measure(self, sent_at: float) -> float | None:

@@ -87,6 +87,7 @@ def simulate_workers(
     seed: int = 1,
     other_resends: bool = True,
     share: float = 1.0,
+    left_full: bool = False,
 ) -> Outcome:
     """Like `simulate`, with the job as it runs: `workers` requests in flight, each accepted
     answer `latency` seconds after it left, a refused one `refusal_latency` after it reached
@@ -94,7 +95,8 @@ def simulate_workers(
     up to `jitter` seconds after it left. The other client is a real client too: what the
     portal refuses it, it sends again 0.1 s later, and it keeps its schedule (what fell
     behind goes as soon as the portal takes it): its rate stays `other`. With
-    `other_resends=False` a refused request of the other client is lost (counted)."""
+    `other_resends=False` a refused request of the other client is lost (counted). With
+    `left_full` the bucket starts full (the run this one resumed, say, filled it just before)."""
     rng = random.Random(seed)
     clock = FakeClock()
     start = clock.now()
@@ -102,6 +104,8 @@ def simulate_workers(
         told, burst, clock=clock, share=share, rng=random.Random(seed), dither=DITHER
     )
     portal = LeakyBucket(clock)
+    while left_full and portal.try_acquire(real, burst):
+        pass
     policy = RetryPolicy(jitter=0.0)
     outcome = Outcome(0.0, 0)
     events: list[tuple[float, int, str, tuple[Any, ...]]] = []
