@@ -92,7 +92,7 @@ class LogProgress:
 
     def _log_line(self, update: ProgressUpdate, now: float) -> None:
         elapsed = max(now - self.started, 1e-9)
-        rate = update.done / elapsed
+        rate = (update.done - update.kept) / elapsed  # this run's pace, not the kept rows'
         if update.total:
             pct = 100.0 * update.done / update.total
             eta = (update.total - update.done) / rate if rate > 0 else float("inf")

@@ -14,6 +14,7 @@ class ProgressUpdate:
     total: int | None  # rows in the input, estimated; None when unknown
     waiting: str = ""  # what the run is waiting for (a portal limit), '' when it is not
     finished: bool = False  # the last update of the run
+    kept: int = 0  # of `done`, rows kept from an earlier run (--resume): not this run's pace
 
 
 ProgressCallback = Callable[[ProgressUpdate], None]

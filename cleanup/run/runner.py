@@ -693,7 +693,11 @@ class _Run:
         if waiting is None:
             waiting = self.waiting = "" if finished else self.throttle.waiting_note()
         done = self.tally.rows
-        self.on_progress(ProgressUpdate(done, self.failed, self.total, waiting, finished))
+        self.on_progress(
+            ProgressUpdate(
+                done, self.failed, self.total, waiting, finished, self.tally.resumed_rows
+            )
+        )
 
     def _announce_estimate(self) -> None:
         """Log how long the rows will take (and what fits in the bound) before sending."""
