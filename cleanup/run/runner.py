@@ -229,16 +229,21 @@ def run_estimate(config: RunConfig, rows: int, bound: TimeBound | None) -> Estim
 
 def _single_because(config: RunConfig) -> str:
     """Why the run will send single calls: --mode single, or the portal refused batch for
-    this report's earlier run (--resume); "" when it will send batches."""
+    the run this one continues (--resume) or reads its rows from (a re-run or an undo of a
+    report); "" when it will send batches."""
     if config.mode == "single":
         return "--mode single"
-    if config.mode == "auto" and config.resume:
+    if config.mode != "auto":
+        return ""
+    earlier = [(config.report_path, "the earlier run")] if config.resume else []
+    earlier.append((config.input, f"the run of {config.input.name}"))
+    for report, which in earlier:
         try:
-            earlier = json.loads(summary_path(config.report_path).read_text(encoding="utf-8"))
+            summary = json.loads(summary_path(report).read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return ""
-        if isinstance(earlier, dict) and earlier.get("fallback_to_single"):
-            return "the portal refused batch in the earlier run"
+            continue
+        if isinstance(summary, dict) and summary.get("fallback_to_single"):
+            return f"the portal refused batch in {which}"
     return ""
 
 

@@ -182,6 +182,24 @@ def test_batch_refusal_falls_back_to_single_adds(
     assert ADD_METHOD in result.stderr  # the warning names the method refused
 
 
+def test_undo_of_a_run_that_fell_back_estimates_single_calls(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    # QA round 3: the undo of a run whose portal refused batch estimated batches ("1 s" for
+    # a 249 s undo); the undone report's summary says the portal refused batch.
+    portal, _, _, report = run_first(
+        run_cli, tmp_path, n=30, config=PortalConfig(batch_not_allowed="call")
+    )
+    assert json.loads(Path(f"{report}.summary.json").read_text())["fallback_to_single"]
+
+    result = undo(run_cli, portal, tmp_path, "--yes")
+
+    assert result.exit_code == 0, result.stderr
+    assert "single calls (the portal refused batch in the run of in.report.csv)" in result.stderr
+    summary = json.loads((tmp_path / "in.report.undo.csv.summary.json").read_text())
+    assert summary["estimate"]["mode"] == "single"
+
+
 @pytest.mark.slow
 def test_kill9_during_undo_then_resume(run_cli: RunCli, tmp_path: Path) -> None:
     portal, _, existing, report = run_first(run_cli, tmp_path, n=400)
