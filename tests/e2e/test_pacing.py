@@ -275,7 +275,11 @@ def test_auto_concurrency_spends_the_burst_with_many_in_flight(
         run_cli, portal, tmp_path, 200, "--rate", "2", "--burst", "50", "--batch-size", "5"
     )
     assert result.exit_code == 0, result.stderr
-    assert portal.stats.max_in_flight >= 10
+    # One at a time would be 1 in flight. Each send is placed at random within its slot
+    # (issue 18), so the burst's requests do not all start together: 11-13 of the workers
+    # overlap on an idle machine, 9 was seen on a loaded one (CI); 6 still tells many apart
+    # from a few.
+    assert portal.stats.max_in_flight >= 6
     assert portal.stats.requests == 40
 
 
