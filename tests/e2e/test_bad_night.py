@@ -19,16 +19,12 @@ from click.testing import Result
 from cleanup.run.actions import NOT_THERE
 from cleanup.sandbox import PortalConfig, SandboxPortal
 from tests.helpers.cli import bot_tokens_file, read_report, write_rows
+from tests.helpers.jobs import BOT, Setup, likes
 from tests.helpers.relay import Relay
 
 RunCli = Callable[..., Result]
 PortalFactory = Callable[..., SandboxPortal]
-BOT = 456
 FAST = ("--rate", "1000", "--burst", "1000", "--progress", "none")
-
-
-def likes(n: int, first: int = 1001) -> list[tuple[int, int, str]]:
-    return [(BOT, first + i, "like") for i in range(n)]
 
 
 def left(portal: SandboxPortal) -> set[tuple[int, int, str]]:
@@ -292,28 +288,9 @@ def test_an_unknown_code_not_found_stays_failed(
 
 
 def _job(root: Path, portal: SandboxPortal, **keys: Any) -> Path:
-    for name in ("inbox", "reports", "archive"):
-        (root / name).mkdir(exist_ok=True)
-    tokens = {str(b.id): b.token for b in portal.state.bots.values()}
-    (root / "bot_tokens.json").write_text(json.dumps(tokens))
-    values: dict[str, Any] = {
-        "name": "night",
-        "webhook_env": "NIGHT_WEBHOOK",
-        "bot_tokens_file": "bot_tokens.json",
-        "inbox": "inbox",
-        "reports": "reports",
-        "archive": "archive",
-        "min_age": 0,
-        "rate": 1000,
-        "burst": 1000,
-        "progress": "none",
-        "metrics_file": "reports/night.prom",
-        **keys,
-    }
-    text = "\n".join(f"{k} = {json.dumps(v)}" for k, v in values.items())
-    job = root / "job.toml"
-    job.write_text(text + "\n")
-    return job
+    """The job folder of tests.helpers.jobs, named `night`, with a metrics file."""
+    keys = {"metrics_file": "reports/night.prom", **keys}
+    return Setup(root, portal, name="night", webhook_env="NIGHT_WEBHOOK", **keys).job
 
 
 def test_run_job_retries_transient_failures_on_its_next_run(
